@@ -1,0 +1,320 @@
+"""The `digest` command: each subcommand is one call into the library."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+from sqlmodel import Session, col, func, select
+
+from digest import demo as demo_module
+from digest.config import Settings, SourceKind
+from digest.db import init_db, make_engine, open_session
+from digest.ingest import SourceReport, ingest_bytes
+from digest.models import Frequency, Paper, Subscriber
+from digest.parse import FeedError
+from digest.pipeline import SendReport, make_transport, preview as preview_digest, run_fetch, run_send, utcnow
+from digest.subscribers import Preferences, SubscriberError, by_email, normalize_email, subscribe_active
+from digest.subscribers import unsubscribe as unsubscribe_sub
+
+app = typer.Typer(help="Daily research-paper digest.", no_args_is_help=True, add_completion=False)
+out = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str) -> NoReturn:
+    """One clear line on stderr and a non-zero exit; never a traceback for a user error."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, or a one-line error naming the bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        fail(f"bad configuration DIGEST_{where.upper()}: {first['msg']}")
+
+
+@contextmanager
+def session_for(settings: Settings) -> Iterator[Session]:
+    """A session on the configured database, with the schema in place."""
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    with open_session(engine) as session:
+        yield session
+    engine.dispose()
+
+
+def parse_now(value: str | None) -> datetime:
+    """`--now` as an aware UTC datetime (naive means UTC)."""
+    if value is None:
+        return utcnow()
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"--now {value!r} is not an ISO 8601 time like 2026-11-29T08:00:00+00:00")
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+@app.callback()
+def main_options(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
+    """Configure logging for every subcommand."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@app.command("init-db")
+def init_db_command() -> None:
+    """Create the database tables (safe to run twice)."""
+    settings = load_settings()
+    with session_for(settings):
+        pass
+    out.print(f"database ready: {settings.database_url}")
+
+
+def _source_table(reports: list[SourceReport]) -> Table:
+    table = Table("source", "status", "new", "updated", "notes")
+    for r in reports:
+        status = "not modified" if r.not_modified and r.ok else ("ok" if r.ok else "[red]failed[/]")
+        notes = r.error or (f"{len(r.problems)} entries skipped" if r.problems else "")
+        table.add_row(r.name, status, str(r.new), str(r.updated), notes)
+    return table
+
+
+@app.command()
+def fetch(
+    source: Annotated[str | None, typer.Option(help="Only this configured source.")] = None,
+    file: Annotated[Path | None, typer.Option(help="Ingest a saved feed file instead of fetching.")] = None,
+    kind: Annotated[SourceKind | None, typer.Option(help="Format of --file.")] = None,
+) -> None:
+    """Fetch the configured sources (or ingest a saved feed file) and store new papers."""
+    settings = load_settings()
+    now = utcnow()
+    if file is not None:
+        _fetch_file(settings, file, kind, source, now)
+        return
+    if source is not None and source not in {s.name for s in settings.sources}:
+        fail(f"no source named {source!r}; configured: {', '.join(s.name for s in settings.sources)}")
+    with session_for(settings) as session, out.status("fetching sources…"):
+        reports = run_fetch(session, settings, now, only=source)
+    out.print(_source_table(reports))
+    if not any(r.ok for r in reports):
+        raise typer.Exit(1)
+
+
+def _fetch_file(settings: Settings, file: Path, kind: SourceKind | None, source: str | None, now: datetime) -> None:
+    if kind is None:
+        fail("--file needs --kind (arxiv-rss, arxiv-atom, hf-json or rss)")
+    try:
+        content = file.read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror or exc}")
+    name = source or f"file:{kind.value}"
+    with session_for(settings) as session:
+        try:
+            result, new, updated = ingest_bytes(session, content, kind, name, now)
+        except FeedError as exc:
+            fail(f"{file}: {exc}")
+    skipped = f", {len(result.skipped)} skipped" if result.skipped else ""
+    out.print(f"{file}: {len(result.papers)} papers parsed, {new} new, {updated} updated{skipped}")
+    if result.warning:
+        err.print(f"warning: {result.warning}", highlight=False)
+
+
+def paper_json(paper: Paper) -> dict[str, object]:
+    """The public JSON shape of a paper."""
+    return {
+        "id": paper.id,
+        "title": paper.title,
+        "authors": paper.authors,
+        "abstract": paper.abstract,
+        "categories": paper.categories,
+        "published": paper.published.isoformat() if paper.published else None,
+        "url": paper.abs_url,
+        "pdf_url": paper.pdf_url,
+        "upvotes": paper.upvotes,
+        "sources": paper.sources,
+    }
+
+
+@app.command()
+def papers(
+    since: Annotated[str | None, typer.Option(help="Only papers first seen on or after this date.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+) -> None:
+    """List stored papers, newest first."""
+    settings = load_settings()
+    query = select(Paper).order_by(col(Paper.first_seen).desc(), col(Paper.id))
+    if since:
+        try:
+            start = datetime.combine(date.fromisoformat(since), datetime.min.time(), tzinfo=UTC)
+        except ValueError:
+            fail(f"--since {since!r} is not a date like 2026-11-29")
+        query = query.where(col(Paper.first_seen) >= start)
+    with session_for(settings) as session:
+        rows = list(session.exec(query))
+    if as_json:
+        sys.stdout.write(json.dumps([paper_json(p) for p in rows], ensure_ascii=False, indent=2) + "\n")
+        return
+    table = Table("id", "title", "upvotes", "sources")
+    for p in rows:
+        table.add_row(p.id, p.title[:80], "" if p.upvotes is None else str(p.upvotes), ", ".join(p.sources))
+    out.print(table)
+
+
+@app.command()
+def subscribe(
+    email: str,
+    topic: Annotated[list[str], typer.Option("--topic", "-t", help="A topic query; repeat for more.")],
+    frequency: Annotated[Frequency, typer.Option(help="daily, weekdays or weekly.")] = Frequency.DAILY,
+    hour: Annotated[int, typer.Option(help="Local hour to send (0-23).")] = 8,
+    tz: Annotated[str, typer.Option(help="IANA time zone, e.g. Europe/Paris.")] = "UTC",
+    weekly_day: Annotated[int, typer.Option(help="Day for weekly digests, 0=Monday.")] = 0,
+    min_upvotes: Annotated[int | None, typer.Option(help="Only papers with at least this many upvotes.")] = None,
+    cap: Annotated[int, typer.Option(help="At most this many papers per email.")] = 25,
+) -> None:
+    """Add (or update) a subscriber, active at once (admin; readers use the web signup)."""
+    settings = load_settings()
+    prefs = Preferences(topic, frequency, hour, tz, weekly_day, min_upvotes, cap)
+    with session_for(settings) as session:
+        try:
+            sub = subscribe_active(session, email, prefs, utcnow())
+        except SubscriberError as exc:
+            fail(str(exc))
+    out.print(f"{sub.email} is subscribed ({sub.frequency}, {sub.send_hour:02d}:00 {sub.timezone}) to: " + "; ".join(sub.topics))
+
+
+@app.command()
+def unsubscribe(email: str) -> None:
+    """Unsubscribe an address."""
+    settings = load_settings()
+    with session_for(settings) as session:
+        try:
+            sub = by_email(session, normalize_email(email))
+        except SubscriberError as exc:
+            fail(str(exc))
+        if sub is None:
+            fail(f"no subscriber with address {email.strip()!r}")
+        changed = unsubscribe_sub(session, sub, utcnow())
+    out.print(f"{sub.email} {'is now unsubscribed' if changed else 'was already unsubscribed'}")
+
+
+def subscriber_json(sub: Subscriber) -> dict[str, object]:
+    """The JSON shape of a subscriber for `subscribers --json`."""
+    return {
+        "email": sub.email,
+        "status": sub.status.value,
+        "topics": sub.topics,
+        "frequency": sub.frequency.value,
+        "send_hour": sub.send_hour,
+        "timezone": sub.timezone,
+        "min_upvotes": sub.min_upvotes,
+        "max_papers": sub.max_papers,
+    }
+
+
+@app.command()
+def subscribers(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False) -> None:
+    """List subscribers."""
+    settings = load_settings()
+    with session_for(settings) as session:
+        rows = list(session.exec(select(Subscriber).order_by(col(Subscriber.id))))
+    if as_json:
+        sys.stdout.write(json.dumps([subscriber_json(s) for s in rows], ensure_ascii=False, indent=2) + "\n")
+        return
+    table = Table("email", "status", "schedule", "topics")
+    for s in rows:
+        table.add_row(s.email, s.status.value, f"{s.frequency.value} {s.send_hour:02d}:00 {s.timezone}", "; ".join(s.topics))
+    out.print(table)
+
+
+def print_send_report(report: SendReport, dry_run: bool) -> None:
+    """The per-reader table and the counts of a send run."""
+    table = Table("subscriber", "period", "papers", "status", "subject" if dry_run else "file")
+    for line in report.lines:
+        table.add_row(line.email, line.period, str(line.papers), line.status, line.subject if dry_run else line.file)
+    if report.lines:
+        out.print(table)
+    counts = ", ".join(f"{k}: {v}" for k, v in sorted(report.counts.items())) or "nothing was due"
+    out.print(counts)
+
+
+@app.command()
+def send(
+    now: Annotated[str | None, typer.Option(help="Pretend it is this time (ISO 8601).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be sent; record nothing.")] = False,
+) -> None:
+    """Send every digest that is due now (the same path the Celery tasks run)."""
+    settings = load_settings()
+    when = parse_now(now)
+    with session_for(settings) as session:
+        total = session.exec(select(func.count()).select_from(Subscriber)).one()
+        with Progress(console=err, transient=True) as progress:
+            task = progress.add_task("sending", total=total)
+            report = run_send(
+                session, settings, make_transport(settings), when, dry_run=dry_run,
+                progress=lambda n: progress.advance(task, n),
+            )  # fmt: skip
+    print_send_report(report, dry_run)
+    if report.counts.get("failed") or report.counts.get("unknown"):
+        raise typer.Exit(2)
+
+
+@app.command()
+def preview(
+    email: str,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write the HTML here.")] = None,
+    now: Annotated[str | None, typer.Option(help="Pretend it is this time (ISO 8601).")] = None,
+) -> None:
+    """Show the digest a subscriber would get right now (the text, or the HTML into --out)."""
+    settings = load_settings()
+    with session_for(settings) as session:
+        try:
+            sub = by_email(session, normalize_email(email))
+        except SubscriberError as exc:
+            fail(str(exc))
+        if sub is None:
+            fail(f"no subscriber with address {email.strip()!r}")
+        rendered = preview_digest(session, settings, sub, parse_now(now))
+    if rendered is None:
+        out.print(f"nothing new matches {sub.email}'s topics yet: no email would be sent")
+        return
+    if out_file is not None:
+        try:
+            out_file.write_text(rendered.html, encoding="utf-8")
+        except OSError as exc:
+            fail(f"cannot write {out_file}: {exc.strerror or exc}")
+        out.print(f"{rendered.subject}\nwrote {out_file}")
+        return
+    sys.stdout.write(f"Subject: {rendered.subject}\n\n{rendered.text}")
+
+
+@app.command()
+def demo() -> None:
+    """Run the whole pipeline on the bundled sample papers: no network, no Redis, no SMTP."""
+    settings = load_settings()
+    report = demo_module.run(settings)
+    print_send_report(report, dry_run=False)
+    out.print(f"open the .html files in {settings.outbox_dir}/ to see the digests")
+
+
+def main() -> None:
+    """Entry point of the `digest` script."""
+    app()

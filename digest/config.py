@@ -1,0 +1,128 @@
+"""The one typed Settings object, read at the edges and passed down."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+USER_AGENT = "paper-digest/0.1 (+https://github.com/paper-digest/paper-digest; daily research digest)"
+
+
+class SourceKind(StrEnum):
+    """The feed formats the parser understands."""
+
+    ARXIV_RSS = "arxiv-rss"
+    ARXIV_ATOM = "arxiv-atom"
+    HF_JSON = "hf-json"
+    RSS = "rss"
+
+
+class SourceConfig(BaseModel):
+    """One operator-configured source. `{date}` in the URL is filled with the day to fetch."""
+
+    name: str
+    kind: SourceKind
+    url: str
+    # For dated URLs (Hugging Face Daily Papers): also fetch this many earlier days,
+    # so late additions and upvote changes are picked up.
+    days_back: int = 1
+
+
+DEFAULT_SOURCES = [
+    SourceConfig(
+        name="arxiv-ai-cl-lg-cv",
+        kind=SourceKind.ARXIV_RSS,
+        url="https://rss.arxiv.org/rss/cs.AI+cs.CL+cs.LG+cs.CV",
+    ),
+    SourceConfig(
+        name="hf-daily-papers",
+        kind=SourceKind.HF_JSON,
+        url="https://huggingface.co/api/daily_papers?date={date}",
+    ),
+]
+
+
+class SmtpConfig(BaseModel):
+    """Where and how to deliver over SMTP, parsed from DIGEST_SMTP_URL."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    implicit_tls: bool = False
+    starttls: bool = False
+
+
+def parse_smtp_url(url: str, *, starttls: bool | None = None) -> SmtpConfig:
+    """Parse `smtp://user:pass@host:port` (or `smtps://` for implicit TLS)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ValueError(f"DIGEST_SMTP_URL must look like smtp://user:pass@host:port, got {url!r}")
+    implicit = parts.scheme == "smtps"
+    port = parts.port or (465 if implicit else 25)
+    return SmtpConfig(
+        host=parts.hostname,
+        port=port,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        implicit_tls=implicit,
+        starttls=(port == 587) if starttls is None else starttls,
+    )
+
+
+class Settings(BaseSettings):
+    """All configuration. Every field can be set as DIGEST_<NAME> in the environment or `.env`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DIGEST_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    database_url: str = "sqlite:///digest.sqlite3"
+    broker_url: str | None = None
+    smtp_url: str | None = None
+    smtp_starttls: bool | None = None  # None: STARTTLS on port 587, off elsewhere
+    smtp_timeout: float = 30.0
+    smtp_connections: int = Field(default=4, ge=1, le=64)
+    outbox_dir: Path = Path("outbox")
+    from_address: str = Field(
+        default="Paper Digest <digest@localhost>",
+        validation_alias="DIGEST_FROM",
+    )
+    base_url: str = "http://localhost:8000"
+    secret_key: str = "dev-insecure-change-me"
+    # Previous keys, still accepted when verifying links already sent (rotate without breaking them).
+    old_secret_keys: list[str] = Field(default_factory=list)
+    list_name: str = "Paper Digest"
+
+    sources: list[SourceConfig] = Field(default_factory=lambda: list(DEFAULT_SOURCES))
+    fetch_timeout: float = 30.0
+    fetch_max_bytes: int = 50 * 1024 * 1024
+    arxiv_min_interval: float = 3.0
+
+    send_batch_size: int = Field(default=200, ge=1)
+    default_send_hour: int = 8
+    default_timezone: str = "UTC"
+    default_max_papers: int = 25
+    templates_dir: Path = PROJECT_ROOT / "email_templates"
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def signing_keys(self) -> list[str]:
+        """Keys for itsdangerous: the last one signs, all of them verify."""
+        return [*self.old_secret_keys, self.secret_key]
+
+    @property
+    def smtp(self) -> SmtpConfig | None:
+        """The parsed SMTP relay, or None to write emails to the outbox folder."""
+        if not self.smtp_url:
+            return None
+        return parse_smtp_url(self.smtp_url, starttls=self.smtp_starttls)

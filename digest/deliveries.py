@@ -1,0 +1,129 @@
+"""Delivery rows: one per (subscriber, period), claimed before SMTP, settled by the result.
+
+The row is the source of truth: it is inserted with "ignore on conflict", moved to `sending`
+by a conditional update that only one worker can win, and committed before any SMTP traffic.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, func, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
+from sqlmodel import Session, col, select
+
+from digest.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
+from digest.send import Outcome, Result
+
+RESENDABLE = (DeliveryStatus.PENDING, DeliveryStatus.RETRY)
+MAX_ATTEMPTS = 5
+BACKOFF_BASE = timedelta(minutes=2)
+BACKOFF_CAP = timedelta(hours=2)
+
+
+@dataclass(frozen=True)
+class Existing:
+    """The state of a subscriber's row for one period."""
+
+    id: int
+    status: DeliveryStatus
+    due_at: datetime | None
+
+
+def existing_rows(session: Session, keys: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Existing]:
+    """Rows for these (subscriber, period) keys, fetched in one query."""
+    wanted = set(keys)
+    if not wanted:
+        return {}
+    ids = {sid for sid, _ in wanted}
+    periods = {period for _, period in wanted}
+    query = select(Delivery.id, Delivery.subscriber_id, Delivery.period, Delivery.status, Delivery.due_at).where(
+        col(Delivery.subscriber_id).in_(ids), col(Delivery.period).in_(periods)
+    )
+    found = {}
+    for row_id, sid, period, status, due_at in session.exec(query):
+        if (sid, period) in wanted:
+            found[(sid, period)] = Existing(row_id, DeliveryStatus(status), due_at)
+    return found
+
+
+def is_due(row: Existing | None, now: datetime) -> bool:
+    """No row yet, or a row waiting to be (re)sent whose time has come."""
+    if row is None:
+        return True
+    return row.status in RESENDABLE and (row.due_at is None or row.due_at <= now)
+
+
+def last_window_end(session: Session, subscriber_ids: Sequence[int]) -> dict[int, datetime]:
+    """Where each subscriber's previous digest window ended (their next one starts there)."""
+    if not subscriber_ids:
+        return {}
+    query = (
+        select(Delivery.subscriber_id, func.max(Delivery.window_end))
+        .where(col(Delivery.subscriber_id).in_(subscriber_ids))
+        .group_by(col(Delivery.subscriber_id))
+    )
+    return {sid: end for sid, end in session.exec(query) if end is not None}
+
+
+def insert_ignore(session: Session, row: Delivery) -> bool:
+    """Insert a delivery row unless (subscriber, period) already has one. True if inserted."""
+    values = row.model_dump(exclude={"id"})
+    dialect = session.get_bind().dialect.name
+    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(Delivery).values(**values).on_conflict_do_nothing(index_elements=["subscriber_id", "period"])
+    result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
+    return result.rowcount == 1
+
+
+def claim(session: Session, delivery_id: int, now: datetime) -> bool:
+    """Move a row to `sending` if it is still waiting and its reader still active; commit. True if won."""
+    active = exists().where(
+        and_(col(Subscriber.id) == Delivery.subscriber_id, col(Subscriber.status) == SubscriberStatus.ACTIVE)
+    )
+    statement = (
+        update(Delivery)
+        .where(
+            col(Delivery.id) == delivery_id,
+            col(Delivery.status).in_(RESENDABLE),
+            or_(col(Delivery.due_at).is_(None), col(Delivery.due_at) <= now),
+            active,
+        )
+        .values(status=DeliveryStatus.SENDING, claimed_at=now, attempts=col(Delivery.attempts) + 1)
+    )
+    result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
+    session.commit()
+    return result.rowcount == 1
+
+
+def backoff(attempt: int, rng: random.Random | None = None) -> timedelta:
+    """Exponential back-off with full jitter: uniform in [0, min(cap, base * 2**attempt))."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** max(0, attempt - 1)))
+    return ceiling * (rng or random).random() + timedelta(seconds=30)
+
+
+def settle(session: Session, result: Result, now: datetime, attempts: int, give_up_at: datetime | None) -> None:
+    """Record a send result on a row we hold in `sending`; a retry past its limits becomes `failed`."""
+    values: dict[str, Any] = {"error": None if result.outcome is Outcome.SENT else result.detail}
+    if result.outcome is Outcome.SENT:
+        values.update(status=DeliveryStatus.SENT, sent_at=now)
+    elif result.outcome is Outcome.RETRY:
+        due = now + backoff(attempts)
+        if attempts >= MAX_ATTEMPTS or (give_up_at is not None and due >= give_up_at):
+            values.update(status=DeliveryStatus.FAILED, error=f"gave up after {attempts} attempts: {result.detail}")
+        else:
+            values.update(status=DeliveryStatus.RETRY, due_at=due)
+    else:
+        values.update(status=DeliveryStatus(result.outcome.value))
+    statement = (
+        update(Delivery)
+        .where(col(Delivery.id) == result.key, col(Delivery.status) == DeliveryStatus.SENDING)
+        .values(**values)
+    )
+    session.execute(statement)
+    session.commit()

@@ -1,0 +1,212 @@
+"""Ingest: fetch each configured source, parse it, and merge its papers into one row per paper."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import httpx
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from digest.config import Settings, SourceConfig, SourceKind
+from digest.fetch import Fetched, Throttle, fetch, make_client
+from digest.models import Paper, SourceState
+from digest.parse import FeedError, ParsedPaper, ParseResult, parse
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SourceReport:
+    """What one source did in one run: for the CLI table and for operators."""
+
+    name: str
+    ok: bool = True
+    new: int = 0
+    updated: int = 0
+    parsed: int = 0
+    entries: int = 0
+    not_modified: bool = False
+    error: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def _merge(row: Paper, paper: ParsedPaper, source: str, now: datetime) -> bool:
+    """Fill what the row lacks, take the newest upvote count, record the source. True if changed."""
+    before = (row.title, row.abstract, row.authors, row.categories, row.upvotes, row.sources, row.published)
+    row.title = row.title or paper.title
+    row.abstract = row.abstract or paper.abstract
+    row.authors = row.authors or paper.authors
+    row.categories = list(dict.fromkeys([*row.categories, *paper.categories]))
+    if paper.upvotes is not None:
+        row.upvotes = paper.upvotes
+    row.sources = list(dict.fromkeys([*row.sources, source]))
+    row.published = row.published or paper.published
+    row.pdf_url = row.pdf_url or paper.pdf_url
+    row.abs_url = row.abs_url or paper.abs_url
+    after = (row.title, row.abstract, row.authors, row.categories, row.upvotes, row.sources, row.published)
+    if before == after:
+        return False
+    row.updated_at = now
+    return True
+
+
+def _new_row(paper: ParsedPaper, source: str, now: datetime) -> Paper:
+    return Paper(
+        id=paper.id,
+        title=paper.title,
+        abstract=paper.abstract,
+        authors=paper.authors,
+        categories=paper.categories,
+        published=paper.published,
+        abs_url=paper.abs_url,
+        pdf_url=paper.pdf_url,
+        upvotes=paper.upvotes,
+        sources=[source],
+        first_seen=now,
+        updated_at=now,
+    )
+
+
+def store_papers(session: Session, papers: Sequence[ParsedPaper], source: str, now: datetime) -> tuple[int, int]:
+    """Upsert papers by id; returns (new, updated). Safe to run twice and against a racing run."""
+    for attempt in range(3):
+        try:
+            counts = _store_once(session, papers, source, now)
+            session.commit()
+            return counts
+        except IntegrityError:
+            # Another worker inserted one of these ids first: reload and merge into its row.
+            session.rollback()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _store_once(session: Session, papers: Sequence[ParsedPaper], source: str, now: datetime) -> tuple[int, int]:
+    ids = [p.id for p in papers]
+    existing: dict[str, Paper] = {}
+    for start in range(0, len(ids), 500):
+        rows = session.exec(select(Paper).where(Paper.id.in_(ids[start : start + 500])))  # type: ignore[attr-defined]
+        existing.update({row.id: row for row in rows})
+    new = updated = 0
+    for paper in papers:
+        row = existing.get(paper.id)
+        if row is None:
+            row = _new_row(paper, source, now)
+            session.add(row)
+            existing[paper.id] = row
+            new += 1
+        elif _merge(row, paper, source, now):
+            session.add(row)
+            updated += 1
+    session.flush()
+    return new, updated
+
+
+def ingest_bytes(
+    session: Session, content: bytes, kind: SourceKind, source: str, now: datetime
+) -> tuple[ParseResult, int, int]:
+    """Parse bytes of a feed and store its papers; raises FeedError if it is not a feed at all."""
+    result = parse(kind, content)
+    new, updated = store_papers(session, result.papers, source, now)
+    for problem in result.skipped:
+        log.info("source %s: skipped %s", source, problem)
+    if result.warning:
+        log.warning("source %s: %s", source, result.warning)
+    return result, new, updated
+
+
+def _state(session: Session, name: str) -> SourceState:
+    return session.get(SourceState, name) or SourceState(name=name)
+
+
+def source_urls(source: SourceConfig, now: datetime) -> list[str]:
+    """The URLs to fetch for a source this run: dated sources get today and `days_back` days."""
+    if "{date}" not in source.url:
+        return [source.url]
+    days = [(now - timedelta(days=back)).date().isoformat() for back in range(source.days_back + 1)]
+    return [source.url.replace("{date}", day) for day in days]
+
+
+def _record(state: SourceState, report: SourceReport, fetched: Fetched | None, now: datetime) -> None:
+    state.last_attempt = now
+    if report.ok:
+        state.last_success = now
+        state.consecutive_failures = 0
+        state.last_error = None
+        state.papers_last_run = report.new + report.updated
+        state.not_before = None
+    else:
+        state.last_error = report.error
+        state.consecutive_failures += 1
+        state.not_before = fetched.retry_at if fetched else None
+
+
+def run_source(
+    session: Session, client: httpx.Client, source: SourceConfig, settings: Settings, throttle: Throttle, now: datetime
+) -> SourceReport:
+    """Fetch, parse and store one source, recording its health. Never raises for a bad feed."""
+    state = _state(session, source.name)
+    report = SourceReport(source.name)
+    if state.not_before and state.not_before > now:
+        report.ok, report.error = False, f"waiting until {state.not_before:%H:%M} UTC (server asked us to retry later)"
+        return report
+    fetched: Fetched | None = None
+    for i, url in enumerate(source_urls(source, now)):
+        validators = (state.etag, state.last_modified) if i == 0 else (None, None)
+        fetched = fetch(
+            client, url, now=now, etag=validators[0], last_modified=validators[1],
+            max_bytes=settings.fetch_max_bytes, throttle=throttle,
+        )  # fmt: skip
+        _absorb(session, source, fetched, report, now, state if i == 0 else None)
+        if not report.ok:
+            break
+    if report.ok and report.entries == 0 and not report.not_modified:
+        report.ok, report.error = False, "the feed has no entries"
+    _record(state, report, fetched, now)
+    session.add(state)
+    session.commit()
+    return report
+
+
+def _absorb(
+    session: Session, source: SourceConfig, fetched: Fetched, report: SourceReport, now: datetime,
+    state: SourceState | None,
+) -> None:  # fmt: skip
+    if fetched.status == "not_modified":
+        report.not_modified = True
+        return
+    if fetched.status == "error":
+        report.ok, report.error = False, fetched.error
+        return
+    try:
+        result, new, updated = ingest_bytes(session, fetched.content, source.kind, source.name, now)
+    except FeedError as exc:
+        report.ok, report.error = False, str(exc)
+        return
+    report.new, report.updated = report.new + new, report.updated + updated
+    report.parsed += len(result.papers)
+    report.problems += result.skipped + ([result.warning] if result.warning else [])
+    report.entries += result.entries
+    if state is not None:
+        state.etag, state.last_modified = fetched.etag, fetched.last_modified
+
+
+def fetch_all(session: Session, settings: Settings, now: datetime, only: str | None = None) -> list[SourceReport]:
+    """Run every configured source (or just `only`); one failing source never stops the others."""
+    sources = [s for s in settings.sources if only is None or s.name == only]
+    throttle = Throttle(settings.arxiv_min_interval)
+    reports = []
+    with make_client(settings.fetch_timeout) as client:
+        for source in sources:
+            try:
+                reports.append(run_source(session, client, source, settings, throttle, now))
+            except Exception as exc:  # a bug or a database hiccup in one source must not stop the rest
+                session.rollback()
+                log.exception("source %s failed", source.name)
+                reports.append(SourceReport(source.name, ok=False, error=f"internal error: {exc}"[:300]))
+    return reports

@@ -1,0 +1,265 @@
+"""Matching: index the papers' words once, evaluate each distinct topic once, rank per reader.
+
+Sets of papers are Python ints used as bitsets (bit i = paper i), so AND/OR/NOT over a few
+thousand papers are single integer operations, and a topic shared by many readers costs once.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from digest.query import And, Category, Node, Not, Or, QueryError, Term, parse_query, positive_terms
+from digest.text import WORD, normalize
+
+# Gap between authors' positions so a phrase never spans two names.
+_AUTHOR_GAP = 1000
+
+
+class PaperLike(Protocol):
+    """What matching needs of a paper (the `Paper` table satisfies it)."""
+
+    id: str
+    title: str
+    abstract: str
+    authors: list[str]
+    categories: list[str]
+    published: datetime | None
+    upvotes: int | None
+    first_seen: datetime
+
+
+Postings = dict[str, dict[int, list[int]]]
+
+
+def _positions(text: str, start: int = 0) -> dict[str, list[int]]:
+    found: dict[str, list[int]] = defaultdict(list)
+    for offset, m in enumerate(WORD.finditer(text)):
+        found[normalize(m.group())].append(start + offset)
+    return found
+
+
+def _iter_bits(mask: int) -> Iterable[int]:
+    while mask:
+        low = mask & -mask
+        yield low.bit_length() - 1
+        mask ^= low
+
+
+@dataclass(frozen=True)
+class Hits:
+    """How strongly one topic matched one paper: terms found in title/author, and in abstract."""
+
+    title: int
+    abstract: int
+
+
+@dataclass(frozen=True)
+class CompiledTopic:
+    """A topic evaluated against the index: which papers match, and with how many hits each."""
+
+    text: str
+    mask: int
+    hits: dict[int, Hits]
+    words: frozenset[str]
+
+
+class PaperIndex:
+    """An inverted index over papers sorted by first-seen time, with per-topic result caching."""
+
+    def __init__(self, papers: Iterable[PaperLike]) -> None:
+        self.papers: list[PaperLike] = sorted(papers, key=lambda p: (p.first_seen, p.id))
+        self._seen = [p.first_seen for p in self.papers]
+        self.all = (1 << len(self.papers)) - 1
+        self._postings: dict[str, Postings] = {"title": {}, "abstract": {}, "author": {}}
+        self._masks: dict[tuple[str, str], int] = {}
+        self._categories: dict[str, int] = defaultdict(int)
+        self._topics: dict[str, CompiledTopic | None] = {}
+        self._upvotes: dict[int, int] = {}
+        self.position = {p.id: i for i, p in enumerate(self.papers)}
+        for i, paper in enumerate(self.papers):
+            self._add(i, paper)
+
+    def _add(self, i: int, paper: PaperLike) -> None:
+        fields = {"title": _positions(paper.title), "abstract": _positions(paper.abstract)}
+        authors: dict[str, list[int]] = defaultdict(list)
+        for n, name in enumerate(paper.authors):
+            for word, pos in _positions(name, n * _AUTHOR_GAP).items():
+                authors[word].extend(pos)
+        fields["author"] = authors
+        bit = 1 << i
+        for name, found in fields.items():
+            postings = self._postings[name]
+            for word, pos in found.items():
+                postings.setdefault(word, {})[i] = pos
+                self._masks[(name, word)] = self._masks.get((name, word), 0) | bit
+        for cat in paper.categories:
+            self._categories[cat.casefold()] |= bit
+
+    def window(self, start: datetime, end: datetime) -> int:
+        """Papers first seen in [start, end)."""
+        lo = bisect.bisect_left(self._seen, start)
+        hi = bisect.bisect_left(self._seen, end)
+        return ((1 << hi) - 1) ^ ((1 << lo) - 1)
+
+    def at_least(self, upvotes: int) -> int:
+        """Papers with a known upvote count of at least `upvotes`."""
+        if upvotes not in self._upvotes:
+            mask = 0
+            for i, paper in enumerate(self.papers):
+                if paper.upvotes is not None and paper.upvotes >= upvotes:
+                    mask |= 1 << i
+            self._upvotes[upvotes] = mask
+        return self._upvotes[upvotes]
+
+    def _field_mask(self, name: str, words: tuple[str, ...]) -> int:
+        mask = self.all
+        for word in words:
+            mask &= self._masks.get((name, word), 0)
+            if not mask:
+                return 0
+        if len(words) == 1:
+            return mask
+        postings = self._postings[name]
+        result = 0
+        for i in _iter_bits(mask):
+            if _has_phrase([postings[w][i] for w in words]):
+                result |= 1 << i
+        return result
+
+    def term_mask(self, term: Term) -> int:
+        """Papers in which the term (a word or a phrase) occurs in its field."""
+        if term.field == "text":
+            return self._field_mask("title", term.words) | self._field_mask("abstract", term.words)
+        return self._field_mask(term.field, term.words)
+
+    def evaluate(self, node: Node) -> int:
+        """The set of papers a parsed topic matches."""
+        if isinstance(node, Term):
+            return self.term_mask(node)
+        if isinstance(node, Category):
+            return self._category_mask(node)
+        if isinstance(node, Not):
+            return self.all ^ self.evaluate(node.child)
+        if isinstance(node, And):
+            mask = self.all
+            for child in node.children:
+                mask &= self.evaluate(child)
+                if not mask:
+                    break
+            return mask
+        assert isinstance(node, Or)
+        mask = 0
+        for child in node.children:
+            mask |= self.evaluate(child)
+        return mask
+
+    def _category_mask(self, node: Category) -> int:
+        mask = 0
+        for cat, bits in self._categories.items():
+            if node.matches(cat):
+                mask |= bits
+        return mask
+
+    def topic(self, text: str) -> CompiledTopic | None:
+        """Evaluate one topic (cached: readers sharing a topic share the work); None if invalid."""
+        if text not in self._topics:
+            try:
+                self._topics[text] = self._compile(text)
+            except QueryError:
+                self._topics[text] = None
+        return self._topics[text]
+
+    def _compile(self, text: str) -> CompiledTopic:
+        node = parse_query(text)
+        mask = self.evaluate(node)
+        terms = positive_terms(node)
+        title_hits: dict[int, int] = defaultdict(int)
+        abstract_hits: dict[int, int] = defaultdict(int)
+        for term in terms:
+            strong = self._field_mask("title", term.words) | self._field_mask("author", term.words)
+            for i in _iter_bits(mask & strong):
+                title_hits[i] += 1
+            for i in _iter_bits(mask & self._field_mask("abstract", term.words)):
+                abstract_hits[i] += 1
+        hits = {i: Hits(title_hits[i], abstract_hits[i]) for i in _iter_bits(mask)}
+        highlight = frozenset(w for t in terms if t.field in ("text", "title", "abstract") for w in t.words)
+        return CompiledTopic(text, mask, hits, highlight)
+
+
+def _has_phrase(positions: Sequence[list[int]]) -> bool:
+    later = [set(p) for p in positions[1:]]
+    return any(all(start + k + 1 in later[k] for k in range(len(later))) for start in positions[0])
+
+
+@dataclass(frozen=True)
+class Match:
+    """One paper chosen for one reader, with the reasons it was chosen."""
+
+    paper: PaperLike
+    topics: tuple[str, ...]
+    title_hits: int
+    abstract_hits: int
+    highlight: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The papers a reader gets this time: ranked, capped, and how many the cap left out."""
+
+    matches: list[Match]
+    more: int
+
+
+def _rank_key(m: Match) -> tuple[int, int, int, float, str]:
+    published = m.paper.published or m.paper.first_seen
+    return (-m.title_hits, -m.abstract_hits, -(m.paper.upvotes or 0), -published.timestamp(), m.paper.id)
+
+
+def select(
+    index: PaperIndex,
+    topics: Sequence[str],
+    *,
+    candidates: int,
+    min_upvotes: int | None = None,
+    cap: int = 25,
+) -> Selection:
+    """The papers among `candidates` matching any topic, ranked and capped for one reader."""
+    if min_upvotes:
+        candidates &= index.at_least(min_upvotes)
+    compiled = _compiled(index, topics)
+    matched = 0
+    for topic in compiled:
+        matched |= topic.mask
+    matched &= candidates
+    matches = [_match_for(index, i, compiled) for i in _iter_bits(matched)]
+    matches.sort(key=_rank_key)
+    return Selection(matches[:cap], max(0, len(matches) - cap))
+
+
+def _match_for(index: PaperIndex, i: int, compiled: Sequence[CompiledTopic]) -> Match:
+    bit = 1 << i
+    hit = [t for t in compiled if t.mask & bit]
+    zero = Hits(0, 0)
+    return Match(
+        paper=index.papers[i],
+        topics=tuple(t.text for t in hit),
+        title_hits=sum(t.hits.get(i, zero).title for t in hit),
+        abstract_hits=sum(t.hits.get(i, zero).abstract for t in hit),
+        highlight=frozenset().union(*(t.words for t in hit)),
+    )
+
+
+def _compiled(index: PaperIndex, topics: Sequence[str]) -> list[CompiledTopic]:
+    return [c for c in (index.topic(t) for t in topics) if c is not None]
+
+
+def annotate(index: PaperIndex, topics: Sequence[str], paper_ids: Sequence[str]) -> list[Match]:
+    """Matches for papers already chosen (a stored delivery), in their stored order."""
+    compiled = _compiled(index, topics)
+    positions = (index.position.get(pid) for pid in paper_ids)
+    return [_match_for(index, i, compiled) for i in positions if i is not None]

@@ -1,0 +1,137 @@
+"""All tables. The database is the source of truth; Celery messages only prompt work."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Dialect, Index, String, Text, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, on SQLite (which keeps no zone) as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _json_list() -> Column:  # type: ignore[type-arg]
+    return Column(JSON, nullable=False, default=list)
+
+
+def _utc_column(nullable: bool = True, index: bool = False) -> Column:  # type: ignore[type-arg]
+    return Column(UtcDateTime(), nullable=nullable, index=index)
+
+
+class Paper(SQLModel, table=True):
+    """One paper, keyed by its arXiv id without version wherever it has one."""
+
+    id: str = Field(sa_column=Column(String(512), primary_key=True))
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    authors: list[str] = Field(default_factory=list, sa_column=_json_list())
+    abstract: str = Field(default="", sa_column=Column(Text, nullable=False))
+    categories: list[str] = Field(default_factory=list, sa_column=_json_list())
+    published: datetime | None = Field(default=None, sa_column=_utc_column())
+    abs_url: str = Field(default="", sa_column=Column(Text, nullable=False))
+    pdf_url: str | None = Field(default=None, sa_column=Column(Text))
+    upvotes: int | None = None
+    sources: list[str] = Field(default_factory=list, sa_column=_json_list())
+    first_seen: datetime = Field(sa_column=_utc_column(nullable=False, index=True))
+    updated_at: datetime = Field(sa_column=_utc_column(nullable=False))
+
+
+class SourceState(SQLModel, table=True):
+    """What we remember about fetching one source: validators, health and back-off."""
+
+    name: str = Field(primary_key=True, max_length=200)
+    etag: str | None = None
+    last_modified: str | None = None
+    last_attempt: datetime | None = Field(default=None, sa_column=_utc_column())
+    last_success: datetime | None = Field(default=None, sa_column=_utc_column())
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    consecutive_failures: int = 0
+    not_before: datetime | None = Field(default=None, sa_column=_utc_column())
+    papers_last_run: int = 0
+
+
+class SubscriberStatus(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class Frequency(StrEnum):
+    DAILY = "daily"
+    WEEKDAYS = "weekdays"
+    WEEKLY = "weekly"
+
+
+class Subscriber(SQLModel, table=True):
+    """A reader: address, topics and when they want their digest."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(sa_column=Column(String(320), nullable=False, unique=True))
+    status: SubscriberStatus = Field(default=SubscriberStatus.PENDING, index=True)
+    topics: list[str] = Field(default_factory=list, sa_column=_json_list())
+    frequency: Frequency = Frequency.DAILY
+    send_hour: int = 8
+    timezone: str = "UTC"
+    weekly_day: int = 0  # Monday; only used by the weekly frequency
+    min_upvotes: int | None = None
+    max_papers: int = 25
+    created_at: datetime = Field(sa_column=_utc_column(nullable=False))
+    confirmed_at: datetime | None = Field(default=None, sa_column=_utc_column())
+    unsubscribed_at: datetime | None = Field(default=None, sa_column=_utc_column())
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # composed, not yet claimed by a sender
+    SENDING = "sending"  # claimed; SMTP under way
+    SENT = "sent"  # the relay answered 250
+    RETRY = "retry"  # temporary failure before the message was handed over
+    FAILED = "failed"  # permanent failure (5xx)
+    UNKNOWN = "unknown"  # failed after the body went out: never resent automatically
+    EMPTY = "empty"  # nothing matched this period: no email
+    SKIPPED = "skipped"  # the subscriber left or was suppressed before the send
+
+
+class Delivery(SQLModel, table=True):
+    """One digest per (subscriber, period): the unique constraint makes every send idempotent."""
+
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "period", name="uq_delivery_subscriber_period"),
+        Index("ix_delivery_status_due", "status", "due_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
+    period: str = Field(max_length=16)
+    status: DeliveryStatus = DeliveryStatus.PENDING
+    paper_ids: list[str] = Field(default_factory=list, sa_column=_json_list())
+    more_count: int = 0
+    window_start: datetime = Field(sa_column=_utc_column(nullable=False))
+    window_end: datetime = Field(sa_column=_utc_column(nullable=False))
+    message_id: str = Field(default="", max_length=300)
+    attempts: int = 0
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = Field(sa_column=_utc_column(nullable=False))
+    due_at: datetime | None = Field(default=None, sa_column=_utc_column())
+    claimed_at: datetime | None = Field(default=None, sa_column=_utc_column())
+    sent_at: datetime | None = Field(default=None, sa_column=_utc_column())

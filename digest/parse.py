@@ -1,0 +1,296 @@
+"""Parsing: bytes of a feed in, papers out. Pure functions, no network, no database."""
+
+from __future__ import annotations
+
+import calendar
+import json
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import feedparser
+
+from digest.config import SourceKind
+from digest.text import clip, html_to_text, squash
+
+MAX_TITLE = 500
+MAX_ABSTRACT = 10_000
+MAX_AUTHORS = 1_000
+MAX_AUTHOR_NAME = 200
+MAX_CATEGORIES = 20
+MAX_ID = 500
+
+_NEW_ID = r"\d{4}\.\d{4,5}"
+_OLD_ID = r"[a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7}"
+_ARXIV_ID = re.compile(rf"(?:arxiv\.org/(?:abs|pdf)/|arXiv:|oai:arXiv\.org:|^)({_NEW_ID}|{_OLD_ID})(v\d+)?", re.I)
+_ARXIV_CATEGORY = re.compile(r"^[a-z][a-z\-]*(?:\.[A-Za-z\-]{2,})?$")
+_RSS_PREFIX = re.compile(r"^arXiv:\S+\s+Announce Type:\s*\S+\s*(?:Abstract:\s*)?", re.I)
+KEEP_ANNOUNCE = frozenset({"new", "cross"})
+
+
+@dataclass
+class ParsedPaper:
+    """A paper as one source describes it, already cleaned to plain text."""
+
+    id: str
+    title: str
+    abstract: str
+    authors: list[str]
+    categories: list[str]
+    published: datetime | None
+    abs_url: str
+    pdf_url: str | None
+    upvotes: int | None = None
+
+
+@dataclass
+class ParseResult:
+    """What a feed yielded: papers, entries skipped (with why), and any well-formedness warning."""
+
+    papers: list[ParsedPaper] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    warning: str | None = None
+    entries: int = 0
+    ids: set[str] = field(default_factory=set, repr=False)
+
+
+class FeedError(ValueError):
+    """The bytes are not a feed of the expected kind at all."""
+
+
+def arxiv_id(text: str) -> str | None:
+    """The arXiv id without version found in an id, URL or `arXiv:` reference, if any."""
+    match = _ARXIV_ID.search(text.strip())
+    return match.group(1) if match else None
+
+
+def arxiv_urls(paper_id: str) -> tuple[str, str]:
+    """The canonical abs and PDF URLs of an arXiv id."""
+    return f"https://arxiv.org/abs/{paper_id}", f"https://arxiv.org/pdf/{paper_id}"
+
+
+def _struct_to_dt(value: time.struct_time | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+    except (OverflowError, ValueError):
+        return None
+
+
+def _iso_to_dt(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _clean_authors(names: Iterable[str]) -> list[str]:
+    cleaned = (clip(html_to_text(name), MAX_AUTHOR_NAME) for name in names)
+    return [name for name in cleaned if name][:MAX_AUTHORS]
+
+
+def _split_creators(creator: str) -> list[str]:
+    text = html_to_text(creator)
+    return [part.strip() for part in re.split(r",\s*|\s+and\s+", text) if part.strip()]
+
+
+def _entry_text(entry: Any, key: str) -> str:
+    detail = entry.get(f"{key}_detail") or {}
+    value = entry.get(key) or ""
+    if not isinstance(value, str):
+        return ""
+    if detail.get("type") == "text/plain":
+        return squash(value)
+    return html_to_text(value)
+
+
+def _categories(entry: Any, arxiv_only: bool) -> list[str]:
+    terms = [squash(str(tag.get("term") or "")) for tag in entry.get("tags") or []]
+    if arxiv_only:
+        terms = [t for t in terms if _ARXIV_CATEGORY.match(t)]
+    return list(dict.fromkeys(t for t in terms if t))[:MAX_CATEGORIES]
+
+
+def _finish(paper: ParsedPaper, result: ParseResult) -> None:
+    """Apply the size limits, drop entries without a title, and de-duplicate by id."""
+    if not paper.title:
+        result.skipped.append(f"{paper.id or 'entry'}: no title")
+        return
+    if len(paper.abstract) > MAX_ABSTRACT:
+        result.skipped.append(f"{paper.id}: abstract of {len(paper.abstract)} characters clipped")
+        paper.abstract = clip(paper.abstract, MAX_ABSTRACT)
+    paper.title = clip(paper.title, MAX_TITLE)
+    if paper.id in result.ids:
+        result.skipped.append(f"{paper.id}: duplicate entry")
+        return
+    result.ids.add(paper.id)
+    result.papers.append(paper)
+
+
+def _parse_xml(content: bytes) -> Any:
+    feed = feedparser.parse(content, sanitize_html=True, resolve_relative_uris=False)
+    if not feed.entries and feed.bozo:
+        reason = feed.get("bozo_exception") or "unreadable"
+        raise FeedError(f"not a readable feed: {squash(str(reason))[:200]}")
+    return feed
+
+
+def _bozo_warning(feed: Any) -> str | None:
+    if not feed.bozo:
+        return None
+    return f"feed is not well-formed, kept what parsed: {squash(str(feed.get('bozo_exception')))[:200]}"
+
+
+def parse_arxiv_rss(content: bytes) -> ParseResult:
+    """arXiv listing RSS (rss.arxiv.org): keep `new` and `cross` announcements, skip replacements."""
+    feed = _parse_xml(content)
+    result = ParseResult(warning=_bozo_warning(feed), entries=len(feed.entries))
+    for entry in feed.entries:
+        announce = str(entry.get("arxiv_announce_type") or "new").strip().lower()
+        ident = arxiv_id(str(entry.get("id") or "")) or arxiv_id(str(entry.get("link") or ""))
+        if announce not in KEEP_ANNOUNCE:
+            result.skipped.append(f"{ident or 'entry'}: announce type {announce!r}")
+            continue
+        if ident is None:
+            result.skipped.append(f"entry {clip(str(entry.get('id') or ''), 80)!r}: no arXiv id")
+            continue
+        abs_url, pdf_url = arxiv_urls(ident)
+        abstract = _RSS_PREFIX.sub("", _entry_text(entry, "summary"))
+        paper = ParsedPaper(
+            id=ident,
+            title=_entry_text(entry, "title"),
+            abstract=abstract,
+            authors=_clean_authors(_split_creators(str(entry.get("author") or ""))),
+            categories=_categories(entry, arxiv_only=True),
+            published=_struct_to_dt(entry.get("published_parsed")),
+            abs_url=abs_url,
+            pdf_url=pdf_url,
+        )
+        _finish(paper, result)
+    return result
+
+
+def parse_arxiv_atom(content: bytes) -> ParseResult:
+    """An arXiv API response (export.arxiv.org/api/query), Atom 1.0."""
+    feed = _parse_xml(content)
+    result = ParseResult(warning=_bozo_warning(feed), entries=len(feed.entries))
+    for entry in feed.entries:
+        ident = arxiv_id(str(entry.get("id") or ""))
+        if ident is None:
+            result.skipped.append(f"entry {clip(str(entry.get('id') or ''), 80)!r}: no arXiv id")
+            continue
+        abs_url, pdf_url = arxiv_urls(ident)
+        paper = ParsedPaper(
+            id=ident,
+            title=_entry_text(entry, "title"),
+            abstract=_entry_text(entry, "summary"),
+            authors=_clean_authors(str(a.get("name") or "") for a in entry.get("authors") or []),
+            categories=_categories(entry, arxiv_only=True),
+            published=_struct_to_dt(entry.get("published_parsed")),
+            abs_url=abs_url,
+            pdf_url=pdf_url,
+        )
+        _finish(paper, result)
+    return result
+
+
+def _pdf_link(entry: Any) -> str | None:
+    for link in entry.get("links") or []:
+        if link.get("type") == "application/pdf" and _is_http(link.get("href")):
+            return str(link["href"])
+    return None
+
+
+def _is_http(url: Any) -> bool:
+    return isinstance(url, str) and url.lower().startswith(("http://", "https://"))
+
+
+def parse_rss(content: bytes) -> ParseResult:
+    """Any RSS or Atom feed. arXiv links are recognised so the paper merges with arXiv's row."""
+    feed = _parse_xml(content)
+    result = ParseResult(warning=_bozo_warning(feed), entries=len(feed.entries))
+    for entry in feed.entries:
+        link = str(entry.get("link") or "")
+        entry_id = str(entry.get("id") or "")
+        mentions_arxiv = "arxiv" in (link + entry_id).lower()
+        ident = (arxiv_id(link) or arxiv_id(entry_id)) if mentions_arxiv else None
+        key = ident or squash(entry_id) or squash(link)
+        if not key:
+            result.skipped.append("entry without id or link")
+            continue
+        abs_url, pdf_url = arxiv_urls(ident) if ident else (link if _is_http(link) else "", _pdf_link(entry))
+        paper = ParsedPaper(
+            id=clip(key, MAX_ID),
+            title=_entry_text(entry, "title"),
+            abstract=_entry_text(entry, "summary"),
+            authors=_clean_authors(str(a.get("name") or "") for a in entry.get("authors") or []),
+            categories=_categories(entry, arxiv_only=False),
+            published=_struct_to_dt(entry.get("published_parsed") or entry.get("updated_parsed")),
+            abs_url=abs_url,
+            pdf_url=pdf_url,
+        )
+        _finish(paper, result)
+    return result
+
+
+def _hf_item(item: Any) -> tuple[ParsedPaper | None, str | None]:
+    if not isinstance(item, dict) or not isinstance(item.get("paper"), dict):
+        return None, "item without a paper object"
+    paper = item["paper"]
+    ident = arxiv_id(str(paper.get("id") or ""))
+    if ident is None:
+        return None, f"paper id {clip(str(paper.get('id')), 80)!r} is not an arXiv id"
+    if paper.get("withdrawnAt") or paper.get("withdrawn") or item.get("withdrawnAt"):
+        return None, f"{ident}: withdrawn"
+    upvotes = paper.get("upvotes")
+    abs_url, pdf_url = arxiv_urls(ident)
+    authors = paper.get("authors") if isinstance(paper.get("authors"), list) else []
+    return ParsedPaper(
+        id=ident,
+        title=html_to_text(str(paper.get("title") or item.get("title") or "")),
+        abstract=html_to_text(str(paper.get("summary") or item.get("summary") or "")),
+        authors=_clean_authors(str(a.get("name") or "") for a in authors if isinstance(a, dict)),
+        categories=[],
+        published=_iso_to_dt(paper.get("publishedAt")) or _iso_to_dt(item.get("publishedAt")),
+        abs_url=abs_url,
+        pdf_url=pdf_url,
+        upvotes=upvotes if isinstance(upvotes, int) and not isinstance(upvotes, bool) and upvotes >= 0 else None,
+    ), None
+
+
+def parse_hf_json(content: bytes) -> ParseResult:
+    """Hugging Face Daily Papers API JSON: a list of {paper: {...}, ...}; withdrawn papers dropped."""
+    try:
+        items = json.loads(content)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FeedError(f"not JSON: {exc}") from exc
+    if not isinstance(items, list):
+        raise FeedError("expected a JSON list of daily papers")
+    result = ParseResult(entries=len(items))
+    for item in items:
+        paper, problem = _hf_item(item)
+        if paper is None:
+            result.skipped.append(problem or "unreadable item")
+        else:
+            _finish(paper, result)
+    return result
+
+
+PARSERS: dict[SourceKind, Callable[[bytes], ParseResult]] = {
+    SourceKind.ARXIV_RSS: parse_arxiv_rss,
+    SourceKind.ARXIV_ATOM: parse_arxiv_atom,
+    SourceKind.HF_JSON: parse_hf_json,
+    SourceKind.RSS: parse_rss,
+}
+
+
+def parse(kind: SourceKind, content: bytes) -> ParseResult:
+    """Parse the bytes of a source of the given kind."""
+    return PARSERS[kind](content)

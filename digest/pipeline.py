@@ -1,0 +1,305 @@
+"""The pipeline: fetch → match → render → send, as the CLI, the demo and the Celery tasks run it."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import parseaddr
+
+from sqlmodel import Session, col, select
+
+from digest import deliveries
+from digest.config import Settings
+from digest.ingest import SourceReport, fetch_all
+from digest.match import PaperIndex, annotate, select as select_papers
+from digest.mime import Headers, build_message, domain_of, make_message_id
+from digest.models import Delivery, DeliveryStatus, Frequency, Paper, Subscriber, SubscriberStatus
+from digest.render import DigestContext, RenderedDigest, render_digest
+from digest.schedule import Schedule, ScheduleError, Slot, latest_slot, previous_slot, zone
+from digest.send import OutboxTransport, Outcome, Outgoing, Result, SmtpTransport, Transport
+from digest.subscribers import active_pages
+from digest.tokens import Purpose, make_token
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    """The current time, aware, in UTC (only the edges call this)."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class DigestLine:
+    """One reader's line in a run report."""
+
+    email: str
+    period: str
+    papers: int
+    status: str
+    subject: str = ""
+    file: str = ""
+
+
+@dataclass
+class SendReport:
+    """Counts by outcome, and a line per reader handled."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    lines: list[DigestLine] = field(default_factory=list)
+
+    def merge(self, other: SendReport) -> None:
+        """Add another chunk's report to this one."""
+        self.counts.update(other.counts)
+        self.lines.extend(other.lines)
+
+
+def run_fetch(session: Session, settings: Settings, now: datetime, only: str | None = None) -> list[SourceReport]:
+    """Fetch every configured source and store what is new."""
+    return fetch_all(session, settings, now, only)
+
+
+def schedule_of(sub: Subscriber) -> Schedule:
+    """A subscriber's delivery schedule."""
+    return Schedule(Frequency(sub.frequency), sub.send_hour, sub.timezone, sub.weekly_day)
+
+
+def _slot(sub: Subscriber, now: datetime) -> Slot | None:
+    try:
+        return latest_slot(schedule_of(sub), now)
+    except ScheduleError as exc:
+        log.warning("subscriber %s has an unusable schedule: %s", sub.id, exc)
+        return None
+
+
+def plan_due(session: Session, now: datetime, page_size: int) -> Iterator[list[int]]:
+    """Ids of active subscribers whose digest is due (or due again), a page at a time."""
+    for page in active_pages(session, page_size):
+        slots = {sub.id: slot for sub in page if sub.id is not None and (slot := _slot(sub, now))}
+        rows = deliveries.existing_rows(session, ((sid, s.period) for sid, s in slots.items()))
+        due = [sid for sid, slot in slots.items() if deliveries.is_due(rows.get((sid, slot.period)), now)]
+        if due:
+            yield due
+
+
+def make_transport(settings: Settings) -> Transport:
+    """SMTP when DIGEST_SMTP_URL is set, else the outbox folder."""
+    smtp = settings.smtp
+    if smtp is None:
+        return OutboxTransport(settings.outbox_dir)
+    return SmtpTransport(smtp, timeout=settings.smtp_timeout, connections=settings.smtp_connections)
+
+
+def load_index(session: Session, since: datetime, until: datetime) -> PaperIndex:
+    """Index the papers first seen in [since, until)."""
+    query = select(Paper).where(col(Paper.first_seen) >= since, col(Paper.first_seen) < until)
+    return PaperIndex(session.exec(query))
+
+
+def _window_start(sub: Subscriber, last_end: datetime | None, now: datetime) -> datetime:
+    if last_end is not None:
+        return min(last_end, now)
+    return previous_slot(schedule_of(sub), now).due
+
+
+def _new_row(settings: Settings, sub: Subscriber, slot: Slot, index: PaperIndex, start: datetime, now: datetime) -> Delivery:
+    assert sub.id is not None
+    chosen = select_papers(
+        index, sub.topics, candidates=index.window(start, now), min_upvotes=sub.min_upvotes, cap=sub.max_papers
+    )
+    domain = domain_of(settings.from_address)
+    return Delivery(
+        subscriber_id=sub.id,
+        period=slot.period,
+        status=DeliveryStatus.PENDING if chosen.matches else DeliveryStatus.EMPTY,
+        paper_ids=[m.paper.id for m in chosen.matches],
+        more_count=chosen.more,
+        window_start=start,
+        window_end=now,
+        message_id=make_message_id(settings.secret_key, sub.id, slot.period, domain),
+        created_at=now,
+    )
+
+
+@dataclass
+class _Chunk:
+    subs: dict[int, Subscriber]
+    slots: dict[int, Slot]
+    index: PaperIndex
+    new_rows: list[Delivery]
+
+
+def _prepare(session: Session, settings: Settings, ids: Sequence[int], now: datetime) -> _Chunk:
+    query = select(Subscriber).where(col(Subscriber.id).in_(ids), Subscriber.status == SubscriberStatus.ACTIVE)
+    subs = {s.id: s for s in session.exec(query) if s.id is not None}
+    slots = {sid: slot for sid, sub in subs.items() if (slot := _slot(sub, now))}
+    rows = deliveries.existing_rows(session, ((sid, s.period) for sid, s in slots.items()))
+    ends = deliveries.last_window_end(session, list(slots))
+    starts = {sid: _window_start(subs[sid], ends.get(sid), now) for sid in slots if (sid, slots[sid].period) not in rows}
+    resend_ids = [r.id for key, r in rows.items() if deliveries.is_due(r, now)]
+    resend_starts = session.exec(select(Delivery.window_start).where(col(Delivery.id).in_(resend_ids))).all()
+    since = min([*starts.values(), *resend_starts], default=now)
+    index = load_index(session, since, now)
+    new_rows = [_new_row(settings, subs[sid], slots[sid], index, start, now) for sid, start in starts.items()]
+    return _Chunk(subs, slots, index, new_rows)
+
+
+def send_chunk(
+    session: Session,
+    settings: Settings,
+    transport: Transport,
+    subscriber_ids: Sequence[int],
+    now: datetime,
+    *,
+    clock: Clock = utcnow,
+    dry_run: bool = False,
+) -> SendReport:
+    """Compose, claim, render and send the digests of these subscribers for their current period.
+
+    Safe to run twice, and concurrently: rows are inserted with "ignore on conflict" and each is
+    claimed by exactly one caller before any SMTP.
+    """
+    chunk = _prepare(session, settings, subscriber_ids, now)
+    if dry_run:
+        return _dry_run_report(settings, chunk)
+    report = SendReport()
+    for row in chunk.new_rows:
+        if deliveries.insert_ignore(session, row) and row.status is DeliveryStatus.EMPTY:
+            report.counts["empty"] += 1
+    session.commit()
+    keys = [(sid, slot.period) for sid, slot in chunk.slots.items()]
+    waiting = [r.id for r in deliveries.existing_rows(session, keys).values() if deliveries.is_due(r, now)]
+    claimed = [rid for rid in waiting if deliveries.claim(session, rid, clock())]
+    report.counts["skipped"] += len(waiting) - len(claimed)
+    _send_claimed(session, settings, transport, chunk, claimed, report, clock)
+    return report
+
+
+def _send_claimed(
+    session: Session, settings: Settings, transport: Transport, chunk: _Chunk, claimed: list[int],
+    report: SendReport, clock: Clock,
+) -> None:  # fmt: skip
+    rows = {r.id: r for r in session.exec(select(Delivery).where(col(Delivery.id).in_(claimed)))}
+    outgoing: list[Outgoing] = []
+    for row in rows.values():
+        sub = chunk.subs[row.subscriber_id]
+        try:
+            outgoing.append(compose_message(settings, sub, row, chunk.index))
+        except Exception as exc:  # one unrenderable digest must not stop the batch
+            log.exception("could not compose delivery %s", row.id)
+            _settle(session, row, Result(row.id or 0, Outcome.FAILED, f"could not compose: {exc}"[:300]), report, clock)
+    names = {m.key: m for m in outgoing}
+
+    def on_result(result: Result) -> None:
+        row = rows[result.key]
+        _settle(session, row, result, report, clock)
+        sub = chunk.subs[row.subscriber_id]
+        message = names[result.key]
+        report.lines.append(
+            DigestLine(sub.email, row.period, len(row.paper_ids), result.outcome.value, file=message.name)
+        )
+
+    transport.deliver(outgoing, on_result)
+
+
+def _settle(session: Session, row: Delivery, result: Result, report: SendReport, clock: Clock) -> None:
+    give_up = row.created_at + timedelta(days=7 if row.period[5:6] == "W" else 1)
+    deliveries.settle(session, result, clock(), row.attempts, give_up)
+    report.counts[result.outcome.value] += 1
+    if result.outcome is not Outcome.SENT:
+        log.warning("delivery %s to subscriber %s: %s (%s)", row.id, row.subscriber_id, result.outcome, result.detail)
+
+
+def _dry_run_report(settings: Settings, chunk: _Chunk) -> SendReport:
+    report = SendReport()
+    for row in chunk.new_rows:
+        sub = chunk.subs[row.subscriber_id]
+        subject = ""
+        if row.paper_ids:
+            subject = render_for(settings, sub, row, chunk.index).subject
+        report.counts["would-send" if row.paper_ids else "empty"] += 1
+        report.lines.append(DigestLine(sub.email, row.period, len(row.paper_ids), "dry-run", subject))
+    return report
+
+
+def links(settings: Settings, sub: Subscriber) -> tuple[str, str]:
+    """The signed manage and unsubscribe URLs for a subscriber."""
+    assert sub.id is not None
+    keys = settings.signing_keys
+    manage = make_token(keys, Purpose.MANAGE, sub.id, sub.email)
+    leave = make_token(keys, Purpose.UNSUBSCRIBE, sub.id, sub.email)
+    return f"{settings.base_url}/manage/{manage}", f"{settings.base_url}/unsubscribe/{leave}"
+
+
+def render_for(settings: Settings, sub: Subscriber, row: Delivery, index: PaperIndex) -> RenderedDigest:
+    """Render a delivery row's digest for its subscriber."""
+    manage_url, unsubscribe_url = links(settings, sub)
+    local_date = row.created_at.astimezone(zone(sub.timezone))
+    context = DigestContext(
+        recipient=sub.email,
+        topics=sub.topics,
+        date=local_date,
+        manage_url=manage_url,
+        unsubscribe_url=unsubscribe_url,
+        list_name=settings.list_name,
+        base_url=settings.base_url,
+    )
+    matches = annotate(index, sub.topics, row.paper_ids)
+    return render_digest(settings.templates_dir, context, matches, row.more_count)
+
+
+def compose_message(settings: Settings, sub: Subscriber, row: Delivery, index: PaperIndex) -> Outgoing:
+    """The ready-to-send message for one claimed delivery row."""
+    rendered = render_for(settings, sub, row, index)
+    _manage, unsubscribe_url = links(settings, sub)
+    domain = domain_of(settings.from_address)
+    headers = Headers(
+        sender=settings.from_address,
+        recipient=sub.email,
+        date=row.created_at,
+        message_id=row.message_id,
+        list_id=f"{settings.list_name} <digest.{domain}>",
+        unsubscribe_url=unsubscribe_url,
+    )
+    return Outgoing(
+        key=row.id or 0,
+        sender=parseaddr(settings.from_address)[1],
+        recipient=sub.email,
+        data=build_message(rendered, headers),
+        name=f"{sub.email}-{row.period}",
+        html=rendered.html,
+    )
+
+
+def run_send(
+    session: Session,
+    settings: Settings,
+    transport: Transport,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> SendReport:
+    """Send every due digest in this process, chunk by chunk (what `digest send` runs)."""
+    report = SendReport()
+    for ids in plan_due(session, now, settings.send_batch_size):
+        report.merge(send_chunk(session, settings, transport, ids, now, dry_run=dry_run))
+        if progress:
+            progress(len(ids))
+    return report
+
+
+def preview(session: Session, settings: Settings, sub: Subscriber, now: datetime) -> RenderedDigest | None:
+    """What this subscriber's next digest would contain right now (nothing is recorded)."""
+    assert sub.id is not None
+    slot = latest_slot(schedule_of(sub), now)
+    last = deliveries.last_window_end(session, [sub.id]).get(sub.id)
+    start = _window_start(sub, last, now)
+    index = load_index(session, start, now)
+    row = _new_row(settings, sub, slot, index, start, now)
+    if not row.paper_ids:
+        return None
+    return render_for(settings, sub, row, index)

@@ -1,0 +1,249 @@
+"""Rendering: matched papers in, a `RenderedDigest` (subject, HTML, text) out. Pure.
+
+CSS is inlined by premailer once per template, when the template is loaded, not once per
+email: Jinja syntax is swapped for inert placeholders, premailer inlines the stylesheet, the
+placeholders are swapped back, and Jinja compiles the result.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+
+import premailer
+from jinja2 import BaseLoader, Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, select_autoescape
+
+from digest.match import Match
+from digest.query import And, Category, Node, Not, Or, QueryError, Term, parse_query
+from digest.text import clip, squash, word_spans
+
+SNIPPET_CHARS = 300
+AUTHORS_SHOWN = 3
+_JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
+_PLACEHOLDER = re.compile(r"JJX(\d+)XJJ")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of text, highlighted when it is a matched word."""
+
+    text: str
+    hit: bool
+
+
+@dataclass(frozen=True)
+class PaperView:
+    title: list[Segment]
+    url: str
+    pdf_url: str | None
+    authors: str
+    snippet: list[Segment]
+    categories: list[str]
+    upvotes: int | None
+    topics: list[str]
+    published: str
+
+    @property
+    def meta(self) -> str:
+        """The one-line facts: upvotes, categories, date."""
+        parts = [f"▲ {self.upvotes}"] if self.upvotes else []
+        parts += [" ".join(self.categories[:4])] if self.categories else []
+        parts += [self.published] if self.published else []
+        return " · ".join(parts)
+
+
+@dataclass(frozen=True)
+class DigestContext:
+    """Everything about the reader and the day that the template needs besides the papers."""
+
+    recipient: str
+    topics: Sequence[str]
+    date: datetime
+    manage_url: str
+    unsubscribe_url: str
+    list_name: str
+    base_url: str
+
+
+@dataclass(frozen=True)
+class RenderedDigest:
+    """A composed email, before MIME: what every transport and test looks at."""
+
+    subject: str
+    html: str
+    text: str
+
+
+def safe_url(url: str | None) -> str | None:
+    """Only http(s) links from feeds reach an href."""
+    if url and url.strip().lower().startswith(("https://", "http://")) and not re.search(r"[\s<>\"']", url):
+        return url.strip()
+    return None
+
+
+def segments(text: str, words: frozenset[str]) -> list[Segment]:
+    """Split text into plain and highlighted runs; adjacent matched words share one highlight."""
+    out: list[Segment] = []
+    pos = 0
+    for start, end, word in word_spans(text):
+        if word not in words:
+            continue
+        gap = text[pos:start]
+        if out and out[-1].hit and gap.strip(" -") == "":
+            out[-1] = Segment(out[-1].text + gap + text[start:end], True)
+        else:
+            if gap:
+                out.append(Segment(gap, False))
+            out.append(Segment(text[start:end], True))
+        pos = end
+    if pos < len(text):
+        out.append(Segment(text[pos:], False))
+    return out
+
+
+def snippet(abstract: str, words: frozenset[str], limit: int = SNIPPET_CHARS) -> str:
+    """About `limit` characters of the abstract, starting at the sentence of the first hit if late."""
+    first = next((start for start, _end, word in word_spans(abstract) if word in words), 0)
+    if first > limit - 80:
+        sentence = max(abstract.rfind(". ", 0, first), abstract.rfind("? ", 0, first))
+        start = sentence + 2 if sentence >= 0 else first
+        return "…" + clip(abstract[start:], limit)
+    return clip(abstract, limit)
+
+
+def short_authors(names: Sequence[str], shown: int = AUTHORS_SHOWN) -> str:
+    """'A, B and C', or 'A, B, C and 9 others' for long lists."""
+    if len(names) <= shown + 1:
+        return names[0] if len(names) == 1 else ", ".join(names[:-1]) + (" and " + names[-1] if names else "")
+    return f"{', '.join(names[:shown])} and {len(names) - shown} others"
+
+
+def _label(node: Node) -> str:
+    if isinstance(node, Term):
+        return node.text.strip('"')
+    if isinstance(node, Category):
+        return node.text or node.pattern
+    if isinstance(node, Not):
+        return ""
+    if isinstance(node, Or):
+        return _label(node.children[0])
+    assert isinstance(node, And)
+    return " ".join(label for label in (_label(c) for c in node.children) if label)
+
+
+def topic_label(topic: str) -> str:
+    """A short human name for a topic: `"KV cache" OR kv-cache -survey` reads as `KV cache`."""
+    try:
+        label = _label(parse_query(topic))
+    except QueryError:
+        label = topic
+    return clip(squash(label), 40) or clip(squash(topic), 40)
+
+
+def subject_line(count: int, topics: Sequence[str], date: datetime, limit: int = 60) -> str:
+    """'7 new papers on long context, KV cache — 29 Nov' (topic labels cut to fit)."""
+    noun = "paper" if count == 1 else "papers"
+    labels: list[str] = []
+    for label in dict.fromkeys(topic_label(t) for t in topics):
+        if labels and len(", ".join([*labels, label])) > limit:
+            labels.append("…")
+            break
+        labels.append(label)
+    on = f" on {', '.join(labels)}" if labels else ""
+    return squash(f"{count} new {noun}{on} — {date.day} {date:%b}")
+
+
+def paper_view(match: Match) -> PaperView:
+    """What the template shows for one paper."""
+    paper = match.paper
+    words = match.highlight
+    return PaperView(
+        title=segments(paper.title, words),
+        url=safe_url(getattr(paper, "abs_url", None)) or "",
+        pdf_url=safe_url(getattr(paper, "pdf_url", None)),
+        authors=short_authors(paper.authors),
+        snippet=segments(snippet(paper.abstract, words), words),
+        categories=list(paper.categories),
+        upvotes=paper.upvotes,
+        topics=[topic_label(t) for t in match.topics],
+        published=f"{paper.published:%d %b %Y}" if paper.published else "",
+    )
+
+
+def _protect(source: str) -> tuple[str, list[str]]:
+    saved: list[str] = []
+
+    def stash(m: re.Match[str]) -> str:
+        saved.append(m.group())
+        return f"JJX{len(saved) - 1}XJJ"
+
+    return _JINJA.sub(stash, source), saved
+
+
+def inline_css(source: str) -> str:
+    """Inline a Jinja HTML template's <style> rules into style attributes (no network access)."""
+    protected, saved = _protect(source)
+    inlined = premailer.Premailer(
+        protected,
+        allow_network=False,
+        allow_loading_external_files=False,
+        disable_link_rewrites=True,
+        disable_validation=True,
+        strip_important=False,  # the @media rules left in <style> must still beat inline styles
+        cssutils_logging_level="CRITICAL",
+    ).transform()
+    if source.lstrip().lower().startswith("<!doctype") and not inlined.lower().startswith("<!doctype"):
+        inlined = "<!doctype html>\n" + inlined
+    return _PLACEHOLDER.sub(lambda m: saved[int(m.group(1))], inlined)
+
+
+class InlinedCssLoader(BaseLoader):
+    """Loads templates from a folder, inlining the CSS of HTML templates once at load time."""
+
+    def __init__(self, folder: Path) -> None:
+        self.files = FileSystemLoader(str(folder))
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str | None, Callable[[], bool] | None]:
+        source, filename, uptodate = self.files.get_source(environment, template)
+        if template.endswith(".html") and "{# premailer: off #}" not in source:
+            source = inline_css(source)
+        return source, filename, uptodate
+
+
+@lru_cache(maxsize=8)
+def environment(folder: Path) -> Environment:
+    """The Jinja environment: autoescape on for .html (and anything unknown), off for .txt."""
+    env = Environment(
+        loader=InlinedCssLoader(folder),
+        autoescape=select_autoescape(enabled_extensions=("html", "xml"), disabled_extensions=("txt",), default=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+    )
+    if folder.joinpath("digest.html").exists():
+        env.get_template("digest.html")  # compile once, up front
+    return env
+
+
+def render_digest(folder: Path, context: DigestContext, matches: Sequence[Match], more: int) -> RenderedDigest:
+    """Render the subject, HTML and plaintext of one reader's digest."""
+    env = environment(folder)
+    papers = [paper_view(m) for m in matches]
+    matched_topics = [t for m in matches for t in m.topics] or list(context.topics)
+    subject = subject_line(len(matches) + more, matched_topics, context.date)
+    values = {
+        "subject": subject,
+        "papers": papers,
+        "more": more,
+        "ctx": context,
+        "topics": [topic_label(t) for t in context.topics],
+        "date_label": f"{context.date:%A} {context.date.day} {context.date:%B %Y}",
+    }
+    html = env.get_template("digest.html").render(values)
+    text = env.get_template("digest.txt").render(values)
+    return RenderedDigest(subject=subject, html=html, text=text)

@@ -1,0 +1,183 @@
+"""Sending: the one module that owns SMTP (and its stand-in, the outbox folder).
+
+Every message gets exactly one `Result`, classified by where it failed and by the SMTP code:
+before the body went out a failure is safe to retry; after it, we cannot know, so `unknown`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+import aiosmtplib
+
+from digest.config import SmtpConfig
+
+
+class Outcome(StrEnum):
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message ready for the wire."""
+
+    key: int
+    sender: str
+    recipient: str
+    data: bytes
+    name: str
+    html: str = ""
+
+
+@dataclass(frozen=True)
+class Result:
+    """What happened to one message. `code` is the SMTP reply code when there was one."""
+
+    key: int
+    outcome: Outcome
+    detail: str = ""
+    code: int | None = None
+    permanent_recipient: bool = False
+
+
+Report = Callable[[Result], None]
+
+
+class Transport(Protocol):
+    """Delivers messages and reports one Result per message, as each completes."""
+
+    def deliver(self, messages: Sequence[Outgoing], report: Report) -> None: ...
+
+
+def safe_filename(text: str) -> str:
+    """A file name fragment from an address or period (no slashes, no dots at the start)."""
+    return re.sub(r"[^A-Za-z0-9@._+-]", "_", text).lstrip(".")[:120] or "message"
+
+
+class OutboxTransport:
+    """Writes each message as `<name>.eml` and `<name>.html` into a folder (the no-SMTP default)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def deliver(self, messages: Sequence[Outgoing], report: Report) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for message in messages:
+            try:
+                self._write(message.name + ".eml", message.data)
+                self._write(message.name + ".html", message.html.encode("utf-8"))
+            except OSError as exc:
+                report(Result(message.key, Outcome.RETRY, f"outbox: {exc}"))
+            else:
+                report(Result(message.key, Outcome.SENT, "written to outbox"))
+
+    def _write(self, name: str, data: bytes) -> None:
+        target = self.folder / safe_filename(name)
+        tmp = target.with_suffix(target.suffix + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+
+
+def classify(code: int | None, *, body_sent: bool, stage: str) -> Outcome:
+    """Map where a failure happened and its reply code to what we do about it."""
+    if code is None:
+        return Outcome.UNKNOWN if body_sent else Outcome.RETRY
+    if 400 <= code < 500:
+        return Outcome.RETRY
+    if code >= 500 and stage in ("rcpt", "data"):
+        return Outcome.FAILED
+    return Outcome.RETRY  # a 5xx to MAIL FROM or the greeting is our relay's problem, not the reader's
+
+
+class SmtpTransport:
+    """aiosmtplib over a few reused connections, sending concurrently."""
+
+    def __init__(self, config: SmtpConfig, *, timeout: float = 30.0, connections: int = 4) -> None:
+        self.config = config
+        self.timeout = timeout
+        self.connections = connections
+
+    def deliver(self, messages: Sequence[Outgoing], report: Report) -> None:
+        if messages:
+            asyncio.run(self._deliver(messages, report))
+
+    async def _deliver(self, messages: Sequence[Outgoing], report: Report) -> None:
+        queue: asyncio.Queue[Outgoing] = asyncio.Queue()
+        for message in messages:
+            queue.put_nowait(message)
+        workers = min(self.connections, len(messages))
+        await asyncio.gather(*(self._worker(queue, report) for _ in range(workers)))
+
+    def _client(self) -> aiosmtplib.SMTP:
+        cfg = self.config
+        return aiosmtplib.SMTP(
+            hostname=cfg.host, port=cfg.port, timeout=self.timeout, use_tls=cfg.implicit_tls,
+            start_tls=cfg.starttls, username=cfg.username, password=cfg.password,
+        )  # fmt: skip
+
+    async def _worker(self, queue: asyncio.Queue[Outgoing], report: Report) -> None:
+        smtp: aiosmtplib.SMTP | None = None
+        while not queue.empty():
+            message = queue.get_nowait()
+            if smtp is None or not smtp.is_connected:
+                smtp = self._client()
+                try:
+                    await smtp.connect()
+                except (aiosmtplib.SMTPException, OSError) as exc:
+                    report(Result(message.key, Outcome.RETRY, f"connect: {_describe(exc)}", _code(exc)))
+                    smtp = None
+                    continue
+            report(await _send_one(smtp, message))
+        if smtp is not None and smtp.is_connected:
+            try:
+                await smtp.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                smtp.close()
+
+
+def _code(exc: BaseException) -> int | None:
+    code = getattr(exc, "code", None)
+    return code if isinstance(code, int) and code >= 200 else None
+
+
+def _describe(exc: BaseException) -> str:
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    code = _code(exc)
+    return f"{code} {message}" if code else f"{type(exc).__name__}: {message}"
+
+
+async def _send_one(smtp: aiosmtplib.SMTP, message: Outgoing) -> Result:
+    stage = "mail"
+    try:
+        await smtp.mail(message.sender)
+        stage = "rcpt"
+        await smtp.rcpt(message.recipient)
+        stage = "data"
+        response = await smtp.data(message.data)
+    except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+        return await _failure(smtp, message, exc, stage)
+    return Result(message.key, Outcome.SENT, f"{response.code} {response.message}"[:300], response.code)
+
+
+async def _failure(smtp: aiosmtplib.SMTP, message: Outgoing, exc: BaseException, stage: str) -> Result:
+    code = _code(exc)
+    outcome = classify(code, body_sent=stage == "data", stage=stage)
+    if code is not None and smtp.is_connected and code != 421:
+        try:
+            await smtp.rset()  # reuse the connection for the next message
+        except (aiosmtplib.SMTPException, OSError):
+            smtp.close()
+    elif smtp.is_connected:
+        smtp.close()
+    permanent = outcome is Outcome.FAILED and stage == "rcpt"
+    return Result(message.key, outcome, f"{stage}: {_describe(exc)}"[:500], code, permanent)

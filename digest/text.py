@@ -1,0 +1,95 @@
+"""Plain-text cleaning and word folding shared by parsing, the query language and matching."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from html import unescape
+from html.parser import HTMLParser
+
+_WS = re.compile(r"\s+")
+# Letters and digits only: hyphens, dots and apostrophes split words, so "KV-cache" is "kv cache".
+WORD = re.compile(r"[^\W_]+")
+_DROP_CONTENT = frozenset({"script", "style", "head", "title", "template", "noscript"})
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u2028\u2029]")
+
+
+class _TextExtractor(HTMLParser):
+    """Collects the text of an HTML fragment, dropping scripts, styles and all tags."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _DROP_CONTENT:
+            self._skip += 1
+        elif tag in ("br", "p", "div", "li"):
+            self.parts.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _DROP_CONTENT and self._skip:
+            self._skip -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
+def squash(text: str) -> str:
+    """Collapse all whitespace (CR/LF included) to single spaces and drop control characters."""
+    return _WS.sub(" ", _CONTROL.sub(" ", text)).strip()
+
+
+def html_to_text(fragment: str) -> str:
+    """Turn untrusted HTML (or text with entities) into one line of plain text."""
+    if "<" not in fragment:
+        return squash(unescape(fragment))
+    extractor = _TextExtractor()
+    extractor.feed(fragment)
+    extractor.close()
+    return squash("".join(extractor.parts))
+
+
+def clip(text: str, limit: int) -> str:
+    """Shorten text to at most `limit` characters, on a word boundary, with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:.") + "…"
+
+
+def strip_accents(text: str) -> str:
+    """Fold accents so "Pérez" matches "perez"."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def fold(word: str) -> str:
+    """Fold a lowercase word so singular and plural meet: models→model, queries/query→queri."""
+    if len(word) >= 3 and word[-1] == "s" and word[-2:] not in ("ss", "us", "is"):
+        word = word[:-1]
+    if len(word) > 3 and word[-1] == "e":
+        word = word[:-1]
+    if len(word) > 3 and word[-1] == "y":
+        word = word[:-1] + "i"
+    return word
+
+
+def normalize(word: str) -> str:
+    """The key a word is indexed and searched under: lowercase, accent-free, plural-folded."""
+    return fold(strip_accents(word).casefold())
+
+
+def words(text: str) -> list[str]:
+    """The normalized words of a text, in order."""
+    return [normalize(m.group()) for m in WORD.finditer(text)]
+
+
+def word_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, normalized word) for each word, used to highlight matches in a snippet."""
+    return [(m.start(), m.end(), normalize(m.group())) for m in WORD.finditer(text)]
