@@ -24,8 +24,15 @@ from digest.db import init_db, make_engine, open_session
 from digest.ingest import SourceReport, ingest_bytes
 from digest.models import Frequency, Paper, Subscriber
 from digest.parse import FeedError
-from digest.pipeline import SendReport, make_transport, preview as preview_digest, run_fetch, run_send, utcnow
-from digest.subscribers import Preferences, SubscriberError, by_email, normalize_email, subscribe_active
+from digest.pipeline import SendReport, make_transport, run_fetch, run_send, utcnow
+from digest.pipeline import preview as preview_digest
+from digest.subscribers import (
+    Preferences,
+    SubscriberError,
+    by_email,
+    normalize_email,
+    subscribe_active,
+)
 from digest.subscribers import unsubscribe as unsubscribe_sub
 
 app = typer.Typer(help="Daily research-paper digest.", no_args_is_help=True, add_completion=False)
@@ -71,7 +78,9 @@ def parse_now(value: str | None) -> datetime:
 
 
 @app.callback()
-def main_options(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
+def main_options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+) -> None:
     """Configure logging for every subcommand."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -198,7 +207,10 @@ def subscribe(
             sub = subscribe_active(session, email, prefs, utcnow())
         except SubscriberError as exc:
             fail(str(exc))
-    out.print(f"{sub.email} is subscribed ({sub.frequency}, {sub.send_hour:02d}:00 {sub.timezone}) to: " + "; ".join(sub.topics))
+    out.print(
+        f"{sub.email} is subscribed ({sub.frequency}, {sub.send_hour:02d}:00 {sub.timezone}) to: "
+        + "; ".join(sub.topics)
+    )
 
 
 @app.command()
@@ -231,7 +243,9 @@ def subscriber_json(sub: Subscriber) -> dict[str, object]:
 
 
 @app.command()
-def subscribers(as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False) -> None:
+def subscribers(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+) -> None:
     """List subscribers."""
     settings = load_settings()
     with session_for(settings) as session:
@@ -241,7 +255,12 @@ def subscribers(as_json: Annotated[bool, typer.Option("--json", help="Print a JS
         return
     table = Table("email", "status", "schedule", "topics")
     for s in rows:
-        table.add_row(s.email, s.status.value, f"{s.frequency.value} {s.send_hour:02d}:00 {s.timezone}", "; ".join(s.topics))
+        table.add_row(
+            s.email,
+            s.status.value,
+            f"{s.frequency.value} {s.send_hour:02d}:00 {s.timezone}",
+            "; ".join(s.topics),
+        )
     out.print(table)
 
 
@@ -249,7 +268,13 @@ def print_send_report(report: SendReport, dry_run: bool) -> None:
     """The per-reader table and the counts of a send run."""
     table = Table("subscriber", "period", "papers", "status", "subject" if dry_run else "file")
     for line in report.lines:
-        table.add_row(line.email, line.period, str(line.papers), line.status, line.subject if dry_run else line.file)
+        table.add_row(
+            line.email,
+            line.period,
+            str(line.papers),
+            line.status,
+            line.subject if dry_run else line.file,
+        )
     if report.lines:
         out.print(table)
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(report.counts.items())) or "nothing was due"

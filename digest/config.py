@@ -78,12 +78,11 @@ def parse_smtp_url(url: str, *, starttls: bool | None = None) -> SmtpConfig:
 class Settings(BaseSettings):
     """All configuration. Every field can be set as DIGEST_<NAME> in the environment or `.env`."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="DIGEST_", env_file=".env", extra="ignore", populate_by_name=True
-    )
+    model_config = SettingsConfigDict(env_prefix="DIGEST_", env_file=".env", extra="ignore", populate_by_name=True)
 
     database_url: str = "sqlite:///digest.sqlite3"
     broker_url: str | None = None
+    celery_queue: str = "digest"
     smtp_url: str | None = None
     smtp_starttls: bool | None = None  # None: STARTTLS on port 587, off elsewhere
     smtp_timeout: float = 30.0

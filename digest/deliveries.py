@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, func, or_, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlmodel import Session, col, select
@@ -42,11 +43,10 @@ def existing_rows(session: Session, keys: Iterable[tuple[int, str]]) -> dict[tup
         return {}
     ids = {sid for sid, _ in wanted}
     periods = {period for _, period in wanted}
-    query = select(Delivery.id, Delivery.subscriber_id, Delivery.period, Delivery.status, Delivery.due_at).where(
-        col(Delivery.subscriber_id).in_(ids), col(Delivery.period).in_(periods)
-    )
+    columns = [col(c) for c in (Delivery.id, Delivery.subscriber_id, Delivery.period, Delivery.status, Delivery.due_at)]
+    query = sa_select(*columns).where(col(Delivery.subscriber_id).in_(ids), col(Delivery.period).in_(periods))
     found = {}
-    for row_id, sid, period, status, due_at in session.exec(query):
+    for row_id, sid, period, status, due_at in session.execute(query):
         if (sid, period) in wanted:
             found[(sid, period)] = Existing(row_id, DeliveryStatus(status), due_at)
     return found
@@ -81,11 +81,16 @@ def insert_ignore(session: Session, row: Delivery) -> bool:
     return result.rowcount == 1
 
 
-def claim(session: Session, delivery_id: int, now: datetime) -> bool:
-    """Move a row to `sending` if it is still waiting and its reader still active; commit. True if won."""
-    active = exists().where(
+def _reader_active() -> Any:
+    """SQL condition: the row's subscriber is still active (checked at claim time, not plan time)."""
+    return exists().where(
         and_(col(Subscriber.id) == Delivery.subscriber_id, col(Subscriber.status) == SubscriberStatus.ACTIVE)
     )
+
+
+def claim(session: Session, delivery_id: int, now: datetime) -> bool:
+    """Move a row to `sending` if it is still waiting and its reader still active; commit. True if won."""
+    active = _reader_active()
     statement = (
         update(Delivery)
         .where(
@@ -101,10 +106,27 @@ def claim(session: Session, delivery_id: int, now: datetime) -> bool:
     return result.rowcount == 1
 
 
+def skip_inactive(session: Session, delivery_ids: Sequence[int]) -> int:
+    """Close waiting rows whose reader left or was suppressed before the send; returns how many."""
+    if not delivery_ids:
+        return 0
+    active = _reader_active()
+    statement = (
+        update(Delivery)
+        .where(col(Delivery.id).in_(delivery_ids), col(Delivery.status).in_(RESENDABLE), ~active)
+        .values(status=DeliveryStatus.SKIPPED, error="subscriber no longer active")
+    )
+    result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
+    session.commit()
+    return int(result.rowcount)
+
+
 def backoff(attempt: int, rng: random.Random | None = None) -> timedelta:
     """Exponential back-off with full jitter: uniform in [0, min(cap, base * 2**attempt))."""
     ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** max(0, attempt - 1)))
-    return ceiling * (rng or random).random() + timedelta(seconds=30)
+    jitter: float = (rng or random.Random()).random()
+    delay: timedelta = ceiling * jitter
+    return delay + timedelta(seconds=30)
 
 
 def settle(session: Session, result: Result, now: datetime, attempts: int, give_up_at: datetime | None) -> None:
@@ -115,7 +137,10 @@ def settle(session: Session, result: Result, now: datetime, attempts: int, give_
     elif result.outcome is Outcome.RETRY:
         due = now + backoff(attempts)
         if attempts >= MAX_ATTEMPTS or (give_up_at is not None and due >= give_up_at):
-            values.update(status=DeliveryStatus.FAILED, error=f"gave up after {attempts} attempts: {result.detail}")
+            values.update(
+                status=DeliveryStatus.FAILED,
+                error=f"gave up after {attempts} attempts: {result.detail}",
+            )
         else:
             values.update(status=DeliveryStatus.RETRY, due_at=due)
     else:

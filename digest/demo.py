@@ -20,11 +20,16 @@ DEMO_DATABASE = Path("demo.sqlite3")
 def demo_readers(today: datetime) -> list[tuple[str, Preferences]]:
     """Three readers with different topics and schedules, all due at 09:00 UTC today."""
     weekday = today.weekday()
-    return [
-        ("ada@example.org", Preferences(['"long context" benchmark', '"KV cache" OR kv-cache'], Frequency.DAILY, 8, "Europe/London")),
-        ("grace@example.org", Preferences(['"in-context learning" OR ICL -survey', "cat:cs.CV segmentation"], Frequency.WEEKDAYS, 8, "Europe/Paris", min_upvotes=None, max_papers=5)),
-        ("alan@example.org", Preferences(["title:agent OR multi-agent", 'code AND (repository OR "software engineering")'], Frequency.WEEKLY, 7, "UTC", weekly_day=weekday)),
-    ]  # fmt: skip
+    ada = Preferences(['"long context" benchmark', '"KV cache" OR kv-cache'], Frequency.DAILY, 8, "Europe/London")
+    grace = Preferences(
+        ['"in-context learning" OR ICL -survey', "cat:cs.CV segmentation"],
+        Frequency.WEEKDAYS, 8, "Europe/Paris", max_papers=5,
+    )  # fmt: skip
+    alan = Preferences(
+        ["title:agent OR multi-agent", 'code AND (repository OR "software engineering")'],
+        Frequency.WEEKLY, 7, "UTC", weekly_day=weekday,
+    )  # fmt: skip
+    return [("ada@example.org", ada), ("grace@example.org", grace), ("alan@example.org", alan)]
 
 
 def _reset(settings: Settings) -> None:
@@ -44,10 +49,22 @@ def run(settings: Settings) -> SendReport:
     today = datetime.combine(datetime.now(UTC).date(), time(0), tzinfo=UTC)
     fetched_at, send_at = today + timedelta(hours=6), today + timedelta(hours=9)
     with open_session(engine) as session:
-        ingest_bytes(session, (SAMPLES / "arxiv-listing.rss").read_bytes(), SourceKind.ARXIV_RSS, "arxiv-sample", fetched_at)
-        ingest_bytes(session, (SAMPLES / "hf-daily-papers.json").read_bytes(), SourceKind.HF_JSON, "hf-sample", fetched_at)
+        ingest_bytes(
+            session,
+            (SAMPLES / "arxiv-listing.rss").read_bytes(),
+            SourceKind.ARXIV_RSS,
+            "arxiv-sample",
+            fetched_at,
+        )
+        ingest_bytes(
+            session,
+            (SAMPLES / "hf-daily-papers.json").read_bytes(),
+            SourceKind.HF_JSON,
+            "hf-sample",
+            fetched_at,
+        )
         for email, prefs in demo_readers(today):
-            subscribe_active(session, email, prefs, fetched_at)
+            subscribe_active(session, email, prefs, today - timedelta(days=7))
         report = run_send(session, settings, OutboxTransport(settings.outbox_dir), send_at)
     engine.dispose()
     return report

@@ -36,7 +36,15 @@ class SourceReport:
 
 def _merge(row: Paper, paper: ParsedPaper, source: str, now: datetime) -> bool:
     """Fill what the row lacks, take the newest upvote count, record the source. True if changed."""
-    before = (row.title, row.abstract, row.authors, row.categories, row.upvotes, row.sources, row.published)
+    before = (
+        row.title,
+        row.abstract,
+        row.authors,
+        row.categories,
+        row.upvotes,
+        row.sources,
+        row.published,
+    )
     row.title = row.title or paper.title
     row.abstract = row.abstract or paper.abstract
     row.authors = row.authors or paper.authors
@@ -47,7 +55,15 @@ def _merge(row: Paper, paper: ParsedPaper, source: str, now: datetime) -> bool:
     row.published = row.published or paper.published
     row.pdf_url = row.pdf_url or paper.pdf_url
     row.abs_url = row.abs_url or paper.abs_url
-    after = (row.title, row.abstract, row.authors, row.categories, row.upvotes, row.sources, row.published)
+    after = (
+        row.title,
+        row.abstract,
+        row.authors,
+        row.categories,
+        row.upvotes,
+        row.sources,
+        row.published,
+    )
     if before == after:
         return False
     row.updated_at = now
@@ -147,13 +163,21 @@ def _record(state: SourceState, report: SourceReport, fetched: Fetched | None, n
 
 
 def run_source(
-    session: Session, client: httpx.Client, source: SourceConfig, settings: Settings, throttle: Throttle, now: datetime
+    session: Session,
+    client: httpx.Client,
+    source: SourceConfig,
+    settings: Settings,
+    throttle: Throttle,
+    now: datetime,
 ) -> SourceReport:
     """Fetch, parse and store one source, recording its health. Never raises for a bad feed."""
     state = _state(session, source.name)
     report = SourceReport(source.name)
     if state.not_before and state.not_before > now:
-        report.ok, report.error = False, f"waiting until {state.not_before:%H:%M} UTC (server asked us to retry later)"
+        report.ok, report.error = (
+            False,
+            f"waiting until {state.not_before:%H:%M} UTC (server asked us to retry later)",
+        )
         return report
     fetched: Fetched | None = None
     for i, url in enumerate(source_urls(source, now)):

@@ -65,7 +65,7 @@ class CompiledTopic:
     text: str
     mask: int
     hits: dict[int, Hits]
-    words: frozenset[str]
+    phrases: frozenset[tuple[str, ...]]
 
 
 class PaperIndex:
@@ -187,7 +187,7 @@ class PaperIndex:
             for i in _iter_bits(mask & self._field_mask("abstract", term.words)):
                 abstract_hits[i] += 1
         hits = {i: Hits(title_hits[i], abstract_hits[i]) for i in _iter_bits(mask)}
-        highlight = frozenset(w for t in terms if t.field in ("text", "title", "abstract") for w in t.words)
+        highlight = frozenset(t.words for t in terms if t.field in ("text", "title", "abstract"))
         return CompiledTopic(text, mask, hits, highlight)
 
 
@@ -204,7 +204,8 @@ class Match:
     topics: tuple[str, ...]
     title_hits: int
     abstract_hits: int
-    highlight: frozenset[str] = field(default_factory=frozenset)
+    # The matched words and phrases (normalized word tuples) to highlight in title and snippet.
+    highlight: frozenset[tuple[str, ...]] = field(default_factory=frozenset)
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,13 @@ class Selection:
 
 def _rank_key(m: Match) -> tuple[int, int, int, float, str]:
     published = m.paper.published or m.paper.first_seen
-    return (-m.title_hits, -m.abstract_hits, -(m.paper.upvotes or 0), -published.timestamp(), m.paper.id)
+    return (
+        -m.title_hits,
+        -m.abstract_hits,
+        -(m.paper.upvotes or 0),
+        -published.timestamp(),
+        m.paper.id,
+    )
 
 
 def select(
@@ -250,7 +257,7 @@ def _match_for(index: PaperIndex, i: int, compiled: Sequence[CompiledTopic]) -> 
         topics=tuple(t.text for t in hit),
         title_hits=sum(t.hits.get(i, zero).title for t in hit),
         abstract_hits=sum(t.hits.get(i, zero).abstract for t in hit),
-        highlight=frozenset().union(*(t.words for t in hit)),
+        highlight=frozenset().union(*(t.phrases for t in hit)),
     )
 
 

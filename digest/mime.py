@@ -16,6 +16,7 @@ from email.utils import format_datetime, parseaddr
 from digest.render import RenderedDigest
 from digest.text import squash
 
+
 class HeaderError(ValueError):
     """A header value that cannot be sent safely."""
 
@@ -102,8 +103,7 @@ def _qp(text: str) -> bytes:
 
 def _part(content_type: str, text: str) -> bytes:
     return (
-        f'Content-Type: {content_type}; charset="utf-8"\r\n'
-        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        f'Content-Type: {content_type}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
     ).encode() + _qp(text)
 
 

@@ -14,7 +14,8 @@ from sqlmodel import Session, col, select
 from digest import deliveries
 from digest.config import Settings
 from digest.ingest import SourceReport, fetch_all
-from digest.match import PaperIndex, annotate, select as select_papers
+from digest.match import PaperIndex, annotate
+from digest.match import select as select_papers
 from digest.mime import Headers, build_message, domain_of, make_message_id
 from digest.models import Delivery, DeliveryStatus, Frequency, Paper, Subscriber, SubscriberStatus
 from digest.render import DigestContext, RenderedDigest, render_digest
@@ -68,11 +69,14 @@ def schedule_of(sub: Subscriber) -> Schedule:
 
 
 def _slot(sub: Subscriber, now: datetime) -> Slot | None:
+    """The slot to fill now, if any: a slot from before the reader joined is not owed to them."""
     try:
-        return latest_slot(schedule_of(sub), now)
+        slot = latest_slot(schedule_of(sub), now)
     except ScheduleError as exc:
         log.warning("subscriber %s has an unusable schedule: %s", sub.id, exc)
         return None
+    joined = sub.confirmed_at or sub.created_at
+    return slot if slot.due >= joined else None
 
 
 def plan_due(session: Session, now: datetime, page_size: int) -> Iterator[list[int]]:
@@ -96,7 +100,8 @@ def make_transport(settings: Settings) -> Transport:
 def load_index(session: Session, since: datetime, until: datetime) -> PaperIndex:
     """Index the papers first seen in [since, until)."""
     query = select(Paper).where(col(Paper.first_seen) >= since, col(Paper.first_seen) < until)
-    return PaperIndex(session.exec(query))
+    papers: list[Paper] = list(session.exec(query))
+    return PaperIndex(papers)
 
 
 def _window_start(sub: Subscriber, last_end: datetime | None, now: datetime) -> datetime:
@@ -105,10 +110,21 @@ def _window_start(sub: Subscriber, last_end: datetime | None, now: datetime) -> 
     return previous_slot(schedule_of(sub), now).due
 
 
-def _new_row(settings: Settings, sub: Subscriber, slot: Slot, index: PaperIndex, start: datetime, now: datetime) -> Delivery:
+def _new_row(
+    settings: Settings,
+    sub: Subscriber,
+    slot: Slot,
+    index: PaperIndex,
+    start: datetime,
+    now: datetime,
+) -> Delivery:
     assert sub.id is not None
     chosen = select_papers(
-        index, sub.topics, candidates=index.window(start, now), min_upvotes=sub.min_upvotes, cap=sub.max_papers
+        index,
+        sub.topics,
+        candidates=index.window(start, now),
+        min_upvotes=sub.min_upvotes,
+        cap=sub.max_papers,
     )
     domain = domain_of(settings.from_address)
     return Delivery(
@@ -138,7 +154,9 @@ def _prepare(session: Session, settings: Settings, ids: Sequence[int], now: date
     slots = {sid: slot for sid, sub in subs.items() if (slot := _slot(sub, now))}
     rows = deliveries.existing_rows(session, ((sid, s.period) for sid, s in slots.items()))
     ends = deliveries.last_window_end(session, list(slots))
-    starts = {sid: _window_start(subs[sid], ends.get(sid), now) for sid in slots if (sid, slots[sid].period) not in rows}
+    starts = {
+        sid: _window_start(subs[sid], ends.get(sid), now) for sid in slots if (sid, slots[sid].period) not in rows
+    }
     resend_ids = [r.id for key, r in rows.items() if deliveries.is_due(r, now)]
     resend_starts = session.exec(select(Delivery.window_start).where(col(Delivery.id).in_(resend_ids))).all()
     since = min([*starts.values(), *resend_starts], default=now)
@@ -173,7 +191,8 @@ def send_chunk(
     keys = [(sid, slot.period) for sid, slot in chunk.slots.items()]
     waiting = [r.id for r in deliveries.existing_rows(session, keys).values() if deliveries.is_due(r, now)]
     claimed = [rid for rid in waiting if deliveries.claim(session, rid, clock())]
-    report.counts["skipped"] += len(waiting) - len(claimed)
+    lost = [rid for rid in waiting if rid not in claimed]
+    report.counts["skipped"] += deliveries.skip_inactive(session, lost)
     _send_claimed(session, settings, transport, chunk, claimed, report, clock)
     return report
 
@@ -190,7 +209,13 @@ def _send_claimed(
             outgoing.append(compose_message(settings, sub, row, chunk.index))
         except Exception as exc:  # one unrenderable digest must not stop the batch
             log.exception("could not compose delivery %s", row.id)
-            _settle(session, row, Result(row.id or 0, Outcome.FAILED, f"could not compose: {exc}"[:300]), report, clock)
+            _settle(
+                session,
+                row,
+                Result(row.id or 0, Outcome.FAILED, f"could not compose: {exc}"[:300]),
+                report,
+                clock,
+            )
     names = {m.key: m for m in outgoing}
 
     def on_result(result: Result) -> None:
@@ -210,7 +235,13 @@ def _settle(session: Session, row: Delivery, result: Result, report: SendReport,
     deliveries.settle(session, result, clock(), row.attempts, give_up)
     report.counts[result.outcome.value] += 1
     if result.outcome is not Outcome.SENT:
-        log.warning("delivery %s to subscriber %s: %s (%s)", row.id, row.subscriber_id, result.outcome, result.detail)
+        log.warning(
+            "delivery %s to subscriber %s: %s (%s)",
+            row.id,
+            row.subscriber_id,
+            result.outcome,
+            result.detail,
+        )
 
 
 def _dry_run_report(settings: Settings, chunk: _Chunk) -> SendReport:

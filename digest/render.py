@@ -15,7 +15,13 @@ from functools import lru_cache
 from pathlib import Path
 
 import premailer
-from jinja2 import BaseLoader, Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, select_autoescape
+from jinja2 import (
+    BaseLoader,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    select_autoescape,
+)
 
 from digest.match import Match
 from digest.query import And, Category, Node, Not, Or, QueryError, Term, parse_query
@@ -85,13 +91,32 @@ def safe_url(url: str | None) -> str | None:
     return None
 
 
-def segments(text: str, words: frozenset[str]) -> list[Segment]:
-    """Split text into plain and highlighted runs; adjacent matched words share one highlight."""
+def hit_spans(text: str, phrases: frozenset[tuple[str, ...]]) -> list[tuple[int, int]]:
+    """Character spans of the matched words and whole phrases in a text, longest phrase first."""
+    spans = word_spans(text)
+    words = [w for _s, _e, w in spans]
+    by_first: dict[str, list[int]] = {}
+    for phrase in phrases:
+        by_first.setdefault(phrase[0], []).append(len(phrase))
+    found, i = [], 0
+    while i < len(spans):
+        length = max(
+            (n for n in by_first.get(words[i], ()) if tuple(words[i : i + n]) in phrases),
+            default=0,
+        )
+        if length:
+            found.append((spans[i][0], spans[i + length - 1][1]))
+            i += length
+        else:
+            i += 1
+    return found
+
+
+def segments(text: str, phrases: frozenset[tuple[str, ...]]) -> list[Segment]:
+    """Split text into plain and highlighted runs; adjacent hits share one highlight."""
     out: list[Segment] = []
     pos = 0
-    for start, end, word in word_spans(text):
-        if word not in words:
-            continue
+    for start, end in hit_spans(text, phrases):
         gap = text[pos:start]
         if out and out[-1].hit and gap.strip(" -") == "":
             out[-1] = Segment(out[-1].text + gap + text[start:end], True)
@@ -105,9 +130,10 @@ def segments(text: str, words: frozenset[str]) -> list[Segment]:
     return out
 
 
-def snippet(abstract: str, words: frozenset[str], limit: int = SNIPPET_CHARS) -> str:
+def snippet(abstract: str, phrases: frozenset[tuple[str, ...]], limit: int = SNIPPET_CHARS) -> str:
     """About `limit` characters of the abstract, starting at the sentence of the first hit if late."""
-    first = next((start for start, _end, word in word_spans(abstract) if word in words), 0)
+    hits = hit_spans(abstract, phrases)
+    first = hits[0][0] if hits else 0
     if first > limit - 80:
         sentence = max(abstract.rfind(". ", 0, first), abstract.rfind("? ", 0, first))
         start = sentence + 2 if sentence >= 0 else first
@@ -160,13 +186,13 @@ def subject_line(count: int, topics: Sequence[str], date: datetime, limit: int =
 def paper_view(match: Match) -> PaperView:
     """What the template shows for one paper."""
     paper = match.paper
-    words = match.highlight
+    phrases = match.highlight
     return PaperView(
-        title=segments(paper.title, words),
+        title=segments(paper.title, phrases),
         url=safe_url(getattr(paper, "abs_url", None)) or "",
         pdf_url=safe_url(getattr(paper, "pdf_url", None)),
         authors=short_authors(paper.authors),
-        snippet=segments(snippet(paper.abstract, words), words),
+        snippet=segments(snippet(paper.abstract, phrases), phrases),
         categories=list(paper.categories),
         upvotes=paper.upvotes,
         topics=[topic_label(t) for t in match.topics],

@@ -164,7 +164,7 @@ async def _send_one(smtp: aiosmtplib.SMTP, message: Outgoing) -> Result:
         await smtp.rcpt(message.recipient)
         stage = "data"
         response = await smtp.data(message.data)
-    except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
         return await _failure(smtp, message, exc, stage)
     return Result(message.key, Outcome.SENT, f"{response.code} {response.message}"[:300], response.code)
 

@@ -55,7 +55,9 @@ def arxiv_atom(papers: list[dict[str, Any]]) -> str:
     entries = []
     for p in papers:
         authors = "".join(f"<author><name>{escape(a)}</name></author>" for a in p["authors"])
-        cats = "".join(f'<category term="{escape(c)}" scheme="http://arxiv.org/schemas/atom"/>' for c in p["categories"])
+        cats = "".join(
+            f'<category term="{escape(c)}" scheme="http://arxiv.org/schemas/atom"/>' for c in p["categories"]
+        )
         entries.append(
             f"<entry><id>http://arxiv.org/abs/{p['id']}v1</id><updated>{p['published']}</updated>"
             f"<published>{p['published']}</published><title>{escape(p['title'])}</title>"
@@ -89,8 +91,16 @@ def hf_json(papers: list[dict[str, Any]], day: str, withdrawn: int = 1) -> str:
         }
         if n >= len(papers) - withdrawn:
             paper["withdrawnAt"] = f"{day}T09:00:00.000Z"
-        items.append({"paper": paper, "publishedAt": paper["publishedAt"], "title": p["title"],
-                      "summary": p["abstract"], "numComments": n % 4, "isAuthorParticipating": False})
+        items.append(
+            {
+                "paper": paper,
+                "publishedAt": paper["publishedAt"],
+                "title": p["title"],
+                "summary": p["abstract"],
+                "numComments": n % 4,
+                "isAuthorParticipating": False,
+            }
+        )
     return json.dumps(items, indent=1, ensure_ascii=False) + "\n"
 
 

@@ -1,0 +1,40 @@
+"""Builds the Celery app from Settings. Nothing else lives here."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from digest.config import Settings
+from workers.beat import beat_schedule
+
+# Tasks must finish well inside the broker's visibility timeout, or Redis would hand an
+# unacknowledged message to a second worker while the first is still working on it.
+VISIBILITY_TIMEOUT = 60 * 60
+TASK_TIME_LIMIT = 30 * 60
+TASK_SOFT_TIME_LIMIT = 25 * 60
+
+
+def make_celery(settings: Settings) -> Celery:
+    """The Celery app: JSON only, UTC, late acks, one task prefetched per worker process."""
+    app = Celery("paper_digest", broker=settings.broker_url or "redis://127.0.0.1:6379/0", include=["workers.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        timezone="UTC",
+        enable_utc=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=TASK_TIME_LIMIT,
+        task_soft_time_limit=TASK_SOFT_TIME_LIMIT,
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        broker_connection_retry_on_startup=True,
+        task_default_queue=settings.celery_queue,
+        beat_schedule=beat_schedule(),
+    )
+    return app
+
+
+app = make_celery(Settings())

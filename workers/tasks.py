@@ -1,0 +1,59 @@
+"""Thin Celery tasks: take ids or ISO times, open a session, call one pipeline function."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import cache
+
+from celery import group
+from sqlalchemy.engine import Engine
+
+from digest.config import Settings
+from digest.db import init_db, make_engine, open_session
+from digest.pipeline import make_transport, plan_due, run_fetch, send_chunk, utcnow
+from workers.celery_app import app
+
+
+@cache
+def _settings() -> Settings:
+    return Settings()
+
+
+@cache
+def _engine() -> Engine:
+    # Created lazily in each worker process (after the fork), never shared across processes.
+    engine = make_engine(_settings().database_url)
+    init_db(engine)
+    return engine
+
+
+def _when(now_iso: str | None) -> datetime:
+    return datetime.fromisoformat(now_iso).astimezone(UTC) if now_iso else utcnow()
+
+
+@app.task(name="digest.fetch_sources")
+def fetch_sources(only: str | None = None) -> dict[str, str]:
+    """Fetch every configured source (or one) and store new papers."""
+    with open_session(_engine()) as session:
+        reports = run_fetch(session, _settings(), utcnow(), only)
+    return {r.name: "ok" if r.ok else f"failed: {r.error}" for r in reports}
+
+
+@app.task(name="digest.plan_sends")
+def plan_sends(now_iso: str | None = None) -> int:
+    """Find every reader whose digest is due and fan them out as a group of chunk tasks."""
+    now = _when(now_iso)
+    with open_session(_engine()) as session:
+        chunks = list(plan_due(session, now, _settings().send_batch_size))
+    if chunks:
+        group(send_digests.s(ids, now.isoformat()) for ids in chunks).apply_async()
+    return sum(len(ids) for ids in chunks)
+
+
+@app.task(name="digest.send_digests")
+def send_digests(subscriber_ids: list[int], now_iso: str) -> dict[str, int]:
+    """Compose, claim and send one chunk of digests (safe to run twice)."""
+    settings = _settings()
+    with open_session(_engine()) as session:
+        report = send_chunk(session, settings, make_transport(settings), subscriber_ids, _when(now_iso))
+    return dict(report.counts)
