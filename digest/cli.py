@@ -295,7 +295,7 @@ def send(
             task = progress.add_task("sending", total=total)
             report = run_send(
                 session, settings, make_transport(settings), when, dry_run=dry_run,
-                progress=lambda n: progress.advance(task, n),
+                clock=None if now else utcnow, progress=lambda n: progress.advance(task, n),
             )  # fmt: skip
     print_send_report(report, dry_run)
     if report.counts.get("failed") or report.counts.get("unknown"):

@@ -172,14 +172,18 @@ def send_chunk(
     subscriber_ids: Sequence[int],
     now: datetime,
     *,
-    clock: Clock = utcnow,
+    clock: Clock | None = None,
     dry_run: bool = False,
 ) -> SendReport:
     """Compose, claim, render and send the digests of these subscribers for their current period.
 
+    `now` decides periods and windows; `clock` stamps claims, retries and sends (default: `now`,
+    for simulations and tests; the Celery task passes the real clock).
+
     Safe to run twice, and concurrently: rows are inserted with "ignore on conflict" and each is
     claimed by exactly one caller before any SMTP.
     """
+    clock = clock or (lambda: now)
     chunk = _prepare(session, settings, subscriber_ids, now)
     if dry_run:
         return _dry_run_report(settings, chunk)
@@ -192,7 +196,8 @@ def send_chunk(
     waiting = [r.id for r in deliveries.existing_rows(session, keys).values() if deliveries.is_due(r, now)]
     claimed = [rid for rid in waiting if deliveries.claim(session, rid, clock())]
     lost = [rid for rid in waiting if rid not in claimed]
-    report.counts["skipped"] += deliveries.skip_inactive(session, lost)
+    if skipped := deliveries.skip_inactive(session, lost):
+        report.counts["skipped"] += skipped
     _send_claimed(session, settings, transport, chunk, claimed, report, clock)
     return report
 
@@ -312,12 +317,13 @@ def run_send(
     now: datetime,
     *,
     dry_run: bool = False,
+    clock: Clock | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> SendReport:
     """Send every due digest in this process, chunk by chunk (what `digest send` runs)."""
     report = SendReport()
     for ids in plan_due(session, now, settings.send_batch_size):
-        report.merge(send_chunk(session, settings, transport, ids, now, dry_run=dry_run))
+        report.merge(send_chunk(session, settings, transport, ids, now, clock=clock, dry_run=dry_run))
         if progress:
             progress(len(ids))
     return report

@@ -8,6 +8,7 @@ placeholders are swapped back, and Jinja compiles the result.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -183,6 +184,13 @@ def subject_line(count: int, topics: Sequence[str], date: datetime, limit: int =
     return squash(f"{count} new {noun}{on} — {date.day} {date:%b}")
 
 
+def subject_topics(topics: Sequence[str], matches: Sequence[Match]) -> list[str]:
+    """The reader's topics that matched, the one with most papers first, then in the reader's order."""
+    counts = Counter(t for m in matches for t in m.topics)
+    order = {t: i for i, t in enumerate(topics)}
+    return sorted(counts, key=lambda t: (-counts[t], order.get(t, len(order)))) or list(topics)
+
+
 def paper_view(match: Match) -> PaperView:
     """What the template shows for one paper."""
     paper = match.paper
@@ -260,8 +268,7 @@ def render_digest(folder: Path, context: DigestContext, matches: Sequence[Match]
     """Render the subject, HTML and plaintext of one reader's digest."""
     env = environment(folder)
     papers = [paper_view(m) for m in matches]
-    matched_topics = [t for m in matches for t in m.topics] or list(context.topics)
-    subject = subject_line(len(matches) + more, matched_topics, context.date)
+    subject = subject_line(len(matches) + more, subject_topics(context.topics, matches), context.date)
     values = {
         "subject": subject,
         "papers": papers,
