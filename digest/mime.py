@@ -36,7 +36,7 @@ class Headers:
 def domain_of(address: str) -> str:
     """The domain part of an address (or of `Name <addr>`), for Message-ID and List-Id."""
     _name, addr = parseaddr(address)
-    return addr.rpartition("@")[2] or "localhost"
+    return addr.rpartition("@")[2] if "@" in addr else "localhost"
 
 
 def make_message_id(secret: str, subscriber_id: int, period: str, domain: str) -> str:
@@ -72,6 +72,8 @@ def encode_words(text: str) -> str:
 
 
 def _address(value: str) -> str:
+    if any(c in value for c in "\r\n\x00"):
+        raise HeaderError(f"line break in an address: {value!r}")
     name, addr = parseaddr(value)
     if not addr or "@" not in addr or not addr.isascii():
         raise HeaderError(f"not a deliverable address: {value!r}")
@@ -103,8 +105,12 @@ def _qp(text: str) -> bytes:
 
 def _part(content_type: str, text: str) -> bytes:
     return (
-        f'Content-Type: {content_type}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
-    ).encode() + _qp(text)
+        (
+            f'Content-Type: {content_type}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+        ).encode()
+        + _qp(text)
+        + b"\r\n"
+    )  # the CRLF before a boundary belongs to the boundary
 
 
 def build_message(rendered: RenderedDigest, headers: Headers) -> bytes:

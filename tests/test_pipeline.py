@@ -51,8 +51,15 @@ def _seed_day(session: Session) -> None:
     seen = NOW - timedelta(hours=5)
     add_papers(
         session,
-        paper("2611.00001", "Efficient KV Cache Compression for Long Context", "We compress the KV cache.", first_seen=seen),
-        paper("2611.00002", "A Survey of Retrieval", "Retrieval augmented generation with a KV cache.", first_seen=seen),
+        paper(
+            "2611.00001",
+            "Efficient KV Cache Compression for Long Context",
+            "We compress the KV cache.",
+            first_seen=seen,
+        ),
+        paper(
+            "2611.00002", "A Survey of Retrieval", "Retrieval augmented generation with a KV cache.", first_seen=seen
+        ),
         paper("2611.00003", "Protein Folding at Scale", "Nothing about language models.", first_seen=seen),
     )
 
@@ -102,7 +109,9 @@ def test_next_digest_has_only_new_papers_never_one_twice(session: Session, setti
     # Hugging Face with upvotes; one genuinely new paper arrives too.
     later = NOW + timedelta(hours=12)
     abs_url, pdf_url = arxiv_urls("2611.00001")
-    again = ParsedPaper("2611.00001", "Efficient KV Cache Compression (v2)", "", [], ["cs.LG"], None, abs_url, pdf_url, 40)
+    again = ParsedPaper(
+        "2611.00001", "Efficient KV Cache Compression (v2)", "", [], ["cs.LG"], None, abs_url, pdf_url, 40
+    )
     store_papers(session, [again], "hf-daily-papers", later)
     add_papers(session, paper("2611.00009", "Cache-Aware Decoding", first_seen=later))
     report = run_send(session, settings, _outbox(settings), NOW + DAY)
@@ -181,7 +190,9 @@ def test_unsubscribe_after_planning_is_honoured_at_claim_time(session: Session, 
 def test_reader_in_another_time_zone_is_sent_at_their_morning(session: Session, settings: Settings) -> None:
     _seed_day(session)
     tokyo = subscriber(session, "tokyo@example.org", ["cache"], joined=JOINED, timezone="Asia/Tokyo", send_hour=8)
-    la = subscriber(session, "la@example.org", ["cache"], joined=NOW - timedelta(hours=2), timezone="America/Los_Angeles")
+    la = subscriber(
+        session, "la@example.org", ["cache"], joined=NOW - timedelta(hours=2), timezone="America/Los_Angeles"
+    )
     # 09:00 UTC is 18:00 in Tokyo (08:00 passed) and 01:00 in Los Angeles, where the reader
     # joined after yesterday's 08:00: nothing is owed to them until their own 08:00.
     assert [ids for ids in plan_due(session, NOW, 100)] == [[tokyo.id]]

@@ -55,7 +55,5 @@ def send_digests(subscriber_ids: list[int], now_iso: str) -> dict[str, int]:
     """Compose, claim and send one chunk of digests (safe to run twice)."""
     settings = _settings()
     with open_session(_engine()) as session:
-        report = send_chunk(
-            session, settings, make_transport(settings), subscriber_ids, _when(now_iso), clock=utcnow
-        )
+        report = send_chunk(session, settings, make_transport(settings), subscriber_ids, _when(now_iso), clock=utcnow)
     return dict(report.counts)

@@ -1,0 +1,125 @@
+"""The MIME builder: headers that cannot be injected, encodings that round-trip, and speed-friendly bytes."""
+
+from __future__ import annotations
+
+import email
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+
+import pytest
+
+from digest.mime import HeaderError, Headers, build_message, domain_of, encode_words, make_message_id
+from digest.render import RenderedDigest
+
+DATE = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+LONG_URL = "https://digest.example.org/unsubscribe/" + "x" * 180
+
+
+def _headers(**changes: object) -> Headers:
+    values: dict[str, object] = {
+        "sender": "Paper Digest <digest@example.org>",
+        "recipient": "ada@example.org",
+        "date": DATE,
+        "message_id": "<digest.2026-11-30.abc@example.org>",
+        "list_id": "Paper Digest <digest.example.org>",
+        "unsubscribe_url": LONG_URL,
+    }
+    values.update(changes)
+    return Headers(**values)  # type: ignore[arg-type]
+
+
+def _parse(data: bytes) -> EmailMessage:
+    msg = email.message_from_bytes(data, policy=policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def _digest(subject: str = "3 new papers on agents — 30 Nov") -> RenderedDigest:
+    return RenderedDigest(subject, "<p>Zoë’s <b>papers</b></p>", "Zoë’s papers\n" + "long line " * 40)
+
+
+def test_round_trip_of_headers_and_bodies() -> None:
+    msg = _parse(build_message(_digest(), _headers()))
+    assert msg["Subject"] == "3 new papers on agents — 30 Nov"
+    assert msg["From"] == "Paper Digest <digest@example.org>"
+    assert msg["List-Unsubscribe"] == f"<{LONG_URL}>"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    text = msg.get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
+    html = msg.get_body(("html",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
+    assert text == "Zoë’s papers\n" + "long line " * 40 + "\n"
+    assert html == "<p>Zoë’s <b>papers</b></p>\n"
+
+
+def test_every_line_is_crlf_and_short() -> None:
+    data = build_message(_digest("x " * 200), _headers())
+    lines = data.split(b"\r\n")
+    assert b"\n" not in b"".join(lines)  # no bare LF anywhere
+    assert max(len(line) for line in lines) <= 998
+    assert all(line.isascii() for line in lines)
+
+
+def test_long_url_header_is_never_encoded_or_split() -> None:
+    data = build_message(_digest(), _headers())
+    assert f"List-Unsubscribe: <{LONG_URL}>\r\n".encode() in data
+
+
+@pytest.mark.parametrize(
+    "evil",
+    [
+        "agents\r\nBcc: victim@example.org",
+        "agents\nBcc: victim@example.org",
+        "agents\rBcc: victim@example.org",
+        "agents\u2028Bcc: victim@example.org",
+    ],
+)
+def test_no_header_injection_through_the_subject(evil: str) -> None:
+    data = build_message(_digest(evil), _headers())
+    msg = _parse(data)
+    assert msg["Bcc"] is None
+    assert "Bcc: victim@example.org" in msg["Subject"]
+    header_block = data.split(b"\r\n\r\n", 1)[0]
+    assert b"\r\nBcc:" not in header_block
+
+
+@pytest.mark.parametrize(
+    "recipient",
+    ["ada@example.org\r\nBcc: victim@example.org", "not an address", "", "zoë@exämple.org"],
+)
+def test_bad_recipients_are_refused(recipient: str) -> None:
+    with pytest.raises(HeaderError):
+        build_message(_digest(), _headers(recipient=recipient))
+
+
+def test_display_names_are_quoted_or_encoded() -> None:
+    msg = _parse(build_message(_digest(), _headers(sender='"Papers, Daily" <digest@example.org>')))
+    assert msg["From"].addresses[0].display_name == "Papers, Daily"
+    msg = _parse(build_message(_digest(), _headers(sender="Résumé Digest <digest@example.org>")))
+    assert msg["From"].addresses[0].display_name == "Résumé Digest"
+    assert msg["From"].addresses[0].addr_spec == "digest@example.org"
+
+
+def test_encoded_words_are_at_most_75_characters() -> None:
+    words = encode_words("Ünïcödé " * 40).split(" ")
+    assert all(len(w) <= 75 for w in words)
+
+
+def test_message_id_is_deterministic_per_reader_and_period() -> None:
+    a = make_message_id("secret", 7, "2026-11-30", "example.org")
+    assert a == make_message_id("secret", 7, "2026-11-30", "example.org")
+    assert a != make_message_id("secret", 7, "2026-12-01", "example.org")
+    assert a != make_message_id("secret", 8, "2026-11-30", "example.org")
+    assert a.startswith("<digest.2026-11-30.") and a.endswith("@example.org>")
+    assert "7" not in a.split(".")[-1].split("@")[0] or len(a) > 40  # the reader's id is not readable
+
+
+def test_same_inputs_give_identical_bytes() -> None:
+    assert build_message(_digest(), _headers()) == build_message(_digest(), _headers())
+
+
+@pytest.mark.parametrize(
+    ("address", "domain"),
+    [("Paper Digest <digest@example.org>", "example.org"), ("a@b.c", "b.c"), ("nobody", "localhost")],
+)
+def test_domain_of(address: str, domain: str) -> None:
+    assert domain_of(address) == domain

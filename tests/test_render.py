@@ -1,0 +1,231 @@
+"""Rendering: golden files for what readers see, escaping of feed text, and the helpers behind it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from digest.config import PROJECT_ROOT
+from digest.match import PaperIndex, select
+from digest.render import (
+    DigestContext,
+    environment,
+    render_digest,
+    safe_url,
+    segments,
+    short_authors,
+    snippet,
+    subject_line,
+    topic_label,
+)
+from tests.conftest import GOLDEN
+
+TEMPLATES = PROJECT_ROOT / "email_templates"
+SEEN = datetime(2026, 11, 30, 4, 0, tzinfo=UTC)
+
+
+@dataclass
+class P:
+    id: str
+    title: str
+    abstract: str
+    authors: list[str]
+    categories: list[str]
+    published: datetime | None
+    upvotes: int | None
+    first_seen: datetime
+    abs_url: str
+    pdf_url: str | None
+
+
+def _paper(n: int, title: str, abstract: str, **extra: object) -> P:
+    values: dict[str, object] = {
+        "id": f"2611.0000{n}",
+        "title": title,
+        "abstract": abstract,
+        "authors": ["Ada Lovelace", "Alan Turing"],
+        "categories": ["cs.CL", "cs.LG"],
+        "published": datetime(2026, 11, 27, 18, 0, tzinfo=UTC),
+        "upvotes": None,
+        "first_seen": SEEN,
+        "abs_url": f"https://arxiv.org/abs/2611.0000{n}",
+        "pdf_url": f"https://arxiv.org/pdf/2611.0000{n}",
+    }
+    values.update(extra)
+    return P(**values)  # type: ignore[arg-type]
+
+
+PAPERS = [
+    _paper(
+        1,
+        "Efficient KV-Cache Compression for Long-Context Inference",
+        "Large language models with long context windows store keys and values for every token. "
+        "We compress the KV cache by clustering, cutting memory by 6x with no loss on RULER.",
+        upvotes=42,
+        authors=["Wei Zhang", "Ana Silva", "Omar Haddad", "Lena Müller", "Ravi Iyer", "Sofia Rossi"],
+    ),
+    _paper(
+        2,
+        "<script>alert('x')</script> Agents & Tools",
+        "An agent that uses tools. <img src=x onerror=alert(1)> The long context matters here.",
+        abs_url="javascript:alert(1)",
+        pdf_url=None,
+        categories=["cs.AI"],
+    ),
+    _paper(3, "Protein folding", "Nothing relevant.", first_seen=SEEN),
+]
+TOPICS = ['"KV cache" OR kv-cache', '"long context" -survey']
+CONTEXT = DigestContext(
+    recipient="ada@example.org",
+    topics=TOPICS,
+    date=datetime(2026, 11, 30, 8, 0, tzinfo=UTC),
+    manage_url="https://digest.example.org/manage/TOKEN-M",
+    unsubscribe_url="https://digest.example.org/unsubscribe/TOKEN-U",
+    list_name="Paper Digest",
+    base_url="https://digest.example.org",
+)
+
+
+def _rendered() -> tuple[str, str, str]:
+    index = PaperIndex(PAPERS)
+    chosen = select(index, TOPICS, candidates=index.all, cap=25)
+    out = render_digest(TEMPLATES, CONTEXT, chosen.matches, more=3)
+    return out.subject, out.html, out.text
+
+
+def _golden(name: str, actual: str, regen: bool) -> None:
+    path: Path = GOLDEN / name
+    if regen or not path.exists():
+        existed = path.exists()
+        path.write_text(actual, encoding="utf-8")
+        assert regen or existed, f"{name} did not exist and was written; review it and commit it"
+    assert actual == path.read_text(encoding="utf-8"), f"{name} changed; rerun with --regen-golden if intended"
+
+
+def test_html_matches_golden(regen_golden: bool) -> None:
+    _golden("digest.html", _rendered()[1], regen_golden)
+
+
+def test_text_matches_golden(regen_golden: bool) -> None:
+    _golden("digest.txt", _rendered()[2], regen_golden)
+
+
+def test_subject_counts_papers_including_those_cut() -> None:
+    assert _rendered()[0] == "5 new papers on long context, KV cache — 30 Nov"
+
+
+def test_feed_text_is_escaped_never_markup() -> None:
+    _subject, html, text = _rendered()
+    assert "<script" not in html and "<img" not in html and "onerror" not in html.replace("onerror=alert", "")
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; Agents &amp; Tools" in html
+    assert 'href="javascript:' not in html
+    assert "<script>alert('x')</script> Agents & Tools" in text  # plain text stays literal
+
+
+def test_css_is_inlined_and_media_queries_kept() -> None:
+    html = _rendered()[1]
+    assert '<div class="card" style="' in html
+    assert "@media only screen and (max-width: 480px)" in html
+    assert "!important" in html  # so the phone rules still beat the inline styles
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+    assert html.lower().startswith("<!doctype html>")
+
+
+def test_highlights_and_reasons_are_shown() -> None:
+    html = _rendered()[1]
+    assert ">KV-Cache</span>" in html and ">Long-Context</span>" in html
+    assert "Matched: KV cache, long context" in html
+    assert "3 more papers matched your topics" in html
+
+
+def test_footer_links() -> None:
+    _subject, html, text = _rendered()
+    for url in (CONTEXT.manage_url, CONTEXT.unsubscribe_url):
+        assert f'href="{url}"' in html and url in text
+
+
+@pytest.mark.parametrize(
+    ("name", "escaped"),
+    [("digest.html", True), ("digest.txt", False), ("other.html", True), ("unknown.j2", True)],
+)
+def test_autoescape_applies_by_file_name(name: str, escaped: bool) -> None:
+    env = environment(TEMPLATES)
+    assert callable(env.autoescape)
+    assert env.autoescape(name) is escaped
+
+
+@pytest.mark.parametrize(
+    ("count", "topics", "expected"),
+    [
+        (1, ["agents"], "1 new paper on agents — 30 Nov"),
+        (7, ['"long context"', "KV cache"], "7 new papers on long context, KV cache — 30 Nov"),
+        (3, ["a" * 30, "b" * 30, "c"], f"3 new papers on {'a' * 30}, … — 30 Nov"),
+        (2, ["bad\r\nBcc: evil@example.org"], "2 new papers on bad Bcc: evil@example.org — 30 Nov"),
+    ],
+)
+def test_subject_line(count: int, topics: list[str], expected: str) -> None:
+    subject = subject_line(count, topics, datetime(2026, 11, 30, tzinfo=UTC))
+    assert subject == expected
+    assert "\r" not in subject and "\n" not in subject
+
+
+@pytest.mark.parametrize(
+    ("topic", "label"),
+    [
+        ('"KV cache" OR kv-cache -survey', "KV cache"),
+        ("title:agent AND planning", "agent planning"),
+        ("cat:cs.CL retrieval", "cs.CL retrieval"),
+        ("(a OR b) c", "a c"),
+    ],
+)
+def test_topic_label(topic: str, label: str) -> None:
+    assert topic_label(topic) == label
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        (["A"], "A"),
+        (["A", "B"], "A and B"),
+        (["A", "B", "C", "D"], "A, B, C and D"),
+        (["A", "B", "C", "D", "E"], "A, B, C and 2 others"),
+        ([], ""),
+    ],
+)
+def test_short_authors(names: list[str], expected: str) -> None:
+    assert short_authors(names) == expected
+
+
+def test_snippet_starts_at_the_sentence_of_a_late_hit() -> None:
+    abstract = "Filler sentence number one goes on. " * 12 + "Here the transformer appears. More text follows."
+    out = snippet(abstract, frozenset({("transformer",)}))
+    assert out.startswith("…Here the transformer appears.")
+
+
+def test_segments_highlight_whole_phrases_only() -> None:
+    phrases = frozenset({("long", "context")})
+    parts = segments("A long road; long-context models in context.", phrases)
+    assert [(p.text, p.hit) for p in parts] == [
+        ("A long road; ", False),
+        ("long-context", True),
+        (" models in context.", False),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "safe"),
+    [
+        ("https://arxiv.org/abs/1", "https://arxiv.org/abs/1"),
+        ("http://example.org/x", "http://example.org/x"),
+        ("javascript:alert(1)", None),
+        ("data:text/html,hi", None),
+        ('https://x.org/"onmouseover="a', None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_safe_url(url: str | None, safe: str | None) -> None:
+    assert safe_url(url) == safe
