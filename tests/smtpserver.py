@@ -53,7 +53,9 @@ class Handler:
     def __init__(self, state: Behaviour) -> None:
         self.state = state
 
-    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]) -> list[str]:
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
         with self.state.lock:
             self.state.sessions += 1
             session.number = self.state.sessions
@@ -66,7 +68,7 @@ class Handler:
             self.state.rcpt_attempts[address] += 1
             attempts = self.state.rcpt_attempts[address]
         if local.startswith("reject"):
-            return "550 5.1.1 <%s>: no such user here" % address
+            return f"550 5.1.1 <{address}>: no such user here"
         tempfail = re.match(r"tempfail-(\d+)", local)
         if tempfail and attempts <= int(tempfail.group(1)):
             return "451 4.3.0 mailbox busy, try again later"
@@ -77,7 +79,9 @@ class Handler:
         if any(r.lower().startswith("drop") for r in envelope.rcpt_tos):
             server.transport.close()
             return "250 never seen by the client"
-        received = Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content, getattr(session, "number", 0))
+        received = Received(
+            envelope.mail_from, list(envelope.rcpt_tos), envelope.content, getattr(session, "number", 0)
+        )
         with self.state.lock:
             self.state.messages.append(received)
         return "250 2.0.0 Message accepted"
