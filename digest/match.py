@@ -181,10 +181,13 @@ class PaperIndex:
         title_hits: dict[int, int] = defaultdict(int)
         abstract_hits: dict[int, int] = defaultdict(int)
         for term in terms:
-            strong = self._field_mask("title", term.words) | self._field_mask("author", term.words)
+            # Title and author hits rank above abstract hits; a field-bound term only counts there.
+            strong_field = "author" if term.field == "author" else "title"
+            strong = self._field_mask(strong_field, term.words) if term.field != "abstract" else 0
+            weak = self._field_mask("abstract", term.words) if term.field in ("text", "abstract") else 0
             for i in _iter_bits(mask & strong):
                 title_hits[i] += 1
-            for i in _iter_bits(mask & self._field_mask("abstract", term.words)):
+            for i in _iter_bits(mask & weak):
                 abstract_hits[i] += 1
         hits = {i: Hits(title_hits[i], abstract_hits[i]) for i in _iter_bits(mask)}
         highlight = frozenset(t.words for t in terms if t.field in ("text", "title", "abstract"))

@@ -116,9 +116,12 @@ def _lex_word(query: str, start: int, tokens: list[_Token]) -> int:
         if name.casefold() not in FIELDS:
             known = ", ".join(f"{f}:" for f in FIELDS)
             raise QueryError(query, start, f"unknown field '{name}:'; use one of {known}")
+        if rest.startswith("-") and len(rest) > 1:  # title:-survey means -title:survey
+            tokens.append(_Token("-", "-", start + len(name) + 1))
+            rest = rest[1:]
         tokens.append(_Token("field", name.casefold(), start))
         if rest:
-            tokens.append(_Token("word", rest, start + len(name) + 1))
+            tokens.append(_Token("word", rest, end - len(rest)))
         return end
     if text in ("AND", "OR", "NOT"):
         tokens.append(_Token(text, text, start))  # type: ignore[arg-type]
@@ -193,6 +196,8 @@ class _Parser:
             nxt = self.peek()
             if nxt is None or nxt.kind not in ("word", "phrase", "("):
                 raise self.error(token.pos, f"'{token.text}:' needs a word, \"phrase\" or (group)")
+            if nxt.kind == "word" and nxt.text.startswith("-"):
+                raise self.error(nxt.pos, f"to exclude, put the minus before the field: -{token.text}:{nxt.text[1:]}")
             return self.parse_primary(token.text)
         if token.kind == "(":
             if (nxt := self.peek()) is not None and nxt.kind == ")":
@@ -223,12 +228,12 @@ class _Parser:
         return Term(field, found, token.text)  # type: ignore[arg-type]
 
 
-def _has_positive(node: Node) -> bool:
+def _has_positive(node: Node, negated: bool = False) -> bool:
     if isinstance(node, Term | Category):
-        return True
+        return not negated
     if isinstance(node, Not):
-        return False
-    return any(_has_positive(child) for child in node.children)
+        return _has_positive(node.child, not negated)
+    return any(_has_positive(child, negated) for child in node.children)
 
 
 def parse_query(query: str) -> Node:

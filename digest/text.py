@@ -11,6 +11,7 @@ _WS = re.compile(r"\s+")
 # Letters and digits only: hyphens, dots and apostrophes split words, so "KV-cache" is "kv cache".
 WORD = re.compile(r"[^\W_]+")
 _DROP_CONTENT = frozenset({"script", "style", "head", "title", "template", "noscript"})
+_BLOCKS = frozenset({"p", "div", "li", "td", "th", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre"})
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u2028\u2029]")
 
 
@@ -25,12 +26,14 @@ class _TextExtractor(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _DROP_CONTENT:
             self._skip += 1
-        elif tag in ("br", "p", "div", "li"):
+        elif tag in _BLOCKS or tag == "br":
             self.parts.append(" ")
 
     def handle_endtag(self, tag: str) -> None:
         if tag in _DROP_CONTENT and self._skip:
             self._skip -= 1
+        elif tag in _BLOCKS:
+            self.parts.append(" ")
 
     def handle_data(self, data: str) -> None:
         if not self._skip:
@@ -69,19 +72,30 @@ def strip_accents(text: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
-def fold(word: str) -> str:
-    """Fold a lowercase word so singular and plural meet: models→model, queries/query→queri."""
+def _strip_s(word: str) -> str:
     if len(word) >= 3 and word[-1] == "s" and word[-2:] not in ("ss", "us", "is"):
-        word = word[:-1]
+        return word[:-1]
+    return word
+
+
+def fold(word: str) -> str:
+    """Fold a lowercase word so singular and plural meet: models→model, queries/query→queri,
+    caches/cache→cach, biases/bias→bia. Crude on purpose: both sides of a match are folded alike."""
+    word = _strip_s(word)
     if len(word) > 3 and word[-1] == "e":
-        word = word[:-1]
+        word = _strip_s(word[:-1])
     if len(word) > 3 and word[-1] == "y":
         word = word[:-1] + "i"
     return word
 
 
+_ACRONYM_PLURAL = re.compile(r"^[A-Z0-9]{2,}s$")
+
+
 def normalize(word: str) -> str:
     """The key a word is indexed and searched under: lowercase, accent-free, plural-folded."""
+    if _ACRONYM_PLURAL.match(word):  # GPUs, LLMs, VLMs: the plural of an acronym
+        word = word[:-1]
     return fold(strip_accents(word).casefold())
 
 
