@@ -16,6 +16,7 @@ from digest.config import USER_AGENT
 
 ARXIV_HOSTS = frozenset({"arxiv.org", "export.arxiv.org", "rss.arxiv.org", "www.arxiv.org"})
 MAX_RETRY_AFTER = timedelta(days=1)
+TOTAL_TIMEOUT_FACTOR = 4
 
 
 @dataclass
@@ -58,12 +59,12 @@ def retry_after(value: str | None, now: datetime) -> datetime | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        delay = timedelta(seconds=int(value))
+    if value.isascii() and value.isdigit():
+        delay = timedelta(seconds=min(int(value[:12]), int(MAX_RETRY_AFTER.total_seconds())))
     else:
         try:
             when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError, IndexError):
             return None
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
@@ -81,15 +82,22 @@ def make_client(timeout: float) -> httpx.Client:
     )
 
 
-def _read_capped(response: httpx.Response, max_bytes: int) -> bytes | None:
+class _TooSlow(Exception):
+    pass
+
+
+def _read_capped(response: httpx.Response, max_bytes: int, deadline: float) -> bytes | None:
+    """The body, or None past `max_bytes`; raises _TooSlow past the deadline (a server that drips)."""
     declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
+    if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         return None
     chunks, size = [], 0
     for chunk in response.iter_bytes():
         size += len(chunk)
         if size > max_bytes:
             return None
+        if time.monotonic() > deadline:
+            raise _TooSlow
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -112,16 +120,20 @@ def fetch(
         headers["If-Modified-Since"] = last_modified
     if throttle is not None:
         throttle.wait(url)
+    # Each read has the client's timeout; the whole download gets a few of them at most.
+    total = TOTAL_TIMEOUT_FACTOR * (client.timeout.read or 30.0)
     try:
         with client.stream("GET", url, headers=headers) as response:
-            return _outcome(response, now, max_bytes)
+            return _outcome(response, now, max_bytes, time.monotonic() + total)
+    except _TooSlow:
+        return Fetched("error", error=f"download took longer than {total:g}s")
     except httpx.TimeoutException:
         return Fetched("error", error=f"timed out after {client.timeout.read:g}s")
     except httpx.HTTPError as exc:
         return Fetched("error", error=f"{type(exc).__name__}: {exc}"[:300])
 
 
-def _outcome(response: httpx.Response, now: datetime, max_bytes: int) -> Fetched:
+def _outcome(response: httpx.Response, now: datetime, max_bytes: int, deadline: float) -> Fetched:
     if response.status_code == 304:
         return Fetched("not_modified")
     if response.status_code in (429, 503):
@@ -129,7 +141,7 @@ def _outcome(response: httpx.Response, now: datetime, max_bytes: int) -> Fetched
         return Fetched("error", error=f"HTTP {response.status_code}", retry_at=when)
     if response.status_code >= 400:
         return Fetched("error", error=f"HTTP {response.status_code}")
-    content = _read_capped(response, max_bytes)
+    content = _read_capped(response, max_bytes, deadline)
     if content is None:
         return Fetched("error", error=f"body larger than {max_bytes} bytes")
     return Fetched(

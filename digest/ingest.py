@@ -34,37 +34,30 @@ class SourceReport:
     problems: list[str] = field(default_factory=list)
 
 
+_DESCRIBED = ("title", "abstract", "authors", "published", "abs_url", "pdf_url")
+
+
+def _snapshot(row: Paper) -> tuple[object, ...]:
+    return tuple(getattr(row, name) for name in (*_DESCRIBED, "categories", "upvotes", "sources", "authoritative"))
+
+
 def _merge(row: Paper, paper: ParsedPaper, source: str, now: datetime) -> bool:
-    """Fill what the row lacks, take the newest upvote count, record the source. True if changed."""
-    before = (
-        row.title,
-        row.abstract,
-        row.authors,
-        row.categories,
-        row.upvotes,
-        row.sources,
-        row.published,
-    )
-    row.title = row.title or paper.title
-    row.abstract = row.abstract or paper.abstract
-    row.authors = row.authors or paper.authors
+    """Fill what the row lacks, take the newest upvote count, record the source. True if changed.
+
+    arXiv and Hugging Face replace what a generic feed said about a paper; otherwise the first
+    description stays (a later v2 or another source never rewrites what readers already saw)."""
+    before = _snapshot(row)
+    replace = paper.authoritative and not row.authoritative
+    for name in _DESCRIBED:
+        new = getattr(paper, name)
+        if new and (replace or not getattr(row, name)):
+            setattr(row, name, new)
+    row.authoritative = row.authoritative or paper.authoritative
     row.categories = list(dict.fromkeys([*row.categories, *paper.categories]))
     if paper.upvotes is not None:
         row.upvotes = paper.upvotes
     row.sources = list(dict.fromkeys([*row.sources, source]))
-    row.published = row.published or paper.published
-    row.pdf_url = row.pdf_url or paper.pdf_url
-    row.abs_url = row.abs_url or paper.abs_url
-    after = (
-        row.title,
-        row.abstract,
-        row.authors,
-        row.categories,
-        row.upvotes,
-        row.sources,
-        row.published,
-    )
-    if before == after:
+    if _snapshot(row) == before:
         return False
     row.updated_at = now
     return True
@@ -82,6 +75,7 @@ def _new_row(paper: ParsedPaper, source: str, now: datetime) -> Paper:
         pdf_url=paper.pdf_url,
         upvotes=paper.upvotes,
         sources=[source],
+        authoritative=paper.authoritative,
         first_seen=now,
         updated_at=now,
     )
@@ -180,27 +174,31 @@ def run_source(
         )
         return report
     fetched: Fetched | None = None
-    for i, url in enumerate(source_urls(source, now)):
-        validators = (state.etag, state.last_modified) if i == 0 else (None, None)
+    validators: tuple[str, Fetched] | None = None
+    for url in source_urls(source, now):
+        mine = url == state.validators_url  # validators belong to one URL (dated URLs change daily)
         fetched = fetch(
-            client, url, now=now, etag=validators[0], last_modified=validators[1],
+            client, url, now=now, etag=state.etag if mine else None,
+            last_modified=state.last_modified if mine else None,
             max_bytes=settings.fetch_max_bytes, throttle=throttle,
         )  # fmt: skip
-        _absorb(session, source, fetched, report, now, state if i == 0 else None)
+        _absorb(session, source, fetched, report, now)
+        validators = validators or ((url, fetched) if fetched.status == "ok" else None)
         if not report.ok:
             break
     if report.ok and report.entries == 0 and not report.not_modified:
         report.ok, report.error = False, "the feed has no entries"
+    if report.ok and validators is not None:
+        # Kept only after a good run, so an empty or broken feed is never "not modified" next time.
+        url, good = validators
+        state.validators_url, state.etag, state.last_modified = url, good.etag, good.last_modified
     _record(state, report, fetched, now)
     session.add(state)
     session.commit()
     return report
 
 
-def _absorb(
-    session: Session, source: SourceConfig, fetched: Fetched, report: SourceReport, now: datetime,
-    state: SourceState | None,
-) -> None:  # fmt: skip
+def _absorb(session: Session, source: SourceConfig, fetched: Fetched, report: SourceReport, now: datetime) -> None:
     if fetched.status == "not_modified":
         report.not_modified = True
         return
@@ -216,8 +214,6 @@ def _absorb(
     report.parsed += len(result.papers)
     report.problems += result.skipped + ([result.warning] if result.warning else [])
     report.entries += result.entries
-    if state is not None:
-        state.etag, state.last_modified = fetched.etag, fetched.last_modified
 
 
 def fetch_all(session: Session, settings: Settings, now: datetime, only: str | None = None) -> list[SourceReport]:

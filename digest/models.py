@@ -53,6 +53,8 @@ class Paper(SQLModel, table=True):
     pdf_url: str | None = Field(default=None, sa_column=Column(Text))
     upvotes: int | None = None
     sources: list[str] = Field(default_factory=list, sa_column=_json_list())
+    # True once arXiv or Hugging Face described the paper; until then a generic feed's text stands in.
+    authoritative: bool = True
     first_seen: datetime = Field(sa_column=_utc_column(nullable=False, index=True))
     updated_at: datetime = Field(sa_column=_utc_column(nullable=False))
 
@@ -61,6 +63,7 @@ class SourceState(SQLModel, table=True):
     """What we remember about fetching one source: validators, health and back-off."""
 
     name: str = Field(primary_key=True, max_length=200)
+    validators_url: str | None = Field(default=None, sa_column=Column(Text))
     etag: str | None = None
     last_modified: str | None = None
     last_attempt: datetime | None = Field(default=None, sa_column=_utc_column())

@@ -14,7 +14,7 @@ from typing import Any
 import feedparser
 
 from digest.config import SourceKind
-from digest.text import clip, html_to_text, squash
+from digest.text import clip, html_to_text, plain_text, squash
 
 MAX_TITLE = 500
 MAX_ABSTRACT = 10_000
@@ -44,6 +44,8 @@ class ParsedPaper:
     abs_url: str
     pdf_url: str | None
     upvotes: int | None = None
+    # False for generic feeds: a blog post about a paper must not become the paper's metadata.
+    authoritative: bool = True
 
 
 @dataclass
@@ -107,7 +109,7 @@ def _entry_text(entry: Any, key: str) -> str:
     if not isinstance(value, str):
         return ""
     if detail.get("type") == "text/plain":
-        return squash(value)
+        return plain_text(value)
     return html_to_text(value)
 
 
@@ -136,8 +138,8 @@ def _finish(paper: ParsedPaper, result: ParseResult) -> None:
 
 def _parse_xml(content: bytes) -> Any:
     feed = feedparser.parse(content, sanitize_html=True, resolve_relative_uris=False)
-    if not feed.entries and feed.bozo:
-        reason = feed.get("bozo_exception") or "unreadable"
+    if not feed.entries and (feed.bozo or not feed.get("version")):
+        reason = feed.get("bozo_exception") or "no RSS or Atom document found"
         raise FeedError(f"not a readable feed: {squash(str(reason))[:200]}")
     return feed
 
@@ -235,6 +237,7 @@ def parse_rss(content: bytes) -> ParseResult:
             published=_struct_to_dt(entry.get("published_parsed") or entry.get("updated_parsed")),
             abs_url=abs_url,
             pdf_url=pdf_url,
+            authoritative=False,
         )
         _finish(paper, result)
     return result
@@ -271,6 +274,8 @@ def parse_hf_json(content: bytes) -> ParseResult:
         items = json.loads(content)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FeedError(f"not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise FeedError("not JSON we can read: nested too deeply") from exc
     if not isinstance(items, list):
         raise FeedError("expected a JSON list of daily papers")
     result = ParseResult(entries=len(items))

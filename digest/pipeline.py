@@ -105,9 +105,13 @@ def load_index(session: Session, since: datetime, until: datetime) -> PaperIndex
 
 
 def _window_start(sub: Subscriber, last_end: datetime | None, now: datetime) -> datetime:
+    """Where this digest's papers start: where the last one ended. A first digest starts at the
+    slot the reader would last have been sent before joining, so it catches them up on one period."""
     if last_end is not None:
         return min(last_end, now)
-    return previous_slot(schedule_of(sub), now).due
+    joined = sub.confirmed_at or sub.created_at
+    schedule = schedule_of(sub)
+    return min(previous_slot(schedule, now).due, latest_slot(schedule, joined).due)
 
 
 def _new_row(

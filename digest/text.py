@@ -55,6 +55,22 @@ def html_to_text(fragment: str) -> str:
     return squash("".join(extractor.parts))
 
 
+_KNOWN_TAG = re.compile(
+    r"</?(?:script|style|iframe|frame|object|embed|applet|form|input|button|textarea|select|option|svg|math|img"
+    r"|video|audio|source|a|b|i|u|s|em|strong|small|sub|sup|span|div|p|br|hr|ul|ol|li|dl|dt|dd|table|tr|td|th"
+    r"|tbody|thead|h[1-6]|pre|code|blockquote|font|link|meta|base|body|html|head|title|mark|abbr|cite|q)\b[^>]*>",
+    re.I,
+)
+_ENTITY = re.compile(r"&(?:[A-Za-z][A-Za-z0-9]{1,31}|#\d{1,7}|#x[0-9A-Fa-f]{1,6});")
+
+
+def plain_text(value: str) -> str:
+    """Text a feed says is plain: strip real HTML tags and entities if present, keep `x<y` maths."""
+    if _KNOWN_TAG.search(value) or _ENTITY.search(value):
+        return html_to_text(value)
+    return squash(value)
+
+
 def clip(text: str, limit: int) -> str:
     """Shorten text to at most `limit` characters, on a word boundary, with an ellipsis."""
     if len(text) <= limit:

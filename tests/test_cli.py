@@ -1,0 +1,171 @@
+"""The `digest` command as users run it: a real process, real files, one clear line on errors."""
+
+from __future__ import annotations
+
+import email
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from email import policy
+from pathlib import Path
+
+import pytest
+
+from digest.config import PROJECT_ROOT
+
+DIGEST = [sys.executable, "-m", "digest"]
+SAMPLES = PROJECT_ROOT / "digest" / "samples"
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Run:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    env.update(
+        DIGEST_DATABASE_URL=f"sqlite:///{tmp_path / 'cli.sqlite3'}",
+        DIGEST_OUTBOX_DIR=str(tmp_path / "outbox"),
+        DIGEST_SECRET_KEY="cli-test-secret",
+        DIGEST_BASE_URL="https://digest.example.org",
+        DIGEST_SOURCES="[]",
+        COLUMNS="200",
+    )
+
+    def call(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [*DIGEST, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert "Traceback" not in result.stderr, result.stderr
+        if ok:
+            assert result.returncode == 0, result.stderr
+        return result
+
+    return call
+
+
+def _error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_fetch_file_then_papers_json(run: Run) -> None:
+    out = run("fetch", "--file", str(SAMPLES / "arxiv-listing.rss"), "--kind", "arxiv-rss").stdout
+    assert "38 papers parsed, 38 new, 0 updated, 2 skipped" in out
+    again = run("fetch", "--file", str(SAMPLES / "arxiv-listing.rss"), "--kind", "arxiv-rss").stdout
+    assert "0 new, 0 updated" in again
+    run("fetch", "--file", str(SAMPLES / "hf-daily-papers.json"), "--kind", "hf-json", "--source", "hf")
+    papers = json.loads(run("papers", "--json").stdout)
+    # HF has 30 papers: 13 also in the listing, 1 withdrawn, 16 new (2 were only "replace" in the listing).
+    assert isinstance(papers, list) and len(papers) == 38 + 16
+    keys = {"id", "title", "authors", "abstract", "categories", "published", "url", "pdf_url", "upvotes", "sources"}
+    assert all(set(p) == keys for p in papers)
+    merged = [p for p in papers if len(p["sources"]) == 2]
+    assert merged and all(p["categories"] and p["upvotes"] is not None for p in merged)
+    one = next(p for p in papers if p["id"] == "2505.53648")
+    assert one["url"] == "https://arxiv.org/abs/2505.53648" and one["pdf_url"] == "https://arxiv.org/pdf/2505.53648"
+    assert one["title"].startswith("Scaling External Knowledge Input")
+    assert isinstance(one["authors"], list) and one["published"].startswith("2025-11-04")
+
+
+def test_subscribe_list_unsubscribe(run: Run) -> None:
+    out = run(
+        "subscribe", "Ada@Example.ORG", "--topic", '"long context"', "--topic", "cat:cs.CL", "--tz", "Europe/Paris"
+    )
+    assert "ada@example.org is subscribed" in out.stdout
+    subs = json.loads(run("subscribers", "--json").stdout)
+    assert subs == [
+        {
+            "email": "ada@example.org",
+            "status": "active",
+            "topics": ['"long context"', "cat:cs.CL"],
+            "frequency": "daily",
+            "send_hour": 8,
+            "timezone": "Europe/Paris",
+            "min_upvotes": None,
+            "max_papers": 25,
+        }
+    ]
+    assert "is now unsubscribed" in run("unsubscribe", "ADA@example.org").stdout
+    assert "was already unsubscribed" in run("unsubscribe", "ada@example.org").stdout
+    assert json.loads(run("subscribers", "--json").stdout)[0]["status"] == "unsubscribed"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["subscribe", "ada@example.org", "--topic", '"long context'], "column 1: this quote is never closed"),
+        (["subscribe", "ada@example.org", "--topic", "agents AND"], "column 8: AND needs a term after it"),
+        (["subscribe", "not-an-address", "--topic", "agents"], "is not a valid email address"),
+        (["subscribe", "ada@example.org", "--topic", "agents", "--tz", "Mars/Base"], "unknown time zone 'Mars/Base'"),
+        (["subscribe", "ada@example.org", "--topic", "agents", "--hour", "25"], "send hour must be between 0 and 23"),
+        (["unsubscribe", "nobody@example.org"], "no subscriber with address 'nobody@example.org'"),
+        (["preview", "nobody@example.org"], "no subscriber with address"),
+        (["fetch", "--file", "missing.rss", "--kind", "rss"], "cannot read missing.rss"),
+        (["fetch", "--file", "missing.rss"], "--file needs --kind"),
+        (["fetch", "--source", "nope"], "no source named 'nope'"),
+        (["send", "--now", "yesterday"], "is not an ISO 8601 time"),
+        (["papers", "--since", "last week"], "is not a date like 2026-11-29"),
+    ],
+)
+def test_user_errors_are_one_clear_line(run: Run, args: list[str], message: str) -> None:
+    line = _error_line(run(*args, ok=False))
+    assert message in line
+
+
+def test_not_a_feed_is_one_clear_line(run: Run, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.xml"
+    junk.write_bytes(b"\x00\x01 this is not xml at all <<<")
+    line = _error_line(run("fetch", "--file", str(junk), "--kind", "arxiv-rss", ok=False))
+    assert "junk.xml: not a readable feed" in line
+
+
+def test_bad_configuration_is_one_clear_line(run: Run, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    env["DIGEST_SEND_BATCH_SIZE"] = "lots"
+    result = subprocess.run(
+        [*DIGEST, "papers"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert "Traceback" not in result.stderr
+    assert "bad configuration DIGEST_SEND_BATCH_SIZE" in _error_line(result)
+
+
+def test_send_dry_run_then_send_then_preview(run: Run, tmp_path: Path) -> None:
+    run("fetch", "--file", str(SAMPLES / "arxiv-listing.rss"), "--kind", "arxiv-rss")
+    run("subscribe", "ada@example.org", "--topic", '"KV cache"')
+    # Subscribed now, so the first slot owed is tomorrow 08:00 UTC.
+    tomorrow = json.loads(run("papers", "--json").stdout)  # papers were first seen today
+    assert tomorrow
+    when = _tomorrow_morning()
+    dry = run("send", "--now", when, "--dry-run").stdout
+    assert "ada@example.org" in dry and "dry-run" in dry and "KV cache" in dry
+    assert not (tmp_path / "outbox").exists()
+    sent = run("send", "--now", when).stdout
+    assert "sent: 1" in sent
+    (eml,) = (tmp_path / "outbox").glob("*.eml")
+    msg = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
+    assert "KV cache" in msg["Subject"]
+    assert "nothing was due" in run("send", "--now", when).stdout
+    html_out = tmp_path / "preview.html"
+    out = run("preview", "ada@example.org", "--now", when, "--out", str(html_out)).stdout
+    assert "nothing new matches" in out and not html_out.exists()
+
+
+def _tomorrow_morning() -> str:
+    from datetime import UTC, datetime, time, timedelta
+
+    day = datetime.now(UTC).date() + timedelta(days=1)
+    return datetime.combine(day, time(9), tzinfo=UTC).isoformat()
+
+
+def test_demo_runs_clean_twice(run: Run, tmp_path: Path) -> None:
+    for _ in range(2):
+        out = run("demo").stdout
+        assert "sent: 3" in out
+        for who in ("ada@example.org", "grace@example.org", "alan@example.org"):
+            assert who in out
+        files = sorted(p.name for p in (tmp_path / "outbox").iterdir())
+        assert len(files) == 6 and sum(f.endswith(".eml") for f in files) == 3
