@@ -36,7 +36,7 @@ from digest.subscribers import (
 from digest.subscribers import unsubscribe as unsubscribe_sub
 
 app = typer.Typer(help="Daily research-paper digest.", no_args_is_help=True, add_completion=False)
-out = Console()
+out = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 
@@ -336,8 +336,12 @@ def demo() -> None:
     """Run the whole pipeline on the bundled sample papers: no network, no Redis, no SMTP."""
     settings = load_settings()
     report = demo_module.run(settings)
-    print_send_report(report, dry_run=False)
-    out.print(f"open the .html files in {settings.outbox_dir}/ to see the digests")
+    table = Table("subscriber", "topics", "papers", "file")
+    for line in report.lines:
+        table.add_row(line.email, line.subject, str(line.papers), f"{settings.outbox_dir / line.file}.html")
+    out.print(table)
+    counts = ", ".join(f"{k}: {v}" for k, v in sorted(report.counts.items()))
+    out.print(f"{counts}. Open the .html files (or the .eml files in a mail client) to see the digests.")
 
 
 def main() -> None:

@@ -67,4 +67,7 @@ def run(settings: Settings) -> SendReport:
             subscribe_active(session, email, prefs, today - timedelta(days=7))
         report = run_send(session, settings, OutboxTransport(settings.outbox_dir), send_at)
     engine.dispose()
+    topics = {email: "; ".join(prefs.topics) for email, prefs in demo_readers(today)}
+    for line in report.lines:
+        line.subject = topics.get(line.email, "")
     return report
