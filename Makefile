@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install browser demo test lint format bench clean
 
 $(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed; set PYTHON=python3.11")'
@@ -18,7 +18,13 @@ install: $(STAMP)
 demo: install
 	$(BIN)/digest demo
 
-test: install
+# Browser tests drive Debian's Chromium (never a downloaded one); installed here when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  (apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)) >/dev/null; }
+
+test: install browser
 	$(BIN)/pytest
 
 lint: install
@@ -31,4 +37,4 @@ format: install
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) outbox demo.sqlite3* .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) outbox demo.sqlite3* test-output .pytest_cache .mypy_cache .ruff_cache

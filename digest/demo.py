@@ -32,19 +32,19 @@ def demo_readers(today: datetime) -> list[tuple[str, Preferences]]:
     return [("ada@example.org", ada), ("grace@example.org", grace), ("alan@example.org", alan)]
 
 
-def _reset(settings: Settings) -> None:
+def _reset(settings: Settings, database: Path) -> None:
     for suffix in ("", "-wal", "-shm"):
-        Path(f"{DEMO_DATABASE}{suffix}").unlink(missing_ok=True)
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
     if settings.outbox_dir.is_dir():
         for old in settings.outbox_dir.iterdir():
             if old.suffix in (".eml", ".html"):
                 old.unlink()
 
 
-def run(settings: Settings) -> SendReport:
+def run(settings: Settings, database: Path = DEMO_DATABASE) -> SendReport:
     """Start clean, ingest the samples, add three readers, send through the outbox; report per reader."""
-    _reset(settings)
-    engine = make_engine(f"sqlite:///{DEMO_DATABASE}")
+    _reset(settings, database)
+    engine = make_engine(f"sqlite:///{database}")
     init_db(engine)
     today = datetime.combine(datetime.now(UTC).date(), time(0), tzinfo=UTC)
     fetched_at, send_at = today + timedelta(hours=6), today + timedelta(hours=9)
