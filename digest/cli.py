@@ -213,17 +213,23 @@ def subscribe(
     )
 
 
+def existing_subscriber(session: Session, email: str) -> Subscriber:
+    """The subscriber with this address, or a one-line error."""
+    try:
+        sub = by_email(session, normalize_email(email))
+    except SubscriberError as exc:
+        fail(str(exc))
+    if sub is None:
+        fail(f"no subscriber with address {email.strip()!r}")
+    return sub
+
+
 @app.command()
 def unsubscribe(email: str) -> None:
     """Unsubscribe an address."""
     settings = load_settings()
     with session_for(settings) as session:
-        try:
-            sub = by_email(session, normalize_email(email))
-        except SubscriberError as exc:
-            fail(str(exc))
-        if sub is None:
-            fail(f"no subscriber with address {email.strip()!r}")
+        sub = existing_subscriber(session, email)
         changed = unsubscribe_sub(session, sub, utcnow())
     out.print(f"{sub.email} {'is now unsubscribed' if changed else 'was already unsubscribed'}")
 
@@ -311,12 +317,7 @@ def preview(
     """Show the digest a subscriber would get right now (the text, or the HTML into --out)."""
     settings = load_settings()
     with session_for(settings) as session:
-        try:
-            sub = by_email(session, normalize_email(email))
-        except SubscriberError as exc:
-            fail(str(exc))
-        if sub is None:
-            fail(f"no subscriber with address {email.strip()!r}")
+        sub = existing_subscriber(session, email)
         rendered = preview_digest(session, settings, sub, parse_now(now))
     if rendered is None:
         out.print(f"nothing new matches {sub.email}'s topics yet: no email would be sent")

@@ -150,6 +150,20 @@ def _bozo_warning(feed: Any) -> str | None:
     return f"feed is not well-formed, kept what parsed: {squash(str(feed.get('bozo_exception')))[:200]}"
 
 
+def _arxiv_paper(entry: Any, ident: str, abstract: str, authors: list[str]) -> ParsedPaper:
+    abs_url, pdf_url = arxiv_urls(ident)
+    return ParsedPaper(
+        id=ident,
+        title=_entry_text(entry, "title"),
+        abstract=abstract,
+        authors=_clean_authors(authors),
+        categories=_categories(entry, arxiv_only=True),
+        published=_struct_to_dt(entry.get("published_parsed")),
+        abs_url=abs_url,
+        pdf_url=pdf_url,
+    )
+
+
 def parse_arxiv_rss(content: bytes) -> ParseResult:
     """arXiv listing RSS (rss.arxiv.org): keep `new` and `cross` announcements, skip replacements."""
     feed = _parse_xml(content)
@@ -163,19 +177,9 @@ def parse_arxiv_rss(content: bytes) -> ParseResult:
         if ident is None:
             result.skipped.append(f"entry {clip(str(entry.get('id') or ''), 80)!r}: no arXiv id")
             continue
-        abs_url, pdf_url = arxiv_urls(ident)
         abstract = _RSS_PREFIX.sub("", _entry_text(entry, "summary"))
-        paper = ParsedPaper(
-            id=ident,
-            title=_entry_text(entry, "title"),
-            abstract=abstract,
-            authors=_clean_authors(_split_creators(str(entry.get("author") or ""))),
-            categories=_categories(entry, arxiv_only=True),
-            published=_struct_to_dt(entry.get("published_parsed")),
-            abs_url=abs_url,
-            pdf_url=pdf_url,
-        )
-        _finish(paper, result)
+        authors = _split_creators(str(entry.get("author") or ""))
+        _finish(_arxiv_paper(entry, ident, abstract, authors), result)
     return result
 
 
@@ -188,18 +192,8 @@ def parse_arxiv_atom(content: bytes) -> ParseResult:
         if ident is None:
             result.skipped.append(f"entry {clip(str(entry.get('id') or ''), 80)!r}: no arXiv id")
             continue
-        abs_url, pdf_url = arxiv_urls(ident)
-        paper = ParsedPaper(
-            id=ident,
-            title=_entry_text(entry, "title"),
-            abstract=_entry_text(entry, "summary"),
-            authors=_clean_authors(str(a.get("name") or "") for a in entry.get("authors") or []),
-            categories=_categories(entry, arxiv_only=True),
-            published=_struct_to_dt(entry.get("published_parsed")),
-            abs_url=abs_url,
-            pdf_url=pdf_url,
-        )
-        _finish(paper, result)
+        authors = [str(a.get("name") or "") for a in entry.get("authors") or []]
+        _finish(_arxiv_paper(entry, ident, _entry_text(entry, "summary"), authors), result)
     return result
 
 
