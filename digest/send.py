@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiosmtplib
 
@@ -88,6 +89,18 @@ class OutboxTransport:
         os.replace(tmp, target)
 
 
+def run_coroutine(make: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a coroutine to completion from sync code, even where this thread already runs a loop
+    (a web server, a browser driver): then it gets a fresh loop in a short-lived thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(make())
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(lambda: asyncio.run(make())).result()
+
+
 def classify(code: int | None, *, body_sent: bool, stage: str) -> Outcome:
     """Map where a failure happened and its reply code to what we do about it."""
     if code is None:
@@ -109,7 +122,7 @@ class SmtpTransport:
 
     def deliver(self, messages: Sequence[Outgoing], report: Report) -> None:
         if messages:
-            asyncio.run(self._deliver(messages, report))
+            run_coroutine(lambda: self._deliver(messages, report))
 
     async def _deliver(self, messages: Sequence[Outgoing], report: Report) -> None:
         queue: asyncio.Queue[Outgoing] = asyncio.Queue()

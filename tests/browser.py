@@ -18,9 +18,9 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """One Chromium for the whole session."""
+    """One Chromium per test module (Playwright's sync driver keeps an event loop running meanwhile)."""
     require(f"Chromium at {CHROMIUM}", Path(CHROMIUM).exists())
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)

@@ -177,3 +177,18 @@ def test_parse_smtp_url(
 def test_bad_smtp_url_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="smtp://user:pass@host:port"):
         parse_smtp_url("http://example.org")
+
+
+def test_sending_works_from_a_thread_that_already_runs_an_event_loop(smtp_server: SmtpServer) -> None:
+    import asyncio
+
+    transport = SmtpTransport(parse_smtp_url(smtp_server.url), timeout=5, connections=1)
+    message = Outgoing(1, "a@example.org", "b@example.org", b"Subject: hi\r\n\r\nhello\r\n", "m1")
+    results: list[Result] = []
+
+    async def inside_a_loop() -> None:
+        transport.deliver([message], results.append)
+
+    asyncio.run(inside_a_loop())
+    assert [r.outcome for r in results] == [Outcome.SENT]
+    assert len(smtp_server.messages) == 1
