@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -26,6 +26,7 @@ from digest.models import Frequency, Paper, Subscriber
 from digest.parse import FeedError
 from digest.pipeline import SendReport, make_transport, run_fetch, run_send, utcnow
 from digest.pipeline import preview as preview_digest
+from digest.signup import cleanup_pending
 from digest.subscribers import (
     Preferences,
     SubscriberError,
@@ -330,6 +331,30 @@ def preview(
         out.print(f"{rendered.subject}\nwrote {out_file}")
         return
     sys.stdout.write(f"Subject: {rendered.subject}\n\n{rendered.text}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    proxy_headers: Annotated[bool, typer.Option(help="Trust X-Forwarded-For from a reverse proxy.")] = False,
+) -> None:
+    """Run the web app: sign-up, confirmation, manage and unsubscribe pages, and the JSON API."""
+    import uvicorn
+
+    from digest.web.app import create_app
+
+    settings = load_settings()
+    uvicorn.run(create_app(settings), host=host, port=port, proxy_headers=proxy_headers, log_level="info")
+
+
+@app.command()
+def cleanup(now: Annotated[str | None, typer.Option(help="Pretend it is this time (ISO 8601).")] = None) -> None:
+    """Forget sign-ups that were never confirmed (after DIGEST_PENDING_RETENTION_DAYS)."""
+    settings = load_settings()
+    with session_for(settings) as session:
+        dropped = cleanup_pending(session, parse_now(now), timedelta(days=settings.pending_retention_days))
+    out.print(f"{dropped} unconfirmed sign-ups forgotten")
 
 
 @app.command()

@@ -103,6 +103,13 @@ class Settings(BaseSettings):
     fetch_max_bytes: int = 50 * 1024 * 1024
     arxiv_min_interval: float = 3.0
 
+    confirm_link_hours: int = Field(default=72, ge=1)
+    confirm_cooldown_hours: int = Field(default=24, ge=0)
+    pending_retention_days: int = Field(default=7, ge=1)
+    signup_rate_limit: int = Field(default=10, ge=1)  # sign-up requests per IP per rate window
+    rate_window_seconds: int = Field(default=3600, ge=1)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+
     send_batch_size: int = Field(default=200, ge=1)
     default_send_hour: int = 8
     default_timezone: str = "UTC"

@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlmodel import Session, col, select
 
-from digest.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
+from digest.models import Delivery, DeliveryStatus, Notice, Subscriber, SubscriberStatus
 from digest.send import Outcome, Result
 
 RESENDABLE = (DeliveryStatus.PENDING, DeliveryStatus.RETRY)
@@ -81,25 +81,32 @@ def insert_ignore(session: Session, row: Delivery) -> bool:
     return result.rowcount == 1
 
 
+Outbound = type[Delivery] | type[Notice]
+
+
+def _reader_in(table: Outbound, statuses: Sequence[SubscriberStatus]) -> Any:
+    """SQL condition: the row's subscriber is in one of these states (checked at claim time)."""
+    return exists().where(and_(col(Subscriber.id) == table.subscriber_id, col(Subscriber.status).in_(statuses)))
+
+
 def _reader_active() -> Any:
-    """SQL condition: the row's subscriber is still active (checked at claim time, not plan time)."""
-    return exists().where(
-        and_(col(Subscriber.id) == Delivery.subscriber_id, col(Subscriber.status) == SubscriberStatus.ACTIVE)
-    )
+    return _reader_in(Delivery, [SubscriberStatus.ACTIVE])
 
 
-def claim(session: Session, delivery_id: int, now: datetime) -> bool:
-    """Move a row to `sending` if it is still waiting and its reader still active; commit. True if won."""
-    active = _reader_active()
+def claim(
+    session: Session, row_id: int, now: datetime, table: Outbound = Delivery, readers: Sequence[SubscriberStatus] = ()
+) -> bool:
+    """Move a row to `sending` if it is still waiting and its reader still in `readers` (default:
+    active); commit before any SMTP. True if this caller won the row."""
     statement = (
-        update(Delivery)
+        update(table)
         .where(
-            col(Delivery.id) == delivery_id,
-            col(Delivery.status).in_(RESENDABLE),
-            or_(col(Delivery.due_at).is_(None), col(Delivery.due_at) <= now),
-            active,
+            col(table.id) == row_id,
+            col(table.status).in_(RESENDABLE),
+            or_(col(table.due_at).is_(None), col(table.due_at) <= now),
+            _reader_in(table, readers or [SubscriberStatus.ACTIVE]),
         )
-        .values(status=DeliveryStatus.SENDING, claimed_at=now, attempts=col(Delivery.attempts) + 1)
+        .values(status=DeliveryStatus.SENDING, claimed_at=now, attempts=col(table.attempts) + 1)
     )
     result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
     session.commit()
@@ -129,7 +136,14 @@ def backoff(attempt: int, rng: random.Random | None = None) -> timedelta:
     return delay + timedelta(seconds=30)
 
 
-def settle(session: Session, result: Result, now: datetime, attempts: int, give_up_at: datetime | None) -> None:
+def settle(
+    session: Session,
+    result: Result,
+    now: datetime,
+    attempts: int,
+    give_up_at: datetime | None,
+    table: Outbound = Delivery,
+) -> None:
     """Record a send result on a row we hold in `sending`; a retry past its limits becomes `failed`."""
     values: dict[str, Any] = {"error": None if result.outcome is Outcome.SENT else result.detail}
     if result.outcome is Outcome.SENT:
@@ -146,9 +160,7 @@ def settle(session: Session, result: Result, now: datetime, attempts: int, give_
     else:
         values.update(status=DeliveryStatus(result.outcome.value))
     statement = (
-        update(Delivery)
-        .where(col(Delivery.id) == result.key, col(Delivery.status) == DeliveryStatus.SENDING)
-        .values(**values)
+        update(table).where(col(table.id) == result.key, col(table.status) == DeliveryStatus.SENDING).values(**values)
     )
     session.execute(statement)
     session.commit()

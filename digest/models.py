@@ -75,8 +75,9 @@ class SourceState(SQLModel, table=True):
 
 
 class SubscriberStatus(StrEnum):
-    PENDING = "pending"
+    PENDING = "pending"  # signed up, not confirmed: never gets a digest
     ACTIVE = "active"
+    PAUSED = "paused"  # confirmed, digests on hold until resumed
     UNSUBSCRIBED = "unsubscribed"
 
 
@@ -102,6 +103,8 @@ class Subscriber(SQLModel, table=True):
     created_at: datetime = Field(sa_column=_utc_column(nullable=False))
     confirmed_at: datetime | None = Field(default=None, sa_column=_utc_column())
     unsubscribed_at: datetime | None = Field(default=None, sa_column=_utc_column())
+    # When the last confirmation link was issued: only a link carrying this stamp confirms.
+    requested_at: datetime | None = Field(default=None, sa_column=_utc_column())
 
 
 class DeliveryStatus(StrEnum):
@@ -135,6 +138,28 @@ class Delivery(SQLModel, table=True):
     attempts: int = 0
     error: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(sa_column=_utc_column(nullable=False))
+    due_at: datetime | None = Field(default=None, sa_column=_utc_column())
+    claimed_at: datetime | None = Field(default=None, sa_column=_utc_column())
+    sent_at: datetime | None = Field(default=None, sa_column=_utc_column())
+
+
+class NoticeKind(StrEnum):
+    CONFIRM = "confirm"  # "confirm your subscription" (double opt-in)
+    ALREADY = "already"  # someone asked to subscribe an address that already is: here is its manage link
+
+
+class Notice(SQLModel, table=True):
+    """A transactional email waiting to go out: queued by the web app, sent by a worker, never inline."""
+
+    __table_args__ = (Index("ix_notice_status_due", "status", "due_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
+    kind: NoticeKind
+    status: DeliveryStatus = DeliveryStatus.PENDING
+    attempts: int = 0
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = Field(sa_column=_utc_column(nullable=False, index=True))
     due_at: datetime | None = Field(default=None, sa_column=_utc_column())
     claimed_at: datetime | None = Field(default=None, sa_column=_utc_column())
     sent_at: datetime | None = Field(default=None, sa_column=_utc_column())

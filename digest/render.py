@@ -235,8 +235,33 @@ def inline_css(source: str) -> str:
     return _PLACEHOLDER.sub(lambda m: saved[int(m.group(1))], inlined)
 
 
+_EXTENDS = re.compile(r"^\s*\{%-?\s*extends\s+[\"']([^\"']+)[\"']\s*-?%\}")
+_BLOCK = re.compile(r"\{%-?\s*block\s+(\w+)\s*-?%\}(.*?)\{%-?\s*endblock(?:\s+\w+)?\s*-?%\}", re.S)
+
+
+class TemplateShapeError(ValueError):
+    """An email template uses inheritance in a way the CSS inliner cannot flatten."""
+
+
+def flatten(source: str, load: Callable[[str], str]) -> str:
+    """Resolve one level of `{% extends %}` by text: the child's blocks replace the parent's.
+
+    premailer needs the whole document (with its <style>) at once, so email templates are
+    flattened before inlining; blocks must not nest and `super()` is not supported."""
+    found = _EXTENDS.match(source)
+    if not found:
+        return source
+    parent = load(found.group(1))
+    blocks: dict[str, str] = {name: body for name, body in _BLOCK.findall(source)}
+    unknown = set(blocks) - {name for name, _body in _BLOCK.findall(parent)}
+    if unknown:
+        raise TemplateShapeError(f"blocks not in {found.group(1)}: {', '.join(sorted(unknown))}")
+    return _BLOCK.sub(lambda m: blocks.get(m.group(1), str(m.group(2))), parent)
+
+
 class InlinedCssLoader(BaseLoader):
-    """Loads templates from a folder, inlining the CSS of HTML templates once at load time."""
+    """Loads templates from a folder; HTML email templates are flattened and get their CSS inlined
+    once, at load time, so rendering each email is plain Jinja."""
 
     def __init__(self, folder: Path) -> None:
         self.files = FileSystemLoader(str(folder))
@@ -244,7 +269,7 @@ class InlinedCssLoader(BaseLoader):
     def get_source(self, environment: Environment, template: str) -> tuple[str, str | None, Callable[[], bool] | None]:
         source, filename, uptodate = self.files.get_source(environment, template)
         if template.endswith(".html") and "{# premailer: off #}" not in source:
-            source = inline_css(source)
+            source = inline_css(flatten(source, lambda name: self.files.get_source(environment, name)[0]))
         return source, filename, uptodate
 
 
@@ -264,19 +289,24 @@ def environment(folder: Path) -> Environment:
     return env
 
 
+def render_pair(folder: Path, name: str, subject: str, values: dict[str, object]) -> RenderedDigest:
+    """Render `<name>.html` and `<name>.txt` with the same values."""
+    env = environment(folder)
+    values = {"subject": subject, **values}
+    html = env.get_template(f"{name}.html").render(values)
+    text = env.get_template(f"{name}.txt").render(values)
+    return RenderedDigest(subject=squash(subject), html=html, text=text)
+
+
 def render_digest(folder: Path, context: DigestContext, matches: Sequence[Match], more: int) -> RenderedDigest:
     """Render the subject, HTML and plaintext of one reader's digest."""
-    env = environment(folder)
     papers = [paper_view(m) for m in matches]
     subject = subject_line(len(matches) + more, subject_topics(context.topics, matches), context.date)
-    values = {
-        "subject": subject,
+    values: dict[str, object] = {
         "papers": papers,
         "more": more,
         "ctx": context,
         "topics": [topic_label(t) for t in context.topics],
         "date_label": f"{context.date:%A} {context.date.day} {context.date:%B %Y}",
     }
-    html = env.get_template("digest.html").render(values)
-    text = env.get_template("digest.txt").render(values)
-    return RenderedDigest(subject=subject, html=html, text=text)
+    return render_pair(folder, "digest", subject, values)

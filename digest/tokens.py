@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from enum import StrEnum
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+MAX_TOKEN_CHARS = 512
 
 
 class Purpose(StrEnum):
@@ -31,13 +34,27 @@ def email_tag(email: str) -> str:
     return hashlib.sha256(email.casefold().encode()).hexdigest()[:12]
 
 
-def make_token(keys: list[str], purpose: Purpose, subscriber_id: int, email: str) -> str:
+@dataclass(frozen=True)
+class TokenData:
+    """What a valid token says: whose it is, and (for confirmation links) which request issued it."""
+
+    subscriber_id: int
+    email_tag: str
+    stamp: int | None = None
+
+
+def make_token(keys: list[str], purpose: Purpose, subscriber_id: int, email: str, stamp: int | None = None) -> str:
     """A URL-safe signed token naming one subscriber, for one purpose."""
-    return str(_serializer(keys, purpose).dumps({"s": subscriber_id, "e": email_tag(email)}))
+    payload: dict[str, object] = {"s": subscriber_id, "e": email_tag(email)}
+    if stamp is not None:
+        payload["t"] = stamp
+    return str(_serializer(keys, purpose).dumps(payload))
 
 
-def read_token(keys: list[str], purpose: Purpose, token: str, max_age: int | None = None) -> tuple[int, str]:
-    """(subscriber id, email tag) from a token; raises TokenError if it is not valid."""
+def read_token(keys: list[str], purpose: Purpose, token: str, max_age: int | None = None) -> TokenData:
+    """What a token says; raises TokenError if it is tampered, expired, or for another purpose."""
+    if len(token) > MAX_TOKEN_CHARS:
+        raise TokenError("too long")
     try:
         data = _serializer(keys, purpose).loads(token, max_age=max_age)
     except SignatureExpired as exc:
@@ -46,4 +63,5 @@ def read_token(keys: list[str], purpose: Purpose, token: str, max_age: int | Non
         raise TokenError("bad signature") from exc
     if not isinstance(data, dict) or not isinstance(data.get("s"), int) or not isinstance(data.get("e"), str):
         raise TokenError("malformed payload")
-    return data["s"], data["e"]
+    stamp = data.get("t")
+    return TokenData(data["s"], data["e"], stamp if isinstance(stamp, int) else None)

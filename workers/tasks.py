@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from celery import group
@@ -10,7 +10,9 @@ from sqlalchemy.engine import Engine
 
 from digest.config import Settings
 from digest.db import init_db, make_engine, open_session
+from digest.notices import send_notices
 from digest.pipeline import make_transport, plan_due, run_fetch, send_chunk, utcnow
+from digest.signup import cleanup_pending
 from workers.celery_app import app
 
 
@@ -57,3 +59,19 @@ def send_digests(subscriber_ids: list[int], now_iso: str) -> dict[str, int]:
     with open_session(_engine()) as session:
         report = send_chunk(session, settings, make_transport(settings), subscriber_ids, _when(now_iso), clock=utcnow)
     return dict(report.counts)
+
+
+@app.task(name="digest.send_notices")
+def send_notices_task() -> dict[str, int]:
+    """Send queued confirmation and account emails (prompted by the web app; swept every minute)."""
+    settings = _settings()
+    with open_session(_engine()) as session:
+        return dict(send_notices(session, settings, make_transport(settings), utcnow(), utcnow))
+
+
+@app.task(name="digest.cleanup_pending")
+def cleanup_pending_task() -> int:
+    """Forget sign-ups never confirmed within the retention period."""
+    settings = _settings()
+    with open_session(_engine()) as session:
+        return cleanup_pending(session, utcnow(), timedelta(days=settings.pending_retention_days))

@@ -1,0 +1,72 @@
+"""Getting queued notices sent without ever sending inside a web request.
+
+With a broker, a Celery task is prompted (and beat sweeps every minute anyway). Without one, a
+background thread in the web process drains the queue: prompted at once, and every 30 s."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy.engine import Engine
+
+from digest.config import Settings
+from digest.db import open_session
+from digest.notices import send_notices
+from digest.pipeline import make_transport
+
+log = logging.getLogger(__name__)
+
+
+class NoticeThread:
+    """Sends queued notices from a daemon thread of the web process (the embedded, broker-less mode)."""
+
+    def __init__(self, settings: Settings, engine: Engine, clock: Callable[[], datetime], every: float = 30.0) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.clock = clock
+        self.every = every
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="notice-sender", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+        self.thread.join(timeout=10)
+
+    def kick(self) -> None:
+        """Ask for a pass now (called after a request commits a notice)."""
+        self.wake.set()
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            self.wake.wait(self.every)
+            self.wake.clear()
+            if self.stopping.is_set():
+                return
+            try:
+                with open_session(self.engine) as session:
+                    send_notices(session, self.settings, make_transport(self.settings), self.clock(), self.clock)
+            except Exception:  # keep the thread alive: the next pass retries what is due
+                log.exception("sending notices failed")
+
+
+def celery_kick(settings: Settings) -> Callable[[], None]:
+    """A kick that enqueues the `digest.send_notices` task (best effort; beat sweeps anyway)."""
+    from workers.celery_app import make_celery
+
+    app = make_celery(settings)
+
+    def kick() -> None:
+        try:
+            app.send_task("digest.send_notices", retry=False)
+        except Exception as exc:
+            log.warning("could not enqueue digest.send_notices (beat will pick it up): %s", exc)
+
+    return kick

@@ -1,0 +1,117 @@
+"""Reading what a visitor typed into Preferences, with an error per field that says what is wrong."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from digest.models import Frequency
+from digest.query import QueryError, parse_query
+from digest.schedule import ScheduleError, zone
+from digest.subscribers import MAX_CAP, MAX_TOPICS, Preferences, SubscriberError, normalize_email
+
+MAX_FIELD_CHARS = 200
+MAX_TOPICS_CHARS = 20_000
+
+
+@dataclass
+class FormResult:
+    """The cleaned email and preferences, or errors keyed by field name."""
+
+    email: str = ""
+    prefs: Preferences | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def topic_lines(text: str) -> list[str]:
+    """One topic per non-empty line (CR/LF of any kind separate topics)."""
+    return [line.strip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n") if line.strip()]
+
+
+def topic_errors(topics: list[str]) -> str | None:
+    """The first problem with a list of topics, naming the line and column."""
+    if not topics:
+        return "Add at least one topic."
+    if len(topics) > MAX_TOPICS:
+        return f"At most {MAX_TOPICS} topics."
+    for n, topic in enumerate(topics, start=1):
+        try:
+            parse_query(topic)
+        except QueryError as exc:
+            where = f"line {n}, column {exc.column}" if len(topics) > 1 else f"column {exc.column}"
+            return f"{where}: {exc.reason}"
+    return None
+
+
+def _int(value: str, name: str, low: int, high: int, errors: dict[str, str], default: int | None) -> int | None:
+    value = value.strip()
+    if not value:
+        if default is None:
+            return None
+        return default
+    if not value.isascii() or not value.lstrip("-").isdigit():
+        errors[name] = "Enter a whole number."
+        return default
+    number = int(value)
+    if not low <= number <= high:
+        errors[name] = f"Enter a number from {low} to {high}."
+    return number
+
+
+def _one_line(form: Mapping[str, str], name: str, errors: dict[str, str]) -> str:
+    value = form.get(name, "")
+    if "\r" in value or "\n" in value:
+        errors[name] = "This field cannot contain line breaks."
+    elif len(value) > MAX_FIELD_CHARS:
+        errors[name] = "This is too long."
+    return value.strip()
+
+
+def _email(form: Mapping[str, str], errors: dict[str, str]) -> str:
+    raw = _one_line(form, "email", errors)
+    if "email" in errors:
+        return raw
+    try:
+        return normalize_email(raw)
+    except SubscriberError:
+        errors["email"] = "Enter a valid email address, like ada@example.org."
+        return raw
+
+
+def _schedule(form: Mapping[str, str], errors: dict[str, str]) -> tuple[Frequency, int, str, int]:
+    frequency = form.get("frequency", Frequency.DAILY.value)
+    if frequency not in {f.value for f in Frequency}:
+        errors["frequency"] = "Choose daily, weekdays or weekly."
+        frequency = Frequency.DAILY.value
+    hour = _int(form.get("send_hour", "8"), "send_hour", 0, 23, errors, 8) or 0
+    tz = _one_line(form, "timezone", errors) or "UTC"
+    try:
+        zone(tz)
+    except ScheduleError:
+        errors["timezone"] = "Choose a time zone from the list."
+    weekly_day = _int(form.get("weekly_day", "0"), "weekly_day", 0, 6, errors, 0) or 0
+    return Frequency(frequency), hour, tz, weekly_day
+
+
+def read_preferences(form: Mapping[str, str], errors: dict[str, str]) -> Preferences | None:
+    """Preferences from form fields (everything but the email); problems go into `errors`."""
+    raw_topics = form.get("topics", "")
+    topics = topic_lines(raw_topics)
+    if len(raw_topics) > MAX_TOPICS_CHARS:
+        errors["topics"] = "That is far too much text for topics."
+    elif problem := topic_errors(topics):
+        errors["topics"] = problem
+    frequency, hour, tz, weekly_day = _schedule(form, errors)
+    min_upvotes = _int(form.get("min_upvotes", ""), "min_upvotes", 0, 100_000, errors, None)
+    cap = _int(form.get("max_papers", "25"), "max_papers", 1, MAX_CAP, errors, 25) or 25
+    if errors:
+        return None
+    return Preferences(topics, frequency, hour, tz, weekly_day, min_upvotes, cap)
+
+
+def read_signup(form: Mapping[str, str]) -> FormResult:
+    """The whole sign-up form."""
+    errors: dict[str, str] = {}
+    email = _email(form, errors)
+    prefs = read_preferences(form, errors)
+    return FormResult(email, prefs, errors)
