@@ -105,13 +105,15 @@ def load_index(session: Session, since: datetime, until: datetime) -> PaperIndex
 
 
 def _window_start(sub: Subscriber, last_end: datetime | None, now: datetime) -> datetime:
-    """Where this digest's papers start: where the last one ended. A first digest starts at the
-    slot the reader would last have been sent before joining, so it catches them up on one period."""
-    if last_end is not None:
-        return min(last_end, now)
+    """Where this digest's papers start: where the last one ended. A first digest — or the first
+    after resuming or re-subscribing — starts at the slot the reader would last have been sent
+    before (re)joining: it catches them up on one period, not on everything they were away for."""
     joined = sub.confirmed_at or sub.created_at
+    if last_end is not None and last_end >= joined:
+        return min(last_end, now)
     schedule = schedule_of(sub)
-    return min(previous_slot(schedule, now).due, latest_slot(schedule, joined).due)
+    start = min(previous_slot(schedule, now).due, latest_slot(schedule, joined).due)
+    return min(max(start, last_end) if last_end else start, now)
 
 
 def _new_row(

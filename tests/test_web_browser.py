@@ -1,0 +1,185 @@
+"""The whole reader journey in a real headless Chromium against the real app on loopback, with the
+emails read from a real SMTP server: sign up, confirm, get a digest, unsubscribe, get nothing."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, Page
+from sqlmodel import select
+
+from digest.config import Settings
+from digest.db import init_db, make_engine, open_session
+from digest.models import Subscriber, SubscriberStatus
+from digest.pipeline import make_transport, run_send
+from digest.web.app import create_app
+from tests.browser import browser, screenshot_path  # noqa: F401
+from tests.conftest import free_port
+from tests.factories import add_papers, paper
+from tests.smtpserver import SmtpServer, smtp_server  # noqa: F401
+
+PHONE = {"width": 375, "height": 812}
+DESKTOP = {"width": 1280, "height": 900}
+
+
+class LiveServer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = make_engine(settings.database_url)
+        init_db(self.engine)
+        app = create_app(settings, engine=self.engine, send_in_process=True)
+        port = int(settings.base_url.rsplit(":", 1)[1])
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+        self.engine.dispose()
+
+
+@pytest.fixture
+def live(tmp_path: Path, smtp_server: SmtpServer) -> Iterator[LiveServer]:
+    settings = Settings(
+        _env_file=None,
+        database_url=f"sqlite:///{tmp_path / 'web.sqlite3'}",
+        base_url=f"http://127.0.0.1:{free_port()}",
+        smtp_url=smtp_server.url,
+        smtp_timeout=5.0,
+        from_address="Paper Digest <digest@example.org>",
+        secret_key="browser-test",
+        sources=[],
+    )
+    with LiveServer(settings) as server:
+        yield server
+
+
+def _shot(page: Page, name: str) -> None:
+    """Save the page as it looks on a phone and on a desktop, and check the phone layout fits."""
+    for label, size in (("375px", PHONE), ("desktop", DESKTOP)):
+        page.set_viewport_size(size)
+        page.screenshot(path=str(screenshot_path(f"web-{name}-{label}")), full_page=True)
+    page.set_viewport_size(PHONE)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], f"{name} scrolls sideways"
+
+
+def _wait_for_mail(smtp: SmtpServer, to: str, count: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while len(smtp.to(to)) < count:
+        assert time.monotonic() < deadline, f"no email #{count} for {to}"
+        time.sleep(0.1)
+
+
+def _link(text: str, path: str) -> str:
+    found = re.search(rf"(http://127\.0\.0\.1:\d+/{path}/[A-Za-z0-9._\-]+)", text)
+    assert found, f"no /{path}/ link in:\n{text}"
+    return found.group(1)
+
+
+def test_sign_up_confirm_receive_unsubscribe(browser: Browser, live: LiveServer, smtp_server: SmtpServer) -> None:
+    now = datetime.now(UTC)
+    with open_session(live.engine) as session:
+        seen = now - timedelta(hours=1)
+        add_papers(
+            session,
+            paper(
+                "2611.04001",
+                "Efficient KV Cache Compression for Long Context",
+                "We shrink the KV cache.",
+                first_seen=seen,
+            ),
+            paper("2611.04002", "Protein Folding at Scale", "Biology.", first_seen=seen),
+        )
+    send_hour = (now + timedelta(hours=1)).hour
+    page = browser.new_page(viewport=PHONE)
+    try:
+        page.goto(live.settings.base_url + "/")
+        assert page.title().startswith("Subscribe")
+        page.fill("#email", "Reader@Example.org")
+        page.fill("#topics", '"KV cache"\ncat:cs.CV segmentation')
+        page.wait_for_selector("#preview:not([hidden]) .papers li")  # the live preview, with a little JavaScript
+        assert "Efficient KV Cache Compression" in page.inner_text("#preview")
+        page.select_option("#timezone", "UTC")
+        page.select_option("#send_hour", str(send_hour))
+        _shot(page, "1-signup")
+        page.click("button.primary")
+        page.wait_for_selector("text=Check your inbox")
+        _shot(page, "2-check-inbox")
+
+        _wait_for_mail(smtp_server, "reader@example.org", 1)
+        confirmation = smtp_server.to("reader@example.org")[0].message
+        assert confirmation["Subject"] == "Confirm your subscription to Paper Digest"
+        assert confirmation["List-Unsubscribe"] is None
+        confirm_link = _link(confirmation.get_body(("plain",)).get_content(), "confirm")  # type: ignore[union-attr]
+
+        page.goto(confirm_link)
+        page.wait_for_selector("#confirm-button")
+        _shot(page, "3-confirm")
+        with open_session(live.engine) as session:
+            (sub,) = session.exec(select(Subscriber))
+            assert sub.status is SubscriberStatus.PENDING  # opening the link alone changes nothing
+        page.click("#confirm-button")
+        page.wait_for_selector("text=You are subscribed")
+        _shot(page, "4-confirmed")
+
+        send_at = datetime.combine((now + timedelta(hours=1)).date(), datetime.min.time(), tzinfo=UTC)
+        send_at += timedelta(hours=send_hour, minutes=5)
+        with open_session(live.engine) as session:
+            report = run_send(session, live.settings, make_transport(live.settings), send_at)
+        assert report.counts["sent"] == 1
+        digest = smtp_server.to("reader@example.org")[1].message
+        assert digest["Subject"].startswith("1 new paper on KV cache")
+        html = digest.get_body(("html",)).get_content()  # type: ignore[union-attr]
+        unsubscribe_link = _link(html, "unsubscribe")
+        assert digest["List-Unsubscribe"] == f"<{unsubscribe_link}>"
+
+        page.goto(unsubscribe_link)
+        page.wait_for_selector("#unsubscribe-button")
+        _shot(page, "5-unsubscribe")
+        page.click("#unsubscribe-button")
+        page.wait_for_selector("text=You are unsubscribed")
+        _shot(page, "6-unsubscribed")
+
+        with open_session(live.engine) as session:
+            add_papers(session, paper("2611.04003", "More KV Cache Tricks", first_seen=send_at + timedelta(hours=2)))
+            again = run_send(session, live.settings, make_transport(live.settings), send_at + timedelta(days=1))
+        assert sum(again.counts.values()) == 0
+        time.sleep(0.5)
+        assert len(smtp_server.to("reader@example.org")) == 2  # the confirmation and one digest, nothing after
+    finally:
+        page.close()
+
+
+def test_signup_works_without_javascript(browser: Browser, live: LiveServer, smtp_server: SmtpServer) -> None:
+    context = browser.new_context(java_script_enabled=False, viewport=PHONE)
+    page = context.new_page()
+    try:
+        page.goto(live.settings.base_url + "/")
+        page.fill("#email", "nojs@example.org")
+        page.fill("#topics", "agents AND")
+        page.click("button.primary")
+        assert "column 8: AND needs a term after it" in page.inner_text("#topics-error")
+        _shot(page, "7-error-no-js")
+        page.fill("#topics", "agents")
+        page.click("#preview-button")
+        page.wait_for_selector("#preview h2")
+        page.click("button.primary")
+        page.wait_for_selector("text=Check your inbox")
+        _wait_for_mail(smtp_server, "nojs@example.org", 1)
+    finally:
+        context.close()
