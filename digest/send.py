@@ -72,6 +72,8 @@ class OutboxTransport:
         self.folder = folder
 
     def deliver(self, messages: Sequence[Outgoing], report: Report) -> None:
+        if not messages:
+            return
         self.folder.mkdir(parents=True, exist_ok=True)
         for message in messages:
             try:

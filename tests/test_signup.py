@@ -1,0 +1,246 @@
+"""Sign-up, confirmation, pause/resume and clean-up in the core, and the queued emails they send."""
+
+from __future__ import annotations
+
+import email
+from datetime import timedelta
+from email import policy
+from email.message import EmailMessage
+
+import pytest
+from sqlmodel import Session, select
+
+from digest.config import Settings, parse_smtp_url
+from digest.models import DeliveryStatus, Frequency, Notice, NoticeKind, Subscriber, SubscriberStatus
+from digest.notices import send_notices
+from digest.pipeline import links, run_send
+from digest.send import OutboxTransport, SmtpTransport
+from digest.signup import (
+    LinkError,
+    Requested,
+    cleanup_pending,
+    confirm,
+    confirm_url,
+    request_new_link,
+    request_signup,
+    set_paused,
+    subscriber_for,
+)
+from digest.subscribers import Preferences, SubscriberError, unsubscribe
+from digest.tokens import Purpose
+from tests.conftest import NOW
+from tests.factories import add_papers, paper
+from tests.smtpserver import SmtpServer, smtp_server  # noqa: F401
+
+PREFS = Preferences(['"KV cache"', "agents"], Frequency.DAILY, 8, "Europe/Paris")
+HOUR = timedelta(hours=1)
+
+
+def _token(url: str) -> str:
+    return url.rsplit("/", 1)[1]
+
+
+def _notices(session: Session) -> list[Notice]:
+    session.expire_all()
+    return list(session.exec(select(Notice).order_by(Notice.id)))  # type: ignore[arg-type]
+
+
+def _sub(session: Session, email_address: str) -> Subscriber:
+    session.expire_all()
+    found = session.exec(select(Subscriber).where(Subscriber.email == email_address)).one()
+    return found
+
+
+def test_new_address_becomes_pending_with_one_confirmation(session: Session, settings: Settings) -> None:
+    result = request_signup(session, settings, "  Ada@Example.ORG ", PREFS, NOW)
+    assert result.outcome is Requested.CONFIRMATION_QUEUED
+    sub = _sub(session, "ada@example.org")
+    assert (sub.status, sub.topics, sub.timezone, sub.requested_at) == (
+        SubscriberStatus.PENDING, ['"KV cache"', "agents"], "Europe/Paris", NOW,
+    )  # fmt: skip
+    assert [(n.kind, n.status) for n in _notices(session)] == [(NoticeKind.CONFIRM, DeliveryStatus.PENDING)]
+
+
+@pytest.mark.parametrize(
+    ("address", "prefs", "message"),
+    [
+        ("not an address", PREFS, "is not a valid email address"),
+        ("ada@example.org\r\nBcc: x@example.org", PREFS, "line breaks"),
+        ("ada@example.org", Preferences(['"unclosed']), "column 1: this quote is never closed"),
+        ("ada@example.org", Preferences(["agents"], timezone="Moon/Base"), "unknown time zone"),
+        ("ada@example.org", Preferences([]), "at least one topic"),
+    ],
+)
+def test_invalid_sign_ups_store_nothing(
+    session: Session, settings: Settings, address: str, prefs: Preferences, message: str
+) -> None:
+    with pytest.raises(SubscriberError, match=message):
+        request_signup(session, settings, address, prefs, NOW)
+    assert session.exec(select(Subscriber)).all() == []
+    assert _notices(session) == []
+
+
+def test_each_state_gets_the_right_email_at_most_once_a_day(session: Session, settings: Settings) -> None:
+    request_signup(session, settings, "p@example.org", PREFS, NOW)
+    assert request_signup(session, settings, "p@example.org", PREFS, NOW + HOUR).outcome is Requested.COOLING_DOWN
+    later = request_signup(session, settings, "p@example.org", PREFS, NOW + 25 * HOUR)
+    assert later.outcome is Requested.CONFIRMATION_QUEUED
+
+    request_signup(session, settings, "a@example.org", PREFS, NOW)
+    confirm(session, settings, _token(confirm_url(settings, _sub(session, "a@example.org"))), NOW)
+    # A confirmed reader's settings never change on a stranger's word: they get a note instead.
+    other = Preferences(["something else"])
+    assert (
+        request_signup(session, settings, "a@example.org", other, NOW + 25 * HOUR).outcome is Requested.REMINDER_QUEUED
+    )
+    assert _sub(session, "a@example.org").topics == ['"KV cache"', "agents"]
+
+    kinds = [(n.subscriber_id, n.kind) for n in _notices(session)]
+    p, a = _sub(session, "p@example.org").id, _sub(session, "a@example.org").id
+    assert kinds == [(p, NoticeKind.CONFIRM), (p, NoticeKind.CONFIRM), (a, NoticeKind.CONFIRM), (a, NoticeKind.ALREADY)]
+
+
+def test_confirmation_links_tampered_expired_replayed_or_for_another_purpose(
+    session: Session, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request_signup(session, settings, "ada@example.org", PREFS, NOW)
+    sub = _sub(session, "ada@example.org")
+    first = _token(confirm_url(settings, sub))
+    manage, leave = (_token(u) for u in links(settings, sub))
+    for bad in (first[:-2] + ("AA" if not first.endswith("AA") else "BB"), manage, leave, "x" * 600, ""):
+        with pytest.raises(LinkError):
+            confirm(session, settings, bad, NOW)
+    # A newer request (after the cooldown) replaces the link: the first one no longer works.
+    request_signup(session, settings, "ada@example.org", PREFS, NOW + 25 * HOUR)
+    second = _token(confirm_url(settings, _sub(session, "ada@example.org")))
+    with pytest.raises(LinkError, match="superseded"):
+        confirm(session, settings, first, NOW)
+    # Expired: the same link checked after its lifetime (itsdangerous reads the real clock).
+    import itsdangerous.timed
+
+    real = itsdangerous.timed.TimestampSigner.get_timestamp
+    monkeypatch.setattr(
+        itsdangerous.timed.TimestampSigner,
+        "get_timestamp",
+        lambda self: real(self) + settings.confirm_link_hours * 3600 + 5,
+    )
+    with pytest.raises(LinkError, match="expired"):
+        confirm(session, settings, second, NOW)
+    monkeypatch.undo()
+    assert confirm(session, settings, second, NOW).status is SubscriberStatus.ACTIVE
+    assert confirm(session, settings, second, NOW).status is SubscriberStatus.ACTIVE  # idempotent
+
+
+def test_a_confirm_link_cannot_bring_back_someone_who_left(session: Session, settings: Settings) -> None:
+    request_signup(session, settings, "ada@example.org", PREFS, NOW)
+    token = _token(confirm_url(settings, _sub(session, "ada@example.org")))
+    confirm(session, settings, token, NOW)
+    unsubscribe(session, _sub(session, "ada@example.org"), NOW + HOUR)
+    with pytest.raises(LinkError):
+        confirm(session, settings, token, NOW + 2 * HOUR)
+    assert _sub(session, "ada@example.org").status is SubscriberStatus.UNSUBSCRIBED
+
+
+def test_tokens_survive_key_rotation(session: Session, settings: Settings) -> None:
+    request_signup(session, settings, "ada@example.org", PREFS, NOW)
+    sub = _sub(session, "ada@example.org")
+    manage = _token(links(settings, sub)[0])
+    rotated = settings.model_copy(update={"secret_key": "new-key", "old_secret_keys": [settings.secret_key]})
+    assert subscriber_for(session, rotated, Purpose.MANAGE, manage).id == sub.id
+    forgotten = settings.model_copy(update={"secret_key": "new-key", "old_secret_keys": []})
+    with pytest.raises(LinkError):
+        subscriber_for(session, forgotten, Purpose.MANAGE, manage)
+
+
+def test_pause_holds_digests_and_resume_does_not_flood(session: Session, settings: Settings) -> None:
+    request_signup(session, settings, "ada@example.org", Preferences(["cache"], send_hour=8), NOW - 10 * 24 * HOUR)
+    confirm(session, settings, _token(confirm_url(settings, _sub(session, "ada@example.org"))), NOW - 10 * 24 * HOUR)
+    outbox = OutboxTransport(settings.outbox_dir)
+    add_papers(session, paper("2611.50001", "Cache one", first_seen=NOW - 3 * HOUR))
+    assert run_send(session, settings, outbox, NOW).counts["sent"] == 1
+    set_paused(session, _sub(session, "ada@example.org"), True, NOW + HOUR)
+    add_papers(session, paper("2611.50002", "Cache while away", first_seen=NOW + 2 * HOUR))
+    assert sum(run_send(session, settings, outbox, NOW + 24 * HOUR).counts.values()) == 0
+    # Five days later the reader resumes: the next digest covers one period, not the whole pause.
+    resume_at = NOW + 5 * 24 * HOUR + 10 * HOUR
+    set_paused(session, _sub(session, "ada@example.org"), False, resume_at)
+    add_papers(session, paper("2611.50003", "Cache after resuming", first_seen=resume_at + HOUR))
+    report = run_send(session, settings, outbox, resume_at + 23 * HOUR)
+    assert report.counts["sent"] == 1
+    last = sorted(settings.outbox_dir.glob("*.eml"))[-1].read_text()
+    assert "Cache after resuming" in last and "Cache while away" not in last
+
+
+def test_cleanup_forgets_unconfirmed_and_reverts_returning(session: Session, settings: Settings) -> None:
+    request_signup(session, settings, "never@example.org", PREFS, NOW)
+    request_signup(session, settings, "back@example.org", PREFS, NOW)
+    confirm(session, settings, _token(confirm_url(settings, _sub(session, "back@example.org"))), NOW)
+    unsubscribe(session, _sub(session, "back@example.org"), NOW + HOUR)
+    request_signup(session, settings, "back@example.org", PREFS, NOW + 30 * HOUR)  # returns, never confirms
+    request_signup(session, settings, "fresh@example.org", PREFS, NOW + 7 * 24 * HOUR)
+    dropped = cleanup_pending(session, NOW + 9 * 24 * HOUR, timedelta(days=7))
+    assert dropped == 2
+    emails = {s.email: s.status for s in session.exec(select(Subscriber))}
+    assert emails == {"back@example.org": SubscriberStatus.UNSUBSCRIBED, "fresh@example.org": SubscriberStatus.PENDING}
+
+
+def test_resend_only_for_pending_addresses(session: Session, settings: Settings) -> None:
+    assert request_new_link(session, settings, "nobody@example.org", NOW) is None
+    request_signup(session, settings, "ada@example.org", PREFS, NOW)
+    assert request_new_link(session, settings, "ada@example.org", NOW + HOUR) is Requested.COOLING_DOWN
+    assert request_new_link(session, settings, "ADA@example.org", NOW + 25 * HOUR) is Requested.CONFIRMATION_QUEUED
+
+
+def _received(server: SmtpServer, to: str) -> list[EmailMessage]:
+    return [m.message for m in server.to(to)]
+
+
+def test_confirmation_email_over_smtp(session: Session, settings: Settings, smtp_server: SmtpServer) -> None:
+    request_signup(session, settings, "ada@example.org", PREFS, NOW)
+    transport = SmtpTransport(parse_smtp_url(smtp_server.url), timeout=5)
+    assert send_notices(session, settings, transport, NOW) == {"sent": 1}
+    assert send_notices(session, settings, transport, NOW) == {}  # nothing is sent twice
+    (msg,) = _received(smtp_server, "ada@example.org")
+    assert msg["Subject"] == "Confirm your subscription to Paper Digest"
+    assert msg["List-Unsubscribe"] is None  # the reader is not on the list yet
+    text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "every day at 08:00 (Europe/Paris)" in text and "KV cache" in text
+    link = next(line.strip() for line in text.splitlines() if "/confirm/" in line)
+    assert link.startswith("https://digest.example.org/confirm/")
+    assert confirm(session, settings, _token(link), NOW + HOUR).status is SubscriberStatus.ACTIVE
+    html = msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert f'href="{link}"' in html and 'style="' in html  # same look as the digest: inlined CSS
+
+
+def test_already_subscribed_email_has_manage_link_and_list_unsubscribe(
+    session: Session, settings: Settings, smtp_server: SmtpServer
+) -> None:
+    request_signup(session, settings, "ada@example.org", PREFS, NOW)
+    confirm(session, settings, _token(confirm_url(settings, _sub(session, "ada@example.org"))), NOW)
+    request_signup(session, settings, "ada@example.org", PREFS, NOW + 25 * HOUR)
+    transport = SmtpTransport(parse_smtp_url(smtp_server.url), timeout=5)
+    # The first confirmation is moot now (already active): it is closed, not sent.
+    assert send_notices(session, settings, transport, NOW + 25 * HOUR) == {"sent": 1}
+    (msg,) = _received(smtp_server, "ada@example.org")
+    assert msg["Subject"] == "You are already subscribed to Paper Digest"
+    assert msg["List-Unsubscribe"].startswith("<https://digest.example.org/unsubscribe/")
+    assert "https://digest.example.org/manage/" in msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert [n.status for n in _notices(session)] == [DeliveryStatus.SKIPPED, DeliveryStatus.SENT]
+
+
+def test_notice_to_someone_who_left_is_not_sent(session: Session, settings: Settings) -> None:
+    request_signup(session, settings, "ada@example.org", PREFS, NOW)
+    confirm(session, settings, _token(confirm_url(settings, _sub(session, "ada@example.org"))), NOW)
+    request_signup(session, settings, "ada@example.org", PREFS, NOW + 25 * HOUR)
+    unsubscribe(session, _sub(session, "ada@example.org"), NOW + 25 * HOUR)
+    counts = send_notices(session, settings, OutboxTransport(settings.outbox_dir), NOW + 26 * HOUR)
+    assert counts == {}
+    assert not settings.outbox_dir.exists()
+
+
+def test_a_message_in_the_outbox_parses(session: Session, settings: Settings) -> None:
+    request_signup(session, settings, "ada@example.org", PREFS, NOW)
+    send_notices(session, settings, OutboxTransport(settings.outbox_dir), NOW)
+    (path,) = settings.outbox_dir.glob("*.eml")
+    msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+    assert msg["To"] == "ada@example.org"
