@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from email import policy
 from pathlib import Path
@@ -169,3 +170,34 @@ def test_demo_runs_clean_twice(run: Run, tmp_path: Path) -> None:
             assert who in out
         files = sorted(p.name for p in (tmp_path / "outbox").iterdir())
         assert len(files) == 6 and sum(f.endswith(".eml") for f in files) == 3
+
+
+def test_serve_answers_health_and_pages(tmp_path: Path) -> None:
+    import httpx
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    env.update(DIGEST_DATABASE_URL=f"sqlite:///{tmp_path / 'serve.sqlite3'}", DIGEST_SOURCES="[]")
+    server = subprocess.Popen(
+        [*DIGEST, "serve", "--port", str(port)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                health = httpx.get(f"{base}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("digest serve did not answer")
+        assert health.json() == {"status": "ok"}
+        assert httpx.get(f"{base}/readyz").json() == {"status": "ok", "database": "ok"}
+        page = httpx.get(f"{base}/")
+        assert page.status_code == 200 and "Subscribe" in page.text
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

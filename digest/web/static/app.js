@@ -74,5 +74,19 @@
     });
   }
 
-  document.addEventListener("DOMContentLoaded", function () { prefillTimeZone(); livePreview(); });
+  function weeklyDayOnlyWhenWeekly() {
+    var frequency = document.getElementById("frequency");
+    var day = document.getElementById("weekly_day");
+    if (!frequency || !day) return;
+    var field = day.closest(".field");
+    function sync() { field.hidden = frequency.value !== "weekly"; }
+    frequency.addEventListener("change", sync);
+    sync();
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    prefillTimeZone();
+    weeklyDayOnlyWhenWeekly();
+    livePreview();
+  });
 })();
