@@ -53,8 +53,8 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "settings"
-        fail(f"bad configuration DIGEST_{where.upper()}: {first['msg']}")
+        where = ".".join(str(p) for p in first["loc"])
+        fail(f"bad configuration DIGEST_{where.upper()}: {first['msg']}" if where else f"bad configuration: {first['msg']}")
 
 
 @contextmanager

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from email.utils import parseaddr
 from enum import StrEnum
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from digest.dkim import DkimKey, load_key
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 USER_AGENT = "paper-digest/0.1 (+https://github.com/paper-digest/paper-digest; daily research digest)"
@@ -115,6 +118,34 @@ class Settings(BaseSettings):
     default_timezone: str = "UTC"
     default_max_papers: int = 25
     templates_dir: Path = PROJECT_ROOT / "email_templates"
+
+    # DKIM: every email is signed when all three are set. Publish the TXT record
+    # <selector>._domainkey.<domain> = "v=DKIM1; k=rsa; p=<base64 public key>".
+    dkim_domain: str | None = None
+    dkim_selector: str | None = None
+    dkim_key_path: Path | None = None
+    _dkim_key: DkimKey | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _load_dkim_key(self) -> Settings:
+        """Load the key once, at start-up: a bad key is a configuration error, not a failed send."""
+        parts = (self.dkim_domain, self.dkim_selector, self.dkim_key_path)
+        if all(p is None for p in parts):
+            return self
+        if any(p is None for p in parts):
+            raise ValueError("set DIGEST_DKIM_DOMAIN, DIGEST_DKIM_SELECTOR and DIGEST_DKIM_KEY_PATH together")
+        assert self.dkim_domain and self.dkim_selector and self.dkim_key_path
+        key = load_key(self.dkim_domain, self.dkim_selector, self.dkim_key_path)
+        sender = parseaddr(self.from_address)[1].rpartition("@")[2].lower()
+        if sender != key.domain and not sender.endswith("." + key.domain):
+            raise ValueError(f"DIGEST_FROM's domain {sender!r} is not {key.domain!r}: DMARC alignment would fail")
+        self._dkim_key = key
+        return self
+
+    @property
+    def dkim_key(self) -> DkimKey | None:
+        """The loaded DKIM key, or None when signing is off."""
+        return self._dkim_key
 
     @field_validator("base_url")
     @classmethod

@@ -15,7 +15,7 @@ from digest import deliveries
 from digest.config import Settings
 from digest.mime import Headers, build_message, domain_of, make_message_id
 from digest.models import DeliveryStatus, Frequency, Notice, NoticeKind, Subscriber, SubscriberStatus
-from digest.pipeline import links
+from digest.pipeline import links, signed
 from digest.render import DigestContext, RenderedDigest, render_pair, topic_label
 from digest.send import Outcome, Outgoing, Result, Transport
 from digest.signup import confirm_url
@@ -84,7 +84,7 @@ def notice_message(settings: Settings, sub: Subscriber, notice: Notice, now: dat
         key=notice.id,
         sender=parseaddr(settings.from_address)[1],
         recipient=sub.email,
-        data=build_message(rendered, headers),
+        data=signed(settings, build_message(rendered, headers)),
         name=f"{sub.email}-{notice.kind.value}-{notice.id}",
         html=rendered.html,
     )

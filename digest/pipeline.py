@@ -11,7 +11,7 @@ from email.utils import parseaddr
 
 from sqlmodel import Session, col, select
 
-from digest import deliveries
+from digest import deliveries, dkim
 from digest.config import Settings
 from digest.ingest import SourceReport, fetch_all
 from digest.match import PaperIndex, annotate
@@ -267,6 +267,12 @@ def _dry_run_report(settings: Settings, chunk: _Chunk) -> SendReport:
     return report
 
 
+def signed(settings: Settings, message: bytes) -> bytes:
+    """The message with a DKIM signature when a key is configured."""
+    key = settings.dkim_key
+    return dkim.sign(message, key) if key is not None else message
+
+
 def links(settings: Settings, sub: Subscriber) -> tuple[str, str]:
     """The signed manage and unsubscribe URLs for a subscriber."""
     assert sub.id is not None
@@ -310,7 +316,7 @@ def compose_message(settings: Settings, sub: Subscriber, row: Delivery, index: P
         key=row.id or 0,
         sender=parseaddr(settings.from_address)[1],
         recipient=sub.email,
-        data=build_message(rendered, headers),
+        data=signed(settings, build_message(rendered, headers)),
         name=f"{sub.email}-{row.period}",
         html=rendered.html,
     )
