@@ -19,6 +19,8 @@ from rich.table import Table
 from sqlmodel import Session, col, func, select
 
 from digest import demo as demo_module
+from digest import health
+from digest import suppress as suppression
 from digest.config import Settings, SourceKind
 from digest.db import init_db, make_engine, open_session
 from digest.ingest import SourceReport, ingest_bytes
@@ -54,7 +56,11 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        fail(f"bad configuration DIGEST_{where.upper()}: {first['msg']}" if where else f"bad configuration: {first['msg']}")
+        fail(
+            f"bad configuration DIGEST_{where.upper()}: {first['msg']}"
+            if where
+            else f"bad configuration: {first['msg']}"
+        )
 
 
 @contextmanager
@@ -355,6 +361,53 @@ def cleanup(now: Annotated[str | None, typer.Option(help="Pretend it is this tim
     with session_for(settings) as session:
         dropped = cleanup_pending(session, parse_now(now), timedelta(days=settings.pending_retention_days))
     out.print(f"{dropped} unconfirmed sign-ups forgotten")
+
+
+@app.command()
+def status(now: Annotated[str | None, typer.Option(help="Pretend it is this time (ISO 8601).")] = None) -> None:
+    """Sources' health and the last 24 hours of deliveries, for operators."""
+    settings = load_settings()
+    when = parse_now(now)
+    with session_for(settings) as session:
+        report = health.status(session, settings, when)
+    table = Table("source", "last success", "consecutive failures", "last error")
+    for src in report.sources:
+        name = f"[bold red]{src.name} (failing)[/]" if src.flagged else src.name
+        last = f"{src.last_success:%Y-%m-%d %H:%M} UTC" if src.last_success else "never"
+        table.add_row(name, last, str(src.consecutive_failures), src.last_error or "")
+    out.print(table)
+    shown = ("sent", "pending", "sending", "retry", "failed", "unknown", "empty", "skipped")
+    out.print("digests, last 24 h: " + ", ".join(f"{k}: {report.deliveries.get(k, 0)}" for k in shown))
+    out.print("sign-up emails, last 24 h: " + ", ".join(f"{k}: {v}" for k, v in sorted(report.notices.items())))
+    out.print(f"suppressed addresses: {report.suppressed} ({report.suppressed_recently} in the last 24 h)")
+    if any(s.flagged for s in report.sources):
+        raise typer.Exit(3)
+
+
+@app.command()
+def forget(email: str) -> None:
+    """Delete a subscriber and all their history; keep only a hash so they are never mailed again."""
+    settings = load_settings()
+    with session_for(settings) as session:
+        sub = existing_subscriber(session, email)
+        address = sub.email
+        suppression.forget(session, sub, utcnow())
+    out.print(f"{address} is forgotten: every row about it is deleted, and it will not be mailed again")
+
+
+@app.command()
+def unsuppress(email: str) -> None:
+    """Take an address off the suppression list (it may then subscribe again)."""
+    settings = load_settings()
+    try:
+        address = normalize_email(email)
+    except SubscriberError as exc:
+        fail(str(exc))
+    with session_for(settings) as session:
+        removed = suppression.unsuppress(session, address)
+    if not removed:
+        fail(f"{address} is not on the suppression list")
+    out.print(f"{address} is no longer suppressed")
 
 
 @app.command()

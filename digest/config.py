@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///digest.sqlite3"
     broker_url: str | None = None
     celery_queue: str = "digest"
+    beat_every_seconds: float | None = Field(default=None, gt=0)  # override the beat schedule (tests)
     smtp_url: str | None = None
     smtp_starttls: bool | None = None  # None: STARTTLS on port 587, off elsewhere
     smtp_timeout: float = 30.0
@@ -114,6 +115,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
 
     send_batch_size: int = Field(default=200, ge=1)
+    # A row still `sending` after this long lost its worker (must exceed the task time limit).
+    stale_sending_minutes: int = Field(default=45, ge=1)
+    smtp_rate_per_second: float | None = Field(default=None, gt=0)  # across all workers (via Redis)
+    source_alert_failures: int = Field(default=3, ge=1)  # flag a source failing this many runs in a row
     default_send_hour: int = 8
     default_timezone: str = "UTC"
     default_max_papers: int = 25

@@ -59,6 +59,20 @@ def is_due(row: Existing | None, now: datetime) -> bool:
     return row.status in RESENDABLE and (row.due_at is None or row.due_at <= now)
 
 
+def waiting_rows(session: Session, subscriber_ids: Sequence[int], now: datetime) -> list[tuple[int, int, datetime]]:
+    """(id, subscriber, window start) of rows waiting to be (re)sent and due, of any period: a
+    digest composed yesterday that crashed before its send still goes out."""
+    if not subscriber_ids:
+        return []
+    columns = [col(Delivery.id), col(Delivery.subscriber_id), col(Delivery.window_start)]
+    query = sa_select(*columns).where(
+        col(Delivery.subscriber_id).in_(subscriber_ids),
+        col(Delivery.status).in_(RESENDABLE),
+        or_(col(Delivery.due_at).is_(None), col(Delivery.due_at) <= now),
+    )
+    return [(row_id, sid, start) for row_id, sid, start in session.execute(query)]
+
+
 def last_window_end(session: Session, subscriber_ids: Sequence[int]) -> dict[int, datetime]:
     """Where each subscriber's previous digest window ended (their next one starts there)."""
     if not subscriber_ids:
@@ -164,3 +178,31 @@ def settle(
     )
     session.execute(statement)
     session.commit()
+
+
+def expire_stale(session: Session, now: datetime, stale_after: timedelta, table: Outbound = Delivery) -> int:
+    """Rows stuck in `sending` past the timeout (their worker died mid-send) become `unknown`:
+    the message may have gone out, so it is reported, never resent automatically."""
+    cutoff = now - stale_after
+    statement = (
+        update(table)
+        .where(col(table.status) == DeliveryStatus.SENDING, col(table.claimed_at) < cutoff)
+        .values(
+            status=DeliveryStatus.UNKNOWN,
+            error=f"its worker stopped mid-send (claimed before {cutoff:%Y-%m-%d %H:%M} UTC)",
+        )
+    )
+    result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
+    session.commit()
+    return int(result.rowcount)
+
+
+def due_subscribers(session: Session, now: datetime, limit: int = 100_000) -> list[int]:
+    """Subscribers with a row waiting to be (re)sent whose time has come (uses the status/due index)."""
+    query = (
+        sa_select(col(Delivery.subscriber_id))
+        .where(col(Delivery.status).in_(RESENDABLE), or_(col(Delivery.due_at).is_(None), col(Delivery.due_at) <= now))
+        .distinct()
+        .limit(limit)
+    )
+    return [int(sid) for (sid,) in session.execute(query)]

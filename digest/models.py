@@ -79,6 +79,7 @@ class SubscriberStatus(StrEnum):
     ACTIVE = "active"
     PAUSED = "paused"  # confirmed, digests on hold until resumed
     UNSUBSCRIBED = "unsubscribed"
+    SUPPRESSED = "suppressed"  # the address hard-bounced: never mailed again
 
 
 class Frequency(StrEnum):
@@ -163,3 +164,11 @@ class Notice(SQLModel, table=True):
     due_at: datetime | None = Field(default=None, sa_column=_utc_column())
     claimed_at: datetime | None = Field(default=None, sa_column=_utc_column())
     sent_at: datetime | None = Field(default=None, sa_column=_utc_column())
+
+
+class Suppression(SQLModel, table=True):
+    """Addresses never to mail again (hard bounces, "forget me"), kept only as a hash."""
+
+    address_hash: str = Field(primary_key=True, max_length=64)
+    reason: str = Field(max_length=200)
+    created_at: datetime = Field(sa_column=_utc_column(nullable=False, index=True))

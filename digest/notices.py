@@ -19,6 +19,7 @@ from digest.pipeline import links, signed
 from digest.render import DigestContext, RenderedDigest, render_pair, topic_label
 from digest.send import Outcome, Outgoing, Result, Transport
 from digest.signup import confirm_url
+from digest.suppress import suppress
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -126,9 +127,11 @@ def send_notices(
     outgoing = [notice_message(settings, sub, notice, clock()) for notice, sub in claimed.values()]
 
     def on_result(result: Result) -> None:
-        notice, _sub = claimed[result.key]
+        notice, sub = claimed[result.key]
         deliveries.settle(session, result, clock(), notice.attempts, notice.created_at + timedelta(days=1), Notice)
         counts[result.outcome.value] += 1
+        if result.permanent_recipient:
+            suppress(session, sub.email, f"hard bounce: {result.detail}", clock())
         if result.outcome is not Outcome.SENT:
             log.warning("notice %s (%s): %s (%s)", notice.id, notice.kind.value, result.outcome, result.detail)
 

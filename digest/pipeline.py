@@ -17,11 +17,22 @@ from digest.ingest import SourceReport, fetch_all
 from digest.match import PaperIndex, annotate
 from digest.match import select as select_papers
 from digest.mime import Headers, build_message, domain_of, make_message_id
-from digest.models import Delivery, DeliveryStatus, Frequency, Paper, Subscriber, SubscriberStatus
+from digest.models import Delivery, DeliveryStatus, Frequency, Notice, Paper, Subscriber, SubscriberStatus
 from digest.render import DigestContext, RenderedDigest, render_digest
 from digest.schedule import Schedule, ScheduleError, Slot, latest_slot, previous_slot, zone
-from digest.send import OutboxTransport, Outcome, Outgoing, Result, SmtpTransport, Transport
+from digest.send import (
+    LocalRateGate,
+    OutboxTransport,
+    Outcome,
+    Outgoing,
+    RateGate,
+    RedisRateGate,
+    Result,
+    SmtpTransport,
+    Transport,
+)
 from digest.subscribers import active_pages
+from digest.suppress import suppress
 from digest.tokens import Purpose, make_token
 
 log = logging.getLogger(__name__)
@@ -84,9 +95,10 @@ def plan_due(session: Session, now: datetime, page_size: int) -> Iterator[list[i
     for page in active_pages(session, page_size):
         slots = {sub.id: slot for sub in page if sub.id is not None and (slot := _slot(sub, now))}
         rows = deliveries.existing_rows(session, ((sid, s.period) for sid, s in slots.items()))
-        due = [sid for sid, slot in slots.items() if deliveries.is_due(rows.get((sid, slot.period)), now)]
+        due = {sid for sid, slot in slots.items() if (sid, slot.period) not in rows}
+        due |= {sid for _id, sid, _start in deliveries.waiting_rows(session, [s.id for s in page if s.id], now)}
         if due:
-            yield due
+            yield sorted(due)
 
 
 def make_transport(settings: Settings) -> Transport:
@@ -94,7 +106,11 @@ def make_transport(settings: Settings) -> Transport:
     smtp = settings.smtp
     if smtp is None:
         return OutboxTransport(settings.outbox_dir)
-    return SmtpTransport(smtp, timeout=settings.smtp_timeout, connections=settings.smtp_connections)
+    gate: RateGate | None = None
+    if settings.smtp_rate_per_second:
+        rate = settings.smtp_rate_per_second
+        gate = RedisRateGate(settings.broker_url, rate) if settings.broker_url else LocalRateGate(rate)
+    return SmtpTransport(smtp, timeout=settings.smtp_timeout, connections=settings.smtp_connections, gate=gate)
 
 
 def load_index(session: Session, since: datetime, until: datetime) -> PaperIndex:
@@ -163,8 +179,7 @@ def _prepare(session: Session, settings: Settings, ids: Sequence[int], now: date
     starts = {
         sid: _window_start(subs[sid], ends.get(sid), now) for sid in slots if (sid, slots[sid].period) not in rows
     }
-    resend_ids = [r.id for key, r in rows.items() if deliveries.is_due(r, now)]
-    resend_starts = session.exec(select(Delivery.window_start).where(col(Delivery.id).in_(resend_ids))).all()
+    resend_starts = [start for _id, _sid, start in deliveries.waiting_rows(session, list(subs), now)]
     since = min([*starts.values(), *resend_starts], default=now)
     index = load_index(session, since, now)
     new_rows = [_new_row(settings, subs[sid], slots[sid], index, start, now) for sid, start in starts.items()]
@@ -198,8 +213,7 @@ def send_chunk(
         if deliveries.insert_ignore(session, row) and row.status is DeliveryStatus.EMPTY:
             report.counts["empty"] += 1
     session.commit()
-    keys = [(sid, slot.period) for sid, slot in chunk.slots.items()]
-    waiting = [r.id for r in deliveries.existing_rows(session, keys).values() if deliveries.is_due(r, now)]
+    waiting = [row_id for row_id, _sid, _start in deliveries.waiting_rows(session, list(chunk.subs), now)]
     claimed = [rid for rid in waiting if deliveries.claim(session, rid, clock())]
     lost = [rid for rid in waiting if rid not in claimed]
     if skipped := deliveries.skip_inactive(session, lost):
@@ -233,6 +247,9 @@ def _send_claimed(
         row = rows[result.key]
         _settle(session, row, result, report, clock)
         sub = chunk.subs[row.subscriber_id]
+        if result.permanent_recipient:
+            suppress(session, sub.email, f"hard bounce: {result.detail}", clock())
+            report.counts["suppressed"] += 1
         message = names[result.key]
         report.lines.append(
             DigestLine(sub.email, row.period, len(row.paper_ids), result.outcome.value, file=message.name)
@@ -352,3 +369,20 @@ def preview(session: Session, settings: Settings, sub: Subscriber, now: datetime
     if not row.paper_ids:
         return None
     return render_for(settings, sub, row, index)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What the sweeper did: rows whose worker died turned `unknown`, readers with rows due again."""
+
+    expired: int
+    due: list[list[int]]
+
+
+def sweep(session: Session, settings: Settings, now: datetime) -> Sweep:
+    """Close rows stuck in `sending`, and find readers whose pending/retry rows are due (in chunks)."""
+    stale = timedelta(minutes=settings.stale_sending_minutes)
+    expired = deliveries.expire_stale(session, now, stale) + deliveries.expire_stale(session, now, stale, Notice)
+    ids = deliveries.due_subscribers(session, now)
+    size = settings.send_batch_size
+    return Sweep(expired, [ids[i : i + size] for i in range(0, len(ids), size)])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -114,13 +115,69 @@ def classify(code: int | None, *, body_sent: bool, stage: str) -> Outcome:
     return Outcome.RETRY  # a 5xx to MAIL FROM or the greeting is our relay's problem, not the reader's
 
 
-class SmtpTransport:
-    """aiosmtplib over a few reused connections, sending concurrently."""
+class RateGate(Protocol):
+    """Spaces sends out to a messages-per-second limit."""
 
-    def __init__(self, config: SmtpConfig, *, timeout: float = 30.0, connections: int = 4) -> None:
+    async def wait(self) -> None: ...
+
+
+class LocalRateGate:
+    """A per-process limit: one message every 1/rate seconds."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate
+        self.next_at = 0.0
+        self.lock: asyncio.Lock | None = None
+
+    async def wait(self) -> None:
+        self.lock = self.lock or asyncio.Lock()
+        async with self.lock:
+            loop = asyncio.get_running_loop()
+            delay = self.next_at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.next_at = max(self.next_at, loop.time()) + self.interval
+
+
+class RedisRateGate:
+    """A limit shared by every worker process: a counter per second in Redis."""
+
+    def __init__(self, url: str, rate: float, key: str = "digest:smtp-rate") -> None:
+        self.url = url
+        self.rate = max(1, int(rate))
+        self.key = key
+
+    async def wait(self) -> None:
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            while True:
+                now = time.time()
+                second = int(now)
+                name = f"{self.key}:{second}"
+                try:
+                    count = await client.incr(name)
+                    await client.expire(name, 5)
+                except Exception:  # an unreachable Redis must not stop delivery: fall back to no limit
+                    return
+                if count <= self.rate:
+                    return
+                await asyncio.sleep(second + 1 - now)
+        finally:
+            await client.aclose()
+
+
+class SmtpTransport:
+    """aiosmtplib over a few reused connections, sending concurrently, optionally rate-limited."""
+
+    def __init__(
+        self, config: SmtpConfig, *, timeout: float = 30.0, connections: int = 4, gate: RateGate | None = None
+    ) -> None:
         self.config = config
         self.timeout = timeout
         self.connections = connections
+        self.gate = gate
 
     def deliver(self, messages: Sequence[Outgoing], report: Report) -> None:
         if messages:
@@ -152,6 +209,8 @@ class SmtpTransport:
                     report(Result(message.key, Outcome.RETRY, f"connect: {_describe(exc)}", _code(exc)))
                     smtp = None
                     continue
+            if self.gate is not None:
+                await self.gate.wait()
             report(await _send_one(smtp, message))
         if smtp is not None and smtp.is_connected:
             try:

@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 from digest.config import Settings
 from digest.models import Notice, NoticeKind, Subscriber, SubscriberStatus
 from digest.subscribers import Preferences, apply, by_email, check_preferences, normalize_email
+from digest.suppress import is_suppressed
 from digest.tokens import Purpose, TokenError, email_tag, make_token, read_token
 
 
@@ -29,6 +30,7 @@ class Requested(StrEnum):
     CONFIRMATION_QUEUED = "confirmation-queued"
     REMINDER_QUEUED = "already-subscribed-queued"
     COOLING_DOWN = "cooling-down"  # an email went to this address in the last 24 h: nothing more
+    SUPPRESSED = "suppressed"  # bounced or asked to be forgotten: never mailed again
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ def request_signup(
     """Record a sign-up and queue the right email; raises SubscriberError for invalid input."""
     email = normalize_email(address)
     prefs = check_preferences(prefs)
+    if is_suppressed(session, email):
+        return SignupResult(0, Requested.SUPPRESSED)
     sub = by_email(session, email)
     if sub is None:
         sub = Subscriber(email=email, status=SubscriberStatus.PENDING, created_at=now)
@@ -94,8 +98,9 @@ def request_signup(
 
 def request_new_link(session: Session, settings: Settings, address: str, now: datetime) -> Requested | None:
     """'Send me a new link': re-queue a confirmation for a pending address (same cooldown)."""
-    sub = by_email(session, normalize_email(address))
-    if sub is None or sub.id is None:
+    email = normalize_email(address)
+    sub = by_email(session, email)
+    if sub is None or sub.id is None or is_suppressed(session, email):
         return None
     if sub.status is not SubscriberStatus.PENDING:
         return None

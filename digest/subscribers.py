@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 from digest.models import Frequency, Subscriber, SubscriberStatus
 from digest.query import QueryError, parse_query
 from digest.schedule import Schedule, ScheduleError, validate
+from digest.suppress import is_suppressed
 
 MAX_TOPICS = 20
 MAX_CAP = 100
@@ -98,6 +99,10 @@ def subscribe_active(session: Session, address: str, prefs: Preferences, now: da
     """Admin subscribe: create or update the subscriber and make it active at once."""
     email = normalize_email(address)
     prefs = check_preferences(prefs)
+    if is_suppressed(session, email):
+        raise SubscriberError(
+            f"{email} is on the suppression list (bounced or forgotten); `digest unsuppress` it first"
+        )
     sub = by_email(session, email) or Subscriber(email=email, created_at=now)
     apply(sub, prefs)
     if sub.status is not SubscriberStatus.ACTIVE:

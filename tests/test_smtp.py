@@ -8,9 +8,10 @@ import pytest
 from sqlmodel import Session, select
 
 from digest.config import Settings, parse_smtp_url
-from digest.models import Delivery, DeliveryStatus
+from digest.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
 from digest.pipeline import make_transport, run_send
 from digest.send import Outcome, Outgoing, Result, SmtpTransport, classify
+from digest.suppress import is_suppressed
 from tests.conftest import NOW, free_port
 from tests.factories import add_papers, paper, subscriber
 from tests.smtpserver import SmtpServer, smtp_server  # noqa: F401
@@ -102,7 +103,11 @@ def test_replies_are_classified_and_recorded_per_reader(
         bounce.id: DeliveryStatus.FAILED,
         dropped.id: DeliveryStatus.UNKNOWN,
     }
-    assert report.counts == {"sent": 1, "retry": 1, "failed": 1, "unknown": 1}
+    assert report.counts == {"sent": 1, "retry": 1, "failed": 1, "unknown": 1, "suppressed": 1}
+    # The hard bounce puts the address on the suppression list: it is never mailed again.
+    session.expire_all()
+    assert session.get(Subscriber, bounce.id).status is SubscriberStatus.SUPPRESSED  # type: ignore[union-attr]
+    assert is_suppressed(session, "reject@example.org")
     rows = {r.subscriber_id: r for r in session.exec(select(Delivery))}
     assert rows[bounce.id].error is not None and "550" in rows[bounce.id].error
     assert rows[busy.id].due_at is not None and rows[busy.id].due_at > NOW

@@ -12,11 +12,14 @@ from workers.beat import beat_schedule
 VISIBILITY_TIMEOUT = 60 * 60
 TASK_TIME_LIMIT = 30 * 60
 TASK_SOFT_TIME_LIMIT = 25 * 60
+BEAT_MAX_LOOP = 5  # seconds between beat wake-ups
+BEAT_LOCK_TIMEOUT = 30  # a dead beat's lock expires after this; the standby takes over
 
 
 def make_celery(settings: Settings) -> Celery:
     """The Celery app: JSON only, UTC, late acks, one task prefetched per worker process."""
-    app = Celery("paper_digest", broker=settings.broker_url or "redis://127.0.0.1:6379/0", include=["workers.tasks"])
+    broker = settings.broker_url or "redis://127.0.0.1:6379/0"
+    app = Celery("paper_digest", broker=broker, include=["workers.tasks"])
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -32,7 +35,14 @@ def make_celery(settings: Settings) -> Celery:
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
         broker_connection_retry_on_startup=True,
         task_default_queue=settings.celery_queue,
-        beat_schedule=beat_schedule(),
+        beat_schedule=beat_schedule(settings),
+        # RedBeat keeps the schedule in Redis behind a lock: a second beat process waits instead of
+        # scheduling everything twice, and takes over if the first one dies.
+        beat_scheduler="redbeat.RedBeatScheduler",
+        redbeat_redis_url=broker,
+        redbeat_key_prefix=f"redbeat:{settings.celery_queue}:",
+        redbeat_lock_timeout=BEAT_LOCK_TIMEOUT,
+        beat_max_loop_interval=BEAT_MAX_LOOP,
     )
     return app
 

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from digest.config import Settings
 from digest.db import init_db, make_engine, open_session
 from digest.notices import send_notices
-from digest.pipeline import make_transport, plan_due, run_fetch, send_chunk, utcnow
+from digest.pipeline import make_transport, plan_due, run_fetch, send_chunk, sweep, utcnow
 from digest.signup import cleanup_pending
 from workers.celery_app import app
 
@@ -50,6 +50,18 @@ def plan_sends(now_iso: str | None = None) -> int:
     if chunks:
         group(send_digests.s(ids, now.isoformat()) for ids in chunks).apply_async()
     return sum(len(ids) for ids in chunks)
+
+
+@app.task(name="digest.sweep")
+def sweep_task() -> dict[str, int]:
+    """Turn rows whose worker died mid-send into `unknown`; re-queue pending/retry rows now due."""
+    settings = _settings()
+    now = utcnow()
+    with open_session(_engine()) as session:
+        result = sweep(session, settings, now)
+    if result.due:
+        group(send_digests.s(ids, now.isoformat()) for ids in result.due).apply_async()
+    return {"expired": result.expired, "requeued": sum(len(ids) for ids in result.due)}
 
 
 @app.task(name="digest.send_digests")
