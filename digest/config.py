@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from email.utils import parseaddr
 from enum import StrEnum
 from pathlib import Path
@@ -11,6 +12,7 @@ from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_valid
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from digest.dkim import DkimKey, load_key
+from digest.retry import RetryPolicy
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 USER_AGENT = "paper-digest/0.1 (+https://github.com/paper-digest/paper-digest; daily research digest)"
@@ -116,7 +118,9 @@ class Settings(BaseSettings):
 
     send_batch_size: int = Field(default=200, ge=1)
     # A row still `sending` after this long lost its worker (must exceed the task time limit).
-    stale_sending_minutes: int = Field(default=45, ge=1)
+    stale_sending_seconds: int = Field(default=45 * 60, ge=1)
+    retry_base_seconds: float = Field(default=120.0, gt=0)  # first back-off ceiling; doubles each attempt
+    retry_max_attempts: int = Field(default=5, ge=1)
     smtp_rate_per_second: float | None = Field(default=None, gt=0)  # across all workers (via Redis)
     source_alert_failures: int = Field(default=3, ge=1)  # flag a source failing this many runs in a row
     default_send_hour: int = 8
@@ -161,6 +165,11 @@ class Settings(BaseSettings):
     def signing_keys(self) -> list[str]:
         """Keys for itsdangerous: the last one signs, all of them verify."""
         return [*self.old_secret_keys, self.secret_key]
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """How temporary SMTP failures are retried."""
+        return RetryPolicy(base=timedelta(seconds=self.retry_base_seconds), max_attempts=self.retry_max_attempts)
 
     @property
     def smtp(self) -> SmtpConfig | None:

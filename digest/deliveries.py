@@ -6,7 +6,6 @@ by a conditional update that only one worker can win, and committed before any S
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,12 +18,10 @@ from sqlalchemy.engine import CursorResult
 from sqlmodel import Session, col, select
 
 from digest.models import Delivery, DeliveryStatus, Notice, Subscriber, SubscriberStatus
+from digest.retry import DEFAULT_RETRY, RetryPolicy
 from digest.send import Outcome, Result
 
 RESENDABLE = (DeliveryStatus.PENDING, DeliveryStatus.RETRY)
-MAX_ATTEMPTS = 5
-BACKOFF_BASE = timedelta(minutes=2)
-BACKOFF_CAP = timedelta(hours=2)
 
 
 @dataclass(frozen=True)
@@ -142,14 +139,6 @@ def skip_inactive(session: Session, delivery_ids: Sequence[int]) -> int:
     return int(result.rowcount)
 
 
-def backoff(attempt: int, rng: random.Random | None = None) -> timedelta:
-    """Exponential back-off with full jitter: uniform in [0, min(cap, base * 2**attempt))."""
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** max(0, attempt - 1)))
-    jitter: float = (rng or random.Random()).random()
-    delay: timedelta = ceiling * jitter
-    return delay + timedelta(seconds=30)
-
-
 def settle(
     session: Session,
     result: Result,
@@ -157,14 +146,16 @@ def settle(
     attempts: int,
     give_up_at: datetime | None,
     table: Outbound = Delivery,
+    policy: RetryPolicy = DEFAULT_RETRY,
 ) -> None:
-    """Record a send result on a row we hold in `sending`; a retry past its limits becomes `failed`."""
+    """Record a send result on a row we hold in `sending`; a retry past its limits becomes `failed`
+    (bounded attempts, and never into the next period)."""
     values: dict[str, Any] = {"error": None if result.outcome is Outcome.SENT else result.detail}
     if result.outcome is Outcome.SENT:
         values.update(status=DeliveryStatus.SENT, sent_at=now)
     elif result.outcome is Outcome.RETRY:
-        due = now + backoff(attempts)
-        if attempts >= MAX_ATTEMPTS or (give_up_at is not None and due >= give_up_at):
+        due = now + policy.delay(attempts)
+        if attempts >= policy.max_attempts or (give_up_at is not None and due >= give_up_at):
             values.update(
                 status=DeliveryStatus.FAILED,
                 error=f"gave up after {attempts} attempts: {result.detail}",

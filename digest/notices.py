@@ -128,7 +128,8 @@ def send_notices(
 
     def on_result(result: Result) -> None:
         notice, sub = claimed[result.key]
-        deliveries.settle(session, result, clock(), notice.attempts, notice.created_at + timedelta(days=1), Notice)
+        give_up = notice.created_at + timedelta(days=1)
+        deliveries.settle(session, result, clock(), notice.attempts, give_up, Notice, settings.retry_policy)
         counts[result.outcome.value] += 1
         if result.permanent_recipient:
             suppress(session, sub.email, f"hard bounce: {result.detail}", clock())

@@ -236,6 +236,7 @@ def _send_claimed(
             log.exception("could not compose delivery %s", row.id)
             _settle(
                 session,
+                settings,
                 row,
                 Result(row.id or 0, Outcome.FAILED, f"could not compose: {exc}"[:300]),
                 report,
@@ -245,7 +246,7 @@ def _send_claimed(
 
     def on_result(result: Result) -> None:
         row = rows[result.key]
-        _settle(session, row, result, report, clock)
+        _settle(session, settings, row, result, report, clock)
         sub = chunk.subs[row.subscriber_id]
         if result.permanent_recipient:
             suppress(session, sub.email, f"hard bounce: {result.detail}", clock())
@@ -258,9 +259,11 @@ def _send_claimed(
     transport.deliver(outgoing, on_result)
 
 
-def _settle(session: Session, row: Delivery, result: Result, report: SendReport, clock: Clock) -> None:
+def _settle(
+    session: Session, settings: Settings, row: Delivery, result: Result, report: SendReport, clock: Clock
+) -> None:
     give_up = row.created_at + timedelta(days=7 if row.period[5:6] == "W" else 1)
-    deliveries.settle(session, result, clock(), row.attempts, give_up)
+    deliveries.settle(session, result, clock(), row.attempts, give_up, policy=settings.retry_policy)
     report.counts[result.outcome.value] += 1
     if result.outcome is not Outcome.SENT:
         log.warning(
@@ -381,7 +384,7 @@ class Sweep:
 
 def sweep(session: Session, settings: Settings, now: datetime) -> Sweep:
     """Close rows stuck in `sending`, and find readers whose pending/retry rows are due (in chunks)."""
-    stale = timedelta(minutes=settings.stale_sending_minutes)
+    stale = timedelta(seconds=settings.stale_sending_seconds)
     expired = deliveries.expire_stale(session, now, stale) + deliveries.expire_stale(session, now, stale, Notice)
     ids = deliveries.due_subscribers(session, now)
     size = settings.send_batch_size
