@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from digest import deliveries, dkim
@@ -231,7 +232,7 @@ def _send_claimed(
     for row in rows.values():
         sub = chunk.subs[row.subscriber_id]
         try:
-            outgoing.append(compose_message(settings, sub, row, chunk.index))
+            outgoing.append(replace(compose_message(settings, sub, row, chunk.index), veto=_still_active(session, sub)))
         except Exception as exc:  # one unrenderable digest must not stop the batch
             log.exception("could not compose delivery %s", row.id)
             _settle(
@@ -257,6 +258,17 @@ def _send_claimed(
         )
 
     transport.deliver(outgoing, on_result)
+
+
+def _still_active(session: Session, sub: Subscriber) -> Callable[[], str | None]:
+    """A veto checked right before each send: an unsubscribe mid-run stops the very next email."""
+
+    def veto() -> str | None:
+        status = session.execute(sa_select(col(Subscriber.status)).where(col(Subscriber.id) == sub.id)).scalar()
+        session.commit()  # hold no transaction open while the message is on the wire
+        return None if status == SubscriberStatus.ACTIVE else f"subscriber {status} before sending"
+
+    return veto
 
 
 def _settle(

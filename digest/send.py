@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,6 +27,7 @@ class Outcome(StrEnum):
     RETRY = "retry"
     FAILED = "failed"
     UNKNOWN = "unknown"
+    SKIPPED = "skipped"  # vetoed just before sending: nothing went out
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class Outgoing:
     data: bytes
     name: str
     html: str = ""
+    # Asked right before the message goes out: a reason not to send it after all (the reader
+    # unsubscribed while the batch was under way), or None to go ahead.
+    veto: Callable[[], str | None] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,9 @@ class OutboxTransport:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         for message in messages:
+            if message.veto is not None and (reason := message.veto()):
+                report(Result(message.key, Outcome.SKIPPED, reason))
+                continue
             try:
                 self._write(message.name + ".eml", message.data)
                 self._write(message.name + ".html", message.html.encode("utf-8"))
@@ -201,6 +208,9 @@ class SmtpTransport:
         smtp: aiosmtplib.SMTP | None = None
         while not queue.empty():
             message = queue.get_nowait()
+            if message.veto is not None and (reason := message.veto()):
+                report(Result(message.key, Outcome.SKIPPED, reason))
+                continue
             if smtp is None or not smtp.is_connected:
                 smtp = self._client()
                 try:

@@ -244,3 +244,29 @@ def test_one_broken_reader_does_not_stop_the_batch(session: Session, settings: S
     report = run_send(session, settings, _outbox(settings), NOW)
     assert report.counts["sent"] == 1
     assert [r.subscriber_id for r in _rows(session)] == [good.id]
+
+
+def test_an_unsubscribe_during_the_run_stops_the_next_email(
+    session: Session, settings: Settings, engine: object
+) -> None:
+    _seed_day(session)
+    first = subscriber(session, "first@example.org", ["cache"], joined=JOINED)
+    second = subscriber(session, "second@example.org", ["cache"], joined=JOINED)
+
+    class UnsubscribeMidway(OutboxTransport):
+        """Writes files like the outbox; after the first email, the second reader clicks unsubscribe."""
+
+        def deliver(self, messages, report):  # type: ignore[no-untyped-def]
+            def after_each(result):  # type: ignore[no-untyped-def]
+                report(result)
+                with Session(engine) as other:  # another process, as far as the database can tell
+                    gone = other.get(type(second), second.id)
+                    unsubscribe(other, gone, NOW)
+
+            super().deliver(messages, after_each)
+
+    report = send_chunk(session, settings, UnsubscribeMidway(settings.outbox_dir), [first.id, second.id], NOW)  # type: ignore[list-item]
+    assert report.counts == {"sent": 1, "skipped": 1}
+    assert [p.name for p in settings.outbox_dir.glob("*.eml")] == ["first@example.org-2026-11-30.eml"]
+    statuses = {r.subscriber_id: r.status for r in _rows(session)}
+    assert statuses == {first.id: DeliveryStatus.SENT, second.id: DeliveryStatus.SKIPPED}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -9,9 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import available_timezones
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -24,9 +28,11 @@ from digest.match import PaperIndex, Selection, select
 from digest.pipeline import load_index, utcnow
 from digest.render import paper_view, topic_label
 from digest.web.dispatch import NoticeThread, celery_kick
+from digest.web.forms import ZONES
 from digest.web.security import (
     CSRF_COOKIE,
     CSRF_FIELD,
+    DOCS_CSP,
     BodyTooLarge,
     MemoryRateLimiter,
     RateLimiter,
@@ -41,10 +47,6 @@ HERE = Path(__file__).resolve().parent
 PREVIEW_DAYS = 7
 PREVIEW_CAP = 20
 INDEX_TTL = timedelta(minutes=5)
-
-
-def _zones() -> list[str]:
-    return ["UTC", *sorted(z for z in available_timezones() if "/" in z and not z.startswith(("Etc/", "SystemV/")))]
 
 
 @dataclass
@@ -160,7 +162,7 @@ def create_app(
         kick=worker.kick if worker else celery_kick(settings),
         pages=_environment(),
         previews=IndexCache(engine),
-        zones=_zones(),
+        zones=ZONES,
     )
 
     @asynccontextmanager
@@ -174,7 +176,7 @@ def create_app(
     app = FastAPI(
         title=f"{settings.list_name} API",
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url=None,
         openapi_url="/api/openapi.json",
         redoc_url=None,
     )
@@ -186,6 +188,16 @@ def create_app(
     app.include_router(api.router)
     app.include_router(pages.router)
 
+    @app.get("/api/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return _docs_page(app.title)
+
+    @app.exception_handler(RequestValidationError)
+    def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """API bodies that do not fit the schema: one message per field, like the form errors."""
+        errors = {".".join(str(p) for p in e["loc"] if p != "body"): str(e["msg"]) for e in exc.errors()}
+        return JSONResponse({"errors": errors}, status_code=422)
+
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -195,6 +207,15 @@ def create_app(
         return _readiness(state)
 
     return SecurityMiddleware(app, settings.max_body_bytes)
+
+
+def _docs_page(title: str) -> HTMLResponse:
+    """Swagger UI, with a CSP that allows its CDN files and exactly its one inline script."""
+    page = get_swagger_ui_html(openapi_url="/api/openapi.json", title=f"{title} — docs")
+    html = bytes(page.body).decode()
+    scripts = re.findall(r"<script>(.*?)</script>", html, re.S)
+    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in scripts)
+    return HTMLResponse(html, headers={"Content-Security-Policy": DOCS_CSP.format(script=hashes)})
 
 
 def _readiness(state: Web) -> JSONResponse:

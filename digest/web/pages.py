@@ -235,6 +235,8 @@ def _apply_action(request: Request, session: Any, sub: Subscriber, action: str, 
     if action == "unsubscribe":
         unsubscribe(session, sub, now)
         return render_page(request, "unsubscribed.html", email=sub.email)
+    if action not in ("save", "pause", "resume"):
+        return _manage(request, sub, 400, errors={"action": "Unknown action."})
     if action in ("pause", "resume"):
         set_paused(session, sub, action == "pause", now)
         return _manage(request, sub, saved="Paused: no digests until you resume." if action == "pause" else "Resumed.")

@@ -11,6 +11,8 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
+from fastapi import HTTPException
+
 log = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
@@ -23,6 +25,11 @@ CSRF_COOKIE = "digest_csrf"
 CSRF_FIELD = "csrf_token"
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+DOCS_CSP = (  # the API docs page loads Swagger UI from its CDN and runs one inline script (by hash)
+    "default-src 'self'; script-src 'self' https://cdn.jsdelivr.net {script}; "
+    "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 )
 HEADERS = [
@@ -75,8 +82,12 @@ def _capped(receive: Receive, limit: int) -> Receive:
     return wrapped
 
 
-class BodyTooLarge(Exception):
-    """A request body without Content-Length that grew past the cap (the app answers 413)."""
+class BodyTooLarge(HTTPException):
+    """A request body without Content-Length that grew past the cap (the app answers 413). An
+    HTTPException, so FastAPI's body parsing passes it through instead of answering 400."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=413, detail="Request too large.")
 
 
 async def _too_large(send: Send) -> None:
