@@ -1,0 +1,220 @@
+"""Real processes for fault-injection tests: Celery workers and beats, a private redis-server, and the
+invariant every scenario ends with (every active reader: one message, or one unknown/failed row)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+import redis
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+
+from digest.config import PROJECT_ROOT, Settings
+from digest.db import open_session
+from digest.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
+from tests.smtpserver import SmtpServer
+
+RESULTS = PROJECT_ROOT / "test-output" / "delivery-results.jsonl"
+TERMINAL = {
+    DeliveryStatus.SENT,
+    DeliveryStatus.FAILED,
+    DeliveryStatus.UNKNOWN,
+    DeliveryStatus.EMPTY,
+    DeliveryStatus.SKIPPED,
+}
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 120.0, every: float = 0.25) -> None:
+    """Poll until `check()` is true, or fail the test naming what never happened."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(every)
+
+
+def environment(settings: Settings, **extra: str) -> dict[str, str]:
+    """The DIGEST_* environment a worker or beat process needs to share this test's world."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    values = {
+        "DIGEST_DATABASE_URL": settings.database_url,
+        "DIGEST_BROKER_URL": settings.broker_url or "",
+        "DIGEST_CELERY_QUEUE": settings.celery_queue,
+        "DIGEST_SMTP_URL": settings.smtp_url or "",
+        "DIGEST_SMTP_TIMEOUT": str(settings.smtp_timeout),
+        "DIGEST_SMTP_CONNECTIONS": str(settings.smtp_connections),
+        "DIGEST_FROM": settings.from_address,
+        "DIGEST_BASE_URL": settings.base_url,
+        "DIGEST_SECRET_KEY": settings.secret_key,
+        "DIGEST_SOURCES": json.dumps([s.model_dump(mode="json") for s in settings.sources]),
+        "DIGEST_SEND_BATCH_SIZE": str(settings.send_batch_size),
+        "DIGEST_RETRY_BASE_SECONDS": str(settings.retry_base_seconds),
+        "DIGEST_STALE_SENDING_SECONDS": str(settings.stale_sending_seconds),
+        "DIGEST_FETCH_TIMEOUT": str(settings.fetch_timeout),
+        "DIGEST_ARXIV_MIN_INTERVAL": "0",
+    }
+    if settings.beat_every_seconds:
+        values["DIGEST_BEAT_EVERY_SECONDS"] = str(settings.beat_every_seconds)
+    env.update(values)
+    env.update(extra)
+    return env
+
+
+class Process:
+    """A celery worker or beat started as a real OS process, with its log in a file."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.name = name
+        self.args = args
+        self.env = env
+        self.log = log
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Process:
+        with self.log.open("ab") as out:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "workers.celery_app", *self.args],
+                cwd=self.log.parent, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def children(self) -> list[psutil.Process]:
+        """The prefork pool's child processes."""
+        return psutil.Process(self.pid).children(recursive=False)
+
+    def stop(self, timeout: float = 30) -> None:
+        """A warm shutdown (SIGTERM), then SIGKILL if it lingers."""
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for child in self.children():
+                child.kill()
+            self.popen.kill()
+            self.popen.wait(timeout=10)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def worker(name: str, env: dict[str, str], tmp: Path, concurrency: int = 1) -> Process:
+    """A worker consuming this test's queue."""
+    args = ["worker", "-Q", env["DIGEST_CELERY_QUEUE"], "-c", str(concurrency), "--loglevel=INFO"]
+    args += ["--without-mingle", "--without-gossip", "-n", f"{name}-{env['DIGEST_CELERY_QUEUE']}@%h"]
+    return Process(name, args, env, tmp / f"{name}.log")
+
+
+def beat(name: str, env: dict[str, str], tmp: Path) -> Process:
+    """A beat process (RedBeat: only the one holding the lock schedules)."""
+    return Process(name, ["beat", "--loglevel=DEBUG"], env, tmp / f"{name}.log")
+
+
+@dataclass
+class RedisServer:
+    """A private redis-server on a spare port, which a test may stop and start again."""
+
+    port: int
+    folder: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        args += ["--dir", str(self.folder)]
+        self.popen = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for("redis-server to answer", self.answers, timeout=20)
+        return self
+
+    def answers(self) -> bool:
+        try:
+            return bool(redis.Redis(port=self.port, socket_timeout=0.5).ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        """Stop it hard: everything queued in it is lost, as in a crash without persistence."""
+        if self.popen is not None:
+            self.popen.kill()
+            self.popen.wait(timeout=10)
+            self.popen = None
+
+
+@dataclass
+class Figures:
+    """What one scenario delivered, for the results file the README links."""
+
+    scenario: str
+    readers: int
+    expected: int = 0
+    delivered: int = 0
+    duplicated: int = 0
+    lost: int = 0
+    unknown: int = 0
+    failed: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def invariant(engine: Engine, smtp: SmtpServer, scenario: str) -> Figures:
+    """Every reader active at the end (or suppressed by a bounce during it): exactly one message, or none and exactly one `unknown` or
+    `failed` row with a reason; an `unknown` row may also have arrived (the body went out). No
+    address gets two messages, and each (reader, period) has at most one row."""
+    received = Counter(r for m in smtp.messages for r in m.rcpt_tos)
+    with open_session(engine) as session:
+        # Hard-bounced readers were active when the run began: they must end with one `failed` row.
+        wanted = [SubscriberStatus.ACTIVE, SubscriberStatus.SUPPRESSED]
+        subs = list(session.exec(select(Subscriber).where(col(Subscriber.status).in_(wanted))))
+        rows = list(session.exec(select(Delivery)))
+    by_sub: dict[int, list[Delivery]] = {}
+    for row in rows:
+        by_sub.setdefault(row.subscriber_id, []).append(row)
+    figures = Figures(scenario, readers=len(subs), expected=len(subs))
+    for sub in subs:
+        assert sub.id is not None
+        mine = by_sub.get(sub.id, [])
+        got = received.get(sub.email, 0)
+        figures.duplicated += max(0, got - 1)
+        statuses = [r.status for r in mine]
+        if got >= 1 and statuses in ([DeliveryStatus.SENT], [DeliveryStatus.UNKNOWN]):
+            figures.delivered += 1
+            figures.unknown += statuses == [DeliveryStatus.UNKNOWN]
+        elif got == 0 and len(mine) == 1 and mine[0].status in (DeliveryStatus.UNKNOWN, DeliveryStatus.FAILED):
+            assert mine[0].error, f"{sub.email}: {mine[0].status} without a reason"
+            figures.unknown += mine[0].status is DeliveryStatus.UNKNOWN
+            figures.failed += mine[0].status is DeliveryStatus.FAILED
+        else:
+            figures.lost += 1
+            figures.notes.append(f"{sub.email}: {got} messages, rows {[(r.period, r.status.value) for r in mine]}")
+    _record(figures)
+    return figures
+
+
+def all_settled(engine: Engine) -> bool:
+    """No delivery row is still pending, retrying or being sent."""
+    with open_session(engine) as session:
+        return all(row.status in TERMINAL for row in session.exec(select(Delivery)))
+
+
+def _record(figures: Figures) -> None:
+    RESULTS.parent.mkdir(exist_ok=True)
+    with RESULTS.open("a") as out:
+        out.write(json.dumps(asdict(figures)) + "\n")
