@@ -32,6 +32,7 @@ SNIPPET_CHARS = 300
 AUTHORS_SHOWN = 3
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 _PLACEHOLDER = re.compile(r"JJX(\d+)XJJ")
+_IMPORT = re.compile(r"@import", re.I)
 
 
 @dataclass(frozen=True)
@@ -218,8 +219,17 @@ def _protect(source: str) -> tuple[str, list[str]]:
     return _JINJA.sub(stash, source), saved
 
 
+class TemplateShapeError(ValueError):
+    """An email template uses inheritance in a way the CSS inliner cannot flatten."""
+
+
 def inline_css(source: str) -> str:
-    """Inline a Jinja HTML template's <style> rules into style attributes (no network access)."""
+    """Inline a Jinja HTML template's <style> rules into style attributes (no network access).
+
+    premailer's `allow_network=False` covers <link> stylesheets, but cssutils would still fetch an
+    `@import`: templates with one are refused outright."""
+    if _IMPORT.search(source):
+        raise TemplateShapeError("email templates may not @import CSS (it would be fetched): inline it")
     protected, saved = _protect(source)
     inlined = premailer.Premailer(
         protected,
@@ -237,10 +247,6 @@ def inline_css(source: str) -> str:
 
 _EXTENDS = re.compile(r"^\s*\{%-?\s*extends\s+[\"']([^\"']+)[\"']\s*-?%\}")
 _BLOCK = re.compile(r"\{%-?\s*block\s+(\w+)\s*-?%\}(.*?)\{%-?\s*endblock(?:\s+\w+)?\s*-?%\}", re.S)
-
-
-class TemplateShapeError(ValueError):
-    """An email template uses inheritance in a way the CSS inliner cannot flatten."""
 
 
 def flatten(source: str, load: Callable[[str], str]) -> str:

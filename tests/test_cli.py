@@ -201,3 +201,17 @@ def test_serve_answers_health_and_pages(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_status_forget_and_unsuppress(run: Run) -> None:
+    run("subscribe", "ada@example.org", "--topic", "agents")
+    out = run("status").stdout
+    assert "digests, last 24 h: sent: 0" in out and "suppressed addresses: 0" in out
+    assert "is forgotten" in run("forget", "ADA@example.org").stdout
+    assert json.loads(run("subscribers", "--json").stdout) == []
+    line = _error_line(run("subscribe", "ada@example.org", "--topic", "agents", ok=False))
+    assert "suppression list" in line
+    assert "suppressed addresses: 1" in run("status").stdout
+    assert "no longer suppressed" in run("unsuppress", "ada@example.org").stdout
+    run("subscribe", "ada@example.org", "--topic", "agents")
+    assert "is not on the suppression list" in _error_line(run("unsuppress", "ada@example.org", ok=False))

@@ -347,3 +347,23 @@ def test_hostile_feeds_through_the_real_pipeline(world: World, http_server: HTTP
     assert states()["good"].last_error is None  # 304 Not Modified is a success
     assert len(http_server.requests_to("/limited.json")) == requests_before  # Retry-After honoured
     assert any("If-None-Match" in r.headers for r in http_server.requests_to("/good.rss")[1:])
+
+
+def test_a_manual_send_racing_the_scheduled_one(world: World) -> None:
+    import subprocess
+    import sys
+
+    world.readers([f"reader{n:03d}@example.org" for n in range(150)])
+    world.worker("w", concurrency=2)
+    client = world.client()
+    manual = subprocess.Popen(
+        [sys.executable, "-m", "digest", "send"], cwd=world.tmp, env=world.env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    client.send_task("digest.plan_sends")
+    output, _ = manual.communicate(timeout=120)
+    assert manual.returncode == 0, output.decode()
+    world.pump(client, "all digests settled", lambda: len(world.rows()) == 150 and all_settled(world.engine))
+    figures = invariant(world.engine, world.smtp, "a manual `digest send` racing the scheduled one")
+    _check(figures, world)
+    assert figures.delivered == 150 and len(world.smtp.messages) == 150

@@ -1,0 +1,143 @@
+"""What operators rely on: status, forget me, suppression, send-rate limits, and no stray network use."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+
+import pytest
+import redis
+from sqlmodel import Session, select
+
+from digest.config import Settings, SourceConfig, SourceKind
+from digest.health import status
+from digest.models import Delivery, DeliveryStatus, Notice, SourceState, Subscriber, SubscriberStatus, Suppression
+from digest.pipeline import run_send, sweep
+from digest.render import TemplateShapeError, inline_css
+from digest.send import LocalRateGate, OutboxTransport, RedisRateGate
+from digest.signup import Requested, request_signup
+from digest.subscribers import Preferences, SubscriberError, subscribe_active
+from digest.suppress import address_hash, forget, is_suppressed, suppress, unsuppress
+from tests.conftest import NOW, port_open, require
+from tests.factories import add_papers, paper, subscriber
+from tests.httpserver import HTTPTestServer, http_server_fixture  # noqa: F401
+
+JOINED = NOW - timedelta(days=30)
+
+
+def test_status_flags_a_failing_source_and_counts_the_last_day(session: Session, settings: Settings) -> None:
+    settings = settings.model_copy(
+        update={
+            "sources": [
+                SourceConfig(name="ok", kind=SourceKind.RSS, url="http://127.0.0.1:9/a"),
+                SourceConfig(name="broken", kind=SourceKind.RSS, url="http://127.0.0.1:9/b"),
+            ]
+        }
+    )
+    session.add(SourceState(name="ok", last_success=NOW, consecutive_failures=0))
+    session.add(SourceState(name="broken", last_error="HTTP 500", consecutive_failures=3))
+    session.commit()
+    add_papers(session, paper("2611.1", "Cache", first_seen=NOW - timedelta(hours=2)))
+    subscriber(session, "a@example.org", ["cache"], joined=JOINED)
+    subscriber(session, "b@example.org", ["nothing matches this"], joined=JOINED)
+    run_send(session, settings, OutboxTransport(settings.outbox_dir), NOW)
+    suppress(session, "gone@example.org", "hard bounce: 550", NOW)
+
+    report = status(session, settings, NOW + timedelta(hours=1))
+    flags = {s.name: (s.flagged, s.consecutive_failures, s.last_error) for s in report.sources}
+    assert flags == {"ok": (False, 0, None), "broken": (True, 3, "HTTP 500")}
+    assert report.deliveries == {"sent": 1, "empty": 1}
+    assert (report.suppressed, report.suppressed_recently) == (1, 1)
+    assert status(session, settings, NOW + timedelta(days=2)).deliveries == {}
+
+
+def test_forget_me_deletes_everything_but_a_hash(session: Session, settings: Settings) -> None:
+    add_papers(session, paper("2611.1", "Cache", first_seen=NOW - timedelta(hours=2)))
+    sub = subscriber(session, "ada@example.org", ["cache"], joined=JOINED)
+    run_send(session, settings, OutboxTransport(settings.outbox_dir), NOW)
+    session.add(Notice(subscriber_id=sub.id, kind="already", created_at=NOW))  # type: ignore[arg-type]
+    session.commit()
+    forget(session, sub, NOW)
+    session.expire_all()
+    assert session.exec(select(Subscriber)).all() == []
+    assert session.exec(select(Delivery)).all() == []
+    assert session.exec(select(Notice)).all() == []
+    (row,) = session.exec(select(Suppression))
+    assert row.address_hash == address_hash("ada@example.org") and "ada" not in row.address_hash
+    # Never mailed again: a web sign-up is ignored (the visitor sees the usual page), the admin is told.
+    assert request_signup(session, settings, "Ada@Example.org", Preferences(["x"]), NOW).outcome is Requested.SUPPRESSED
+    assert session.exec(select(Notice)).all() == []
+    with pytest.raises(SubscriberError, match="suppression list"):
+        subscribe_active(session, "ada@example.org", Preferences(["x"]), NOW)
+    assert unsuppress(session, "ada@example.org") and not is_suppressed(session, "ada@example.org")
+    assert subscribe_active(session, "ada@example.org", Preferences(["x"]), NOW).status is SubscriberStatus.ACTIVE
+
+
+def test_sweeper_closes_rows_whose_worker_died_and_finds_due_ones(session: Session, settings: Settings) -> None:
+    a = subscriber(session, "a@example.org", ["cache"], joined=JOINED)
+    b = subscriber(session, "b@example.org", ["cache"], joined=JOINED)
+    window = {"window_start": NOW - timedelta(days=1), "window_end": NOW, "created_at": NOW, "message_id": "<m>"}
+    stuck = Delivery(subscriber_id=a.id, period="2026-11-29", status=DeliveryStatus.SENDING, claimed_at=NOW, **window)  # type: ignore[arg-type]
+    due = Delivery(subscriber_id=b.id, period="2026-11-29", status=DeliveryStatus.RETRY, due_at=NOW, **window)  # type: ignore[arg-type]
+    session.add_all([stuck, due])
+    session.commit()
+    early = sweep(session, settings, NOW + timedelta(minutes=10))
+    assert (early.expired, early.due) == (0, [[b.id]])
+    late = sweep(session, settings, NOW + timedelta(seconds=settings.stale_sending_seconds + 1))
+    assert late.expired == 1
+    session.refresh(stuck)
+    assert stuck.status is DeliveryStatus.UNKNOWN and "stopped mid-send" in (stuck.error or "")
+
+
+def test_local_rate_gate_spaces_messages() -> None:
+    async def run() -> float:
+        gate = LocalRateGate(20)
+        start = time.monotonic()
+        for _ in range(11):
+            await gate.wait()
+        return time.monotonic() - start
+
+    assert run_elapsed(run) >= 0.45  # 11 messages at 20/s need at least 10 intervals of 50 ms
+
+
+def run_elapsed(run: object) -> float:
+    return float(asyncio.run(run()))  # type: ignore[operator]
+
+
+def test_redis_rate_gate_is_shared_by_every_process() -> None:
+    require("Redis on 127.0.0.1:6379", port_open("127.0.0.1", 6379))
+    url = "redis://127.0.0.1:6379/12"
+    key = f"digest:test-rate:{time.time_ns()}"
+
+    async def run() -> list[int]:
+        # Two gates (as in two worker processes) with a shared limit of 5 per second.
+        gates = [RedisRateGate(url, 5, key=key), RedisRateGate(url, 5, key=key)]
+        seconds: list[int] = []
+
+        async def send(gate: RedisRateGate) -> None:
+            await gate.wait()
+            seconds.append(int(time.time()))
+
+        await asyncio.gather(*(send(gates[i % 2]) for i in range(12)))
+        return seconds
+
+    seconds = asyncio.run(run())
+    per_second = [seconds.count(s) for s in set(seconds)]
+    assert max(per_second) <= 5 and len(seconds) == 12
+    redis.Redis.from_url(url).flushdb()
+
+
+def test_premailer_never_fetches_anything(http_server: HTTPTestServer) -> None:
+    http_server.route("/evil.css", b"p { color: red }", headers={"Content-Type": "text/css"})
+    source = (
+        f'<!doctype html><html><head><link rel="stylesheet" href="{http_server.url("/evil.css")}">'
+        f'<style>.a {{ color: blue; background: url("{http_server.url("/bg.png")}") }}</style></head>'
+        f'<body><p class="a">x</p><img src="{http_server.url("/pixel.png")}"></body></html>'
+    )
+    out = inline_css(source)
+    assert 'style="color:blue;' in out
+    with_import = source.replace("<style>", f'<style>@import url("{http_server.url("/imported.css")}");')
+    with pytest.raises(TemplateShapeError, match="@import"):
+        inline_css(with_import)
+    assert http_server.requests == []
