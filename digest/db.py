@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel, create_engine
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import Session, create_engine
 
 from digest import models  # noqa: F401  (registers the tables)
 
@@ -26,12 +30,41 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # Every network call has a timeout: connecting included.
+    return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
 
 
-def init_db(engine: Engine) -> None:
-    """Create every table that does not exist yet (safe to run twice)."""
-    SQLModel.metadata.create_all(engine)
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_LOCK_ID = 7_251_994  # the PostgreSQL advisory lock that serialises concurrent upgrades
+
+
+def alembic_config(connection: Connection) -> Config:
+    """Alembic's configuration, pointed at our migrations and at an open connection."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def init_db(engine: Engine, revision: str = "head") -> None:
+    """Upgrade the schema to `revision` with Alembic (safe to run twice, and from many processes
+    at once: on PostgreSQL an advisory lock lets one upgrade while the others wait)."""
+    with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": _LOCK_ID})
+        try:
+            command.upgrade(alembic_config(connection), revision)
+            connection.commit()
+        finally:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _LOCK_ID})
+                connection.commit()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema's Alembic revision, or None for an empty database."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
 
 
 def open_session(engine: Engine) -> Session:

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Dialect, Index, String, Text, UniqueConstraint
+from sqlalchemy import Enum as SAEnum
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -34,6 +35,17 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 def _json_list() -> Column:  # type: ignore[type-arg]
     return Column(JSON, nullable=False, default=list)
+
+
+def _enum(cls: type[StrEnum], index: bool = False) -> Column:  # type: ignore[type-arg]
+    """An enum stored as its plain value in a VARCHAR (no database enum type: adding a state needs
+    no migration, and `status = 'sent'` reads naturally in SQL)."""
+    kind = SAEnum(cls, native_enum=False, length=16, validate_strings=True, values_callable=_values)
+    return Column(kind, nullable=False, index=index)
+
+
+def _values(cls: type[StrEnum]) -> list[str]:
+    return [member.value for member in cls]
 
 
 def _utc_column(nullable: bool = True, index: bool = False) -> Column:  # type: ignore[type-arg]
@@ -93,9 +105,9 @@ class Subscriber(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(sa_column=Column(String(320), nullable=False, unique=True))
-    status: SubscriberStatus = Field(default=SubscriberStatus.PENDING, index=True)
+    status: SubscriberStatus = Field(default=SubscriberStatus.PENDING, sa_column=_enum(SubscriberStatus, index=True))
     topics: list[str] = Field(default_factory=list, sa_column=_json_list())
-    frequency: Frequency = Frequency.DAILY
+    frequency: Frequency = Field(default=Frequency.DAILY, sa_column=_enum(Frequency))
     send_hour: int = 8
     timezone: str = "UTC"
     weekly_day: int = 0  # Monday; only used by the weekly frequency
@@ -130,7 +142,7 @@ class Delivery(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
     period: str = Field(max_length=16)
-    status: DeliveryStatus = DeliveryStatus.PENDING
+    status: DeliveryStatus = Field(default=DeliveryStatus.PENDING, sa_column=_enum(DeliveryStatus))
     paper_ids: list[str] = Field(default_factory=list, sa_column=_json_list())
     more_count: int = 0
     window_start: datetime = Field(sa_column=_utc_column(nullable=False))
@@ -156,8 +168,8 @@ class Notice(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
-    kind: NoticeKind
-    status: DeliveryStatus = DeliveryStatus.PENDING
+    kind: NoticeKind = Field(sa_column=_enum(NoticeKind))
+    status: DeliveryStatus = Field(default=DeliveryStatus.PENDING, sa_column=_enum(DeliveryStatus))
     attempts: int = 0
     error: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(sa_column=_utc_column(nullable=False, index=True))

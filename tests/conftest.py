@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from digest.config import Settings
@@ -57,12 +60,52 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+TEST_DATABASE_URL = os.environ.get("DIGEST_TEST_DATABASE_URL")
+FreshDatabase = Callable[[str], str]
+
+
+def _with_schema(url: str, schema: str) -> str:
+    return make_url(url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Settings for one test: its own SQLite file and outbox, no sources, fixed secrets."""
+def fresh_database(tmp_path: Path) -> Iterator[FreshDatabase]:
+    """Make empty databases for one test: SQLite files, or — with DIGEST_TEST_DATABASE_URL set — new
+    PostgreSQL schemas (dropped afterwards), so the whole suite runs on either."""
+    schemas: list[str] = []
+
+    def make(name: str = "digest") -> str:
+        if not TEST_DATABASE_URL:
+            return f"sqlite:///{tmp_path / f'{name}.sqlite3'}"
+        schema = f"t_{uuid.uuid4().hex[:16]}"
+        admin = create_engine(TEST_DATABASE_URL)
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+                conn.commit()
+        except OperationalError as exc:
+            require(f"PostgreSQL at {TEST_DATABASE_URL} ({exc.orig})", False)
+        finally:
+            admin.dispose()
+        schemas.append(schema)
+        return _with_schema(TEST_DATABASE_URL, schema)
+
+    yield make
+    if schemas and TEST_DATABASE_URL:
+        admin = create_engine(TEST_DATABASE_URL)
+        with admin.connect() as conn:
+            for schema in schemas:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            conn.commit()
+        admin.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, fresh_database: FreshDatabase) -> Settings:
+    """Settings for one test: its own database and outbox, no sources, fixed secrets."""
     return Settings(
         _env_file=None,
-        database_url=f"sqlite:///{tmp_path / 'digest.sqlite3'}",
+        database_url=fresh_database("digest"),
         outbox_dir=tmp_path / "outbox",
         secret_key="test-secret-key",
         base_url="https://digest.example.org",

@@ -175,9 +175,9 @@ class Figures:
 
 
 def invariant(engine: Engine, smtp: SmtpServer, scenario: str) -> Figures:
-    """Every reader active at the end (or suppressed by a bounce during it): exactly one message, or none and exactly one `unknown` or
-    `failed` row with a reason; an `unknown` row may also have arrived (the body went out). No
-    address gets two messages, and each (reader, period) has at most one row."""
+    """Every reader active at the end (or suppressed by a bounce during it): exactly one message,
+    or none and exactly one `unknown` or `failed` row with a reason; an `unknown` row may also have
+    arrived (the body went out). No address gets two messages; one row per (reader, period)."""
     received = Counter(r for m in smtp.messages for r in m.rcpt_tos)
     with open_session(engine) as session:
         # Hard-bounced readers were active when the run began: they must end with one `failed` row.

@@ -21,7 +21,7 @@ from sqlmodel import Session, func, select
 from digest.config import PROJECT_ROOT, Settings
 from digest.db import init_db, make_engine, open_session
 from digest.models import Delivery, DeliveryStatus, Paper, SourceState
-from tests.conftest import port_open, require
+from tests.conftest import FreshDatabase, port_open, require
 from tests.factories import subscriber
 from tests.httpserver import HTTPTestServer, http_server_fixture  # noqa: F401
 from tests.smtpserver import SmtpServer, smtp_server  # noqa: F401
@@ -52,7 +52,7 @@ def _count(session: Session, query: object) -> int:
 
 
 def test_worker_fetches_and_sends_end_to_end(
-    tmp_path: Path, http_server: HTTPTestServer, smtp_server: SmtpServer, broker: str
+    tmp_path: Path, http_server: HTTPTestServer, smtp_server: SmtpServer, broker: str, fresh_database: FreshDatabase
 ) -> None:
     http_server.feed("/rss/cs.AI+cs.CL", (SAMPLES / "arxiv-listing.rss").read_bytes(), etag='"v1"')
     http_server.route("/api/daily_papers", (SAMPLES / "hf-daily-papers.json").read_bytes())
@@ -63,7 +63,7 @@ def test_worker_fetches_and_sends_end_to_end(
     queue = f"digest-test-{uuid.uuid4().hex[:10]}"
     settings = Settings(
         _env_file=None,
-        database_url=f"sqlite:///{tmp_path / 'worker.sqlite3'}",
+        database_url=fresh_database("worker"),
         broker_url=broker,
         celery_queue=queue,
         smtp_url=smtp_server.url,

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from digest.config import PROJECT_ROOT
+from tests.conftest import FreshDatabase
 
 DIGEST = [sys.executable, "-m", "digest"]
 SAMPLES = PROJECT_ROOT / "digest" / "samples"
@@ -22,10 +23,10 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
-def run(tmp_path: Path) -> Run:
+def run(tmp_path: Path, fresh_database: FreshDatabase) -> Run:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     env.update(
-        DIGEST_DATABASE_URL=f"sqlite:///{tmp_path / 'cli.sqlite3'}",
+        DIGEST_DATABASE_URL=fresh_database("cli"),
         DIGEST_OUTBOX_DIR=str(tmp_path / "outbox"),
         DIGEST_SECRET_KEY="cli-test-secret",
         DIGEST_BASE_URL="https://digest.example.org",
@@ -172,14 +173,14 @@ def test_demo_runs_clean_twice(run: Run, tmp_path: Path) -> None:
         assert len(files) == 6 and sum(f.endswith(".eml") for f in files) == 3
 
 
-def test_serve_answers_health_and_pages(tmp_path: Path) -> None:
+def test_serve_answers_health_and_pages(tmp_path: Path, fresh_database: FreshDatabase) -> None:
     import httpx
 
     from tests.conftest import free_port
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    env.update(DIGEST_DATABASE_URL=f"sqlite:///{tmp_path / 'serve.sqlite3'}", DIGEST_SOURCES="[]")
+    env.update(DIGEST_DATABASE_URL=fresh_database("serve"), DIGEST_SOURCES="[]")
     server = subprocess.Popen(
         [*DIGEST, "serve", "--port", str(port)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )

@@ -25,7 +25,7 @@ from digest.config import PROJECT_ROOT, Settings, SourceConfig, SourceKind
 from digest.db import init_db, make_engine, open_session
 from digest.models import Delivery, DeliveryStatus, Paper, SourceState, Subscriber
 from digest.subscribers import unsubscribe
-from tests.conftest import free_port, port_open, require
+from tests.conftest import FreshDatabase, free_port, port_open, require
 from tests.factories import add_papers, paper, subscriber
 from tests.harness import RESULTS, Figures, Process, RedisServer, all_settled, beat, environment, invariant, wait_for
 from tests.harness import worker as start_worker
@@ -117,9 +117,9 @@ class World:
         return "\n".join(f"--- {p.name} ---\n{p.text()[-3000:]}" for p in self.processes)
 
 
-def _settings(tmp: Path, smtp: SmtpServer, broker: str, **changes: object) -> Settings:
+def _settings(database: str, smtp: SmtpServer, broker: str, **changes: object) -> Settings:
     values: dict[str, object] = {
-        "database_url": f"sqlite:///{tmp / 'faults.sqlite3'}",
+        "database_url": database,
         "broker_url": broker,
         "celery_queue": f"faults-{uuid.uuid4().hex[:10]}",
         "smtp_url": smtp.url,
@@ -138,10 +138,10 @@ def _settings(tmp: Path, smtp: SmtpServer, broker: str, **changes: object) -> Se
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+def world(tmp_path: Path, fresh_database: FreshDatabase) -> Iterator[World]:
     require("Redis on 127.0.0.1:6379", port_open("127.0.0.1", 6379))
     with running_smtp_server() as smtp:
-        settings = _settings(tmp_path, smtp, SHARED_REDIS)
+        settings = _settings(fresh_database("faults"), smtp, SHARED_REDIS)
         engine = make_engine(settings.database_url)
         init_db(engine)
         w = World(tmp_path, settings, engine, smtp)
@@ -196,10 +196,10 @@ def test_kill_9_during_the_data_pause_then_restart(world: World) -> None:
     assert figures.unknown == 1
 
 
-def test_redis_stopped_and_restarted_mid_run(tmp_path: Path) -> None:
+def test_redis_stopped_and_restarted_mid_run(tmp_path: Path, fresh_database: FreshDatabase) -> None:
     with running_smtp_server() as smtp:
         broker = RedisServer(free_port(), tmp_path).start()
-        settings = _settings(tmp_path, smtp, broker.url, send_batch_size=10, smtp_connections=1)
+        settings = _settings(fresh_database("faults"), smtp, broker.url, send_batch_size=10, smtp_connections=1)
         engine = make_engine(settings.database_url)
         init_db(engine)
         w = World(tmp_path, settings, engine, smtp)

@@ -21,7 +21,7 @@ from digest.models import Subscriber, SubscriberStatus
 from digest.pipeline import make_transport, run_send
 from digest.web.app import create_app
 from tests.browser import browser, screenshot_path  # noqa: F401
-from tests.conftest import free_port
+from tests.conftest import FreshDatabase, free_port
 from tests.factories import add_papers, paper
 from tests.smtpserver import SmtpServer, smtp_server  # noqa: F401
 
@@ -54,10 +54,10 @@ class LiveServer:
 
 
 @pytest.fixture
-def live(tmp_path: Path, smtp_server: SmtpServer) -> Iterator[LiveServer]:
+def live(tmp_path: Path, smtp_server: SmtpServer, fresh_database: FreshDatabase) -> Iterator[LiveServer]:
     settings = Settings(
         _env_file=None,
-        database_url=f"sqlite:///{tmp_path / 'web.sqlite3'}",
+        database_url=fresh_database("web"),
         base_url=f"http://127.0.0.1:{free_port()}",
         smtp_url=smtp_server.url,
         smtp_timeout=5.0,
