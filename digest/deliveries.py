@@ -87,9 +87,14 @@ def insert_ignore(session: Session, row: Delivery) -> bool:
     values = row.model_dump(exclude={"id"})
     dialect = session.get_bind().dialect.name
     insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(Delivery).values(**values).on_conflict_do_nothing(index_elements=["subscriber_id", "period"])
-    result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
-    return result.rowcount == 1
+    statement = (
+        insert(Delivery)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["subscriber_id", "period"])
+        .returning(col(Delivery.id))
+    )
+    # RETURNING, not rowcount: drivers disagree on rowcount for INSERT ... ON CONFLICT DO NOTHING.
+    return session.execute(statement).first() is not None
 
 
 Outbound = type[Delivery] | type[Notice]
