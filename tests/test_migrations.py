@@ -1,0 +1,98 @@
+"""Alembic: the migrated schema is exactly the models', and data survives an upgrade."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+from sqlmodel import SQLModel, select
+
+from digest.config import Settings
+from digest.db import current_revision, init_db, make_engine, open_session
+from digest.models import Delivery, DeliveryStatus, Paper, Subscriber, SubscriberStatus
+from digest.pipeline import run_send
+from digest.send import OutboxTransport
+from tests.conftest import NOW, FreshDatabase
+
+
+def test_the_migrated_schema_is_the_models(fresh_database: FreshDatabase) -> None:
+    engine = make_engine(fresh_database("migrated"))
+    init_db(engine)
+    assert current_revision(engine) == "0002"
+    with engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata)
+    engine.dispose()
+    assert differences == []
+
+
+def test_upgrading_a_database_with_data_from_the_previous_revision(
+    fresh_database: FreshDatabase, settings: Settings
+) -> None:
+    url = fresh_database("old")
+    engine = make_engine(url)
+    init_db(engine, "0001")
+    seen = (NOW - timedelta(hours=3)).replace(tzinfo=None) if url.startswith("sqlite") else NOW - timedelta(hours=3)
+    joined = (NOW - timedelta(days=30)).replace(tzinfo=None) if url.startswith("sqlite") else NOW - timedelta(days=30)
+    with engine.begin() as conn:  # rows as the 0001 code wrote them
+        conn.execute(
+            text(
+                "INSERT INTO paper (id, title, authors, abstract, categories, published, abs_url, pdf_url, upvotes,"
+                " sources, first_seen, updated_at) VALUES ('2611.00001', 'KV cache tricks', :authors, 'About caches.',"
+                " :cats, :seen, 'https://arxiv.org/abs/2611.00001', 'https://arxiv.org/pdf/2611.00001', 7, :sources,"
+                " :seen, :seen)"
+            ),
+            {
+                "authors": json.dumps(["Ada"]),
+                "cats": json.dumps(["cs.CL"]),
+                "sources": json.dumps(["arxiv"]),
+                "seen": seen,
+            },
+        )
+        conn.execute(
+            text(
+                "INSERT INTO subscriber (email, status, topics, frequency, send_hour, timezone, weekly_day, max_papers,"
+                " created_at, confirmed_at) VALUES ('ada@example.org', 'active', :topics, 'daily', 8, 'UTC', 0, 25,"
+                " :joined, :joined)"
+            ),
+            {"topics": json.dumps(["cache"]), "joined": joined},
+        )
+    assert current_revision(engine) == "0001"
+    init_db(engine)
+    assert current_revision(engine) == "0002"
+    with open_session(engine) as session:
+        paper = session.get(Paper, "2611.00001")
+        assert paper is not None and paper.authoritative is True and paper.upvotes == 7
+        sub = session.exec(select(Subscriber)).one()
+        assert sub.status is SubscriberStatus.ACTIVE and sub.requested_at is None
+        upgraded = settings.model_copy(update={"database_url": url})
+        report = run_send(session, upgraded, OutboxTransport(upgraded.outbox_dir), NOW)
+        assert report.counts["sent"] == 1
+        assert session.exec(select(Delivery)).one().status is DeliveryStatus.SENT
+    engine.dispose()
+
+
+def test_downgrade_then_upgrade_again(fresh_database: FreshDatabase) -> None:
+    engine = make_engine(fresh_database("roundtrip"))
+    init_db(engine)
+    from alembic import command
+
+    from digest.db import alembic_config
+
+    with engine.connect() as conn:
+        command.downgrade(alembic_config(conn), "0001")
+        conn.commit()
+    assert current_revision(engine) == "0001"
+    init_db(engine)
+    assert current_revision(engine) == "0002"
+    engine.dispose()
+
+
+def test_init_db_is_safe_to_run_twice(fresh_database: FreshDatabase) -> None:
+    engine = make_engine(fresh_database("twice"))
+    init_db(engine)
+    init_db(engine)
+    assert current_revision(engine) == "0002"
+    engine.dispose()
