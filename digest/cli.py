@@ -19,7 +19,7 @@ from rich.table import Table
 from sqlmodel import Session, col, func, select
 
 from digest import demo as demo_module
-from digest import health
+from digest import health, logs
 from digest import suppress as suppression
 from digest.config import Settings, SourceKind
 from digest.db import init_db, make_engine, open_session
@@ -52,7 +52,7 @@ def fail(message: str) -> NoReturn:
 def load_settings() -> Settings:
     """Settings from the environment, or a one-line error naming the bad variable."""
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -61,6 +61,8 @@ def load_settings() -> Settings:
             if where
             else f"bad configuration: {first['msg']}"
         )
+    logs.configure(logging.getLogger().level or logging.WARNING, settings.log_json)
+    return settings
 
 
 @contextmanager
@@ -89,11 +91,8 @@ def main_options(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
 ) -> None:
     """Configure logging for every subcommand."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(logging.INFO if verbose else logging.WARNING)
+    logs.new_run("cli")
 
 
 @app.command("init-db")
@@ -351,7 +350,9 @@ def serve(
     from digest.web.app import create_app
 
     settings = load_settings()
-    uvicorn.run(create_app(settings), host=host, port=port, proxy_headers=proxy_headers, log_level="info")
+    logs.configure(settings.log_level, settings.log_json)
+    app = create_app(settings)
+    uvicorn.run(app, host=host, port=port, proxy_headers=proxy_headers, log_config=None, log_level="info")
 
 
 @app.command()

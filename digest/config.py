@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     # Previous keys, still accepted when verifying links already sent (rotate without breaking them).
     old_secret_keys: list[str] = Field(default_factory=list)
     list_name: str = "Paper Digest"
+    log_json: bool = False  # DIGEST_LOG_JSON=1: one JSON object per log line
+    log_level: str = "INFO"
 
     sources: list[SourceConfig] = Field(default_factory=lambda: list(DEFAULT_SOURCES))
     fetch_timeout: float = 30.0

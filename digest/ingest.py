@@ -149,10 +149,12 @@ def _record(state: SourceState, report: SourceReport, fetched: Fetched | None, n
         state.consecutive_failures = 0
         state.last_error = None
         state.papers_last_run = report.new + report.updated
+        state.papers_total = (state.papers_total or 0) + report.new
         state.not_before = None
     else:
         state.last_error = report.error
         state.consecutive_failures += 1
+        state.failures_total = (state.failures_total or 0) + 1
         state.not_before = fetched.retry_at if fetched else None
 
 

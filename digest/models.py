@@ -84,6 +84,8 @@ class SourceState(SQLModel, table=True):
     consecutive_failures: int = 0
     not_before: datetime | None = Field(default=None, sa_column=_utc_column())
     papers_last_run: int = 0
+    papers_total: int = 0  # new papers ever ingested from this source (a Prometheus counter)
+    failures_total: int = 0  # failed runs ever
 
 
 class SubscriberStatus(StrEnum):

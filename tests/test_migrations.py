@@ -21,7 +21,7 @@ from tests.conftest import NOW, FreshDatabase
 def test_the_migrated_schema_is_the_models(fresh_database: FreshDatabase) -> None:
     engine = make_engine(fresh_database("migrated"))
     init_db(engine)
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0003"
     with engine.connect() as conn:
         differences = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata)
     engine.dispose()
@@ -61,7 +61,7 @@ def test_upgrading_a_database_with_data_from_the_previous_revision(
         )
     assert current_revision(engine) == "0001"
     init_db(engine)
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0003"
     with open_session(engine) as session:
         paper = session.get(Paper, "2611.00001")
         assert paper is not None and paper.authoritative is True and paper.upvotes == 7
@@ -86,7 +86,7 @@ def test_downgrade_then_upgrade_again(fresh_database: FreshDatabase) -> None:
         conn.commit()
     assert current_revision(engine) == "0001"
     init_db(engine)
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0003"
     engine.dispose()
 
 
@@ -94,5 +94,5 @@ def test_init_db_is_safe_to_run_twice(fresh_database: FreshDatabase) -> None:
     engine = make_engine(fresh_database("twice"))
     init_db(engine)
     init_db(engine)
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0003"
     engine.dispose()

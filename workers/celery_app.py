@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from celery import Celery
+from typing import Any
 
+from celery import Celery, signals
+
+from digest import logs
 from digest.config import Settings
 from workers.beat import beat_schedule
 
@@ -45,6 +48,19 @@ def make_celery(settings: Settings) -> Celery:
         beat_max_loop_interval=BEAT_MAX_LOOP,
     )
     return app
+
+
+@signals.setup_logging.connect
+def _logging(**_: Any) -> None:
+    """Our log format (JSON with DIGEST_LOG_JSON=1, run ids, masked addresses) in workers and beat."""
+    settings = Settings()
+    logs.configure(settings.log_level, settings.log_json)
+
+
+@signals.task_prerun.connect
+def _run_id(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    """Each task is a run: its log lines carry the task id."""
+    logs.new_run(getattr(task, "name", "task"), f"task-{task_id}")
 
 
 app = make_celery(Settings())

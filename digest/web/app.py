@@ -19,12 +19,14 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from digest.config import Settings
 from digest.db import init_db, make_engine, open_session
 from digest.match import PaperIndex, Selection, select
+from digest.metrics import DatabaseCollector
 from digest.pipeline import load_index, utcnow
 from digest.render import paper_view, topic_label
 from digest.web.dispatch import NoticeThread, celery_kick
@@ -197,6 +199,13 @@ def create_app(
         """API bodies that do not fit the schema: one message per field, like the form errors."""
         errors = {".".join(str(p) for p in e["loc"] if p != "body"): str(e["msg"]) for e in exc.errors()}
         return JSONResponse({"errors": errors}, status_code=422)
+
+    registry = CollectorRegistry()
+    registry.register(DatabaseCollector(engine, clock))
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

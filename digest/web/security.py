@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 from fastapi import HTTPException
 
+from digest import logs
+
 log = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
@@ -52,6 +54,7 @@ class SecurityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        logs.new_run("req")
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_body:
             await _too_large(send)
