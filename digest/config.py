@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
 
     send_batch_size: int = Field(default=200, ge=1)
+    # Digests stop this long before their send time: a fetch still committing cannot slip between two.
+    window_lag_seconds: int = Field(default=600, ge=0)
     # A row still `sending` after this long lost its worker (must exceed the task time limit).
     stale_sending_seconds: int = Field(default=45 * 60, ge=1)
     retry_base_seconds: float = Field(default=120.0, gt=0)  # first back-off ceiling; doubles each attempt

@@ -82,19 +82,26 @@ def last_window_end(session: Session, subscriber_ids: Sequence[int]) -> dict[int
     return {sid: end for sid, end in session.exec(query) if end is not None}
 
 
-def insert_ignore(session: Session, row: Delivery) -> bool:
-    """Insert a delivery row unless (subscriber, period) already has one. True if inserted."""
-    values = row.model_dump(exclude={"id"})
+def insert_many(session: Session, rows: Sequence[Delivery]) -> set[int]:
+    """Insert delivery rows, skipping any (subscriber, period) that already has one, in one
+    statement; returns the subscribers whose row this call inserted."""
+    if not rows:
+        return set()
     dialect = session.get_bind().dialect.name
     insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
         insert(Delivery)
-        .values(**values)
+        .values([row.model_dump(exclude={"id"}) for row in rows])
         .on_conflict_do_nothing(index_elements=["subscriber_id", "period"])
-        .returning(col(Delivery.id))
+        .returning(col(Delivery.subscriber_id))
     )
     # RETURNING, not rowcount: drivers disagree on rowcount for INSERT ... ON CONFLICT DO NOTHING.
-    return session.execute(statement).first() is not None
+    return {int(sid) for (sid,) in session.execute(statement)}
+
+
+def insert_ignore(session: Session, row: Delivery) -> bool:
+    """Insert one delivery row unless (subscriber, period) already has one. True if inserted."""
+    return bool(insert_many(session, [row]))
 
 
 Outbound = type[Delivery] | type[Notice]
@@ -107,6 +114,27 @@ def _reader_in(table: Outbound, statuses: Sequence[SubscriberStatus]) -> Any:
 
 def _reader_active() -> Any:
     return _reader_in(Delivery, [SubscriberStatus.ACTIVE])
+
+
+def claim_many(session: Session, row_ids: Sequence[int], now: datetime) -> list[int]:
+    """Claim many delivery rows in one conditional update (each still waiting, due, and its reader
+    still active), committed before any SMTP; returns the ids this caller won."""
+    if not row_ids:
+        return []
+    statement = (
+        update(Delivery)
+        .where(
+            col(Delivery.id).in_(row_ids),
+            col(Delivery.status).in_(RESENDABLE),
+            or_(col(Delivery.due_at).is_(None), col(Delivery.due_at) <= now),
+            _reader_in(Delivery, [SubscriberStatus.ACTIVE]),
+        )
+        .values(status=DeliveryStatus.SENDING, claimed_at=now, attempts=col(Delivery.attempts) + 1)
+        .returning(col(Delivery.id))
+    )
+    won = sorted(int(i) for (i,) in session.execute(statement))
+    session.commit()
+    return won
 
 
 def claim(

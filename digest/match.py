@@ -7,10 +7,12 @@ thousand papers are single integer operations, and a topic shared by many reader
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from typing import Protocol
 
 from digest.query import And, Category, Node, Not, Or, QueryError, Term, parse_query, positive_terms
@@ -37,17 +39,41 @@ Postings = dict[str, dict[int, list[int]]]
 
 
 def _positions(text: str, start: int = 0) -> dict[str, list[int]]:
-    found: dict[str, list[int]] = defaultdict(list)
-    for offset, m in enumerate(WORD.finditer(text)):
-        found[normalize(m.group())].append(start + offset)
+    found: dict[str, list[int]] = {}
+    for offset, word in enumerate(map(normalize, WORD.findall(text)), start):
+        positions = found.get(word)
+        if positions is None:
+            found[word] = [offset]
+        else:
+            positions.append(offset)
     return found
 
 
-def _iter_bits(mask: int) -> Iterable[int]:
-    while mask:
-        low = mask & -mask
-        yield low.bit_length() - 1
-        mask ^= low
+def _mask_of(indices: Iterable[int], size: int) -> int:
+    """A bitset from paper indices, built in one go (cheaper than OR-ing bit by bit)."""
+    bitmap = bytearray((size + 7) // 8)
+    for i in indices:
+        bitmap[i >> 3] |= 1 << (i & 7)
+    return int.from_bytes(bitmap, "little")
+
+
+_BYTE_BITS = [tuple(b for b in range(8) if value >> b & 1) for value in range(256)]
+
+
+def _iter_bits(mask: int) -> list[int]:
+    """The indices of the set bits, ascending (a byte at a time: far cheaper than bit tricks on
+    thousand-bit integers)."""
+    data = mask.to_bytes((mask.bit_length() + 7) // 8, "little")
+    return [
+        base + bit
+        for base, byte in zip(range(0, len(data) * 8, 8), data, strict=True)
+        if byte
+        for bit in _BYTE_BITS[byte]
+    ]
+
+
+def _has_bit(mask: int, i: int) -> bool:
+    return bool(mask >> i & 1)
 
 
 @dataclass(frozen=True)
@@ -66,6 +92,8 @@ class CompiledTopic:
     mask: int
     hits: dict[int, Hits]
     phrases: frozenset[tuple[str, ...]]
+    # Matched papers best first for this topic alone (title hits, abstract hits, then standing).
+    ranked: list[int] = field(default_factory=list)
 
 
 class PaperIndex:
@@ -81,24 +109,41 @@ class PaperIndex:
         self._topics: dict[str, CompiledTopic | None] = {}
         self._upvotes: dict[int, int] = {}
         self.position = {p.id: i for i, p in enumerate(self.papers)}
+        self.selections: dict[tuple[object, ...], Selection] = {}
+        # Each paper's place in the tie-break order: more upvotes, then newer, then by id.
+        by_standing = sorted(range(len(self.papers)), key=lambda i: _standing(self.papers[i]))
+        self.order = [0] * len(self.papers)
+        for rank, i in enumerate(by_standing):
+            self.order[i] = rank
         for i, paper in enumerate(self.papers):
             self._add(i, paper)
 
     def _add(self, i: int, paper: PaperLike) -> None:
         fields = {"title": _positions(paper.title), "abstract": _positions(paper.abstract)}
-        authors: dict[str, list[int]] = defaultdict(list)
+        authors: dict[str, list[int]] = {}
         for n, name in enumerate(paper.authors):
             for word, pos in _positions(name, n * _AUTHOR_GAP).items():
-                authors[word].extend(pos)
+                authors.setdefault(word, []).extend(pos)
         fields["author"] = authors
-        bit = 1 << i
         for name, found in fields.items():
             postings = self._postings[name]
             for word, pos in found.items():
-                postings.setdefault(word, {})[i] = pos
-                self._masks[(name, word)] = self._masks.get((name, word), 0) | bit
+                entry = postings.get(word)
+                if entry is None:
+                    postings[word] = {i: pos}
+                else:
+                    entry[i] = pos
         for cat in paper.categories:
-            self._categories[cat.casefold()] |= bit
+            self._categories[cat.casefold()] |= 1 << i
+
+    def _word_mask(self, name: str, word: str) -> int:
+        """Papers whose field contains the word (built on first use, then kept)."""
+        key = (name, word)
+        mask = self._masks.get(key)
+        if mask is None:
+            mask = _mask_of(self._postings[name].get(word, ()), len(self.papers))
+            self._masks[key] = mask
+        return mask
 
     def window(self, start: datetime, end: datetime) -> int:
         """Papers first seen in [start, end)."""
@@ -119,7 +164,7 @@ class PaperIndex:
     def _field_mask(self, name: str, words: tuple[str, ...]) -> int:
         mask = self.all
         for word in words:
-            mask &= self._masks.get((name, word), 0)
+            mask &= self._word_mask(name, word)
             if not mask:
                 return 0
         if len(words) == 1:
@@ -189,9 +234,16 @@ class PaperIndex:
                 title_hits[i] += 1
             for i in _iter_bits(mask & weak):
                 abstract_hits[i] += 1
-        hits = {i: Hits(title_hits[i], abstract_hits[i]) for i in _iter_bits(mask)}
+        matched = _iter_bits(mask)
+        hits = {i: Hits(title_hits[i], abstract_hits[i]) for i in matched}
         highlight = frozenset(t.words for t in terms if t.field in ("text", "title", "abstract"))
-        return CompiledTopic(text, mask, hits, highlight)
+        ranked = sorted(matched, key=lambda i: (-title_hits[i], -abstract_hits[i], self.order[i]))
+        return CompiledTopic(text, mask, hits, highlight, ranked)
+
+
+def _standing(paper: PaperLike) -> tuple[int, float, str]:
+    published = paper.published or paper.first_seen
+    return (-(paper.upvotes or 0), -published.timestamp(), paper.id)
 
 
 def _has_phrase(positions: Sequence[list[int]]) -> bool:
@@ -219,15 +271,7 @@ class Selection:
     more: int
 
 
-def _rank_key(m: Match) -> tuple[int, int, int, float, str]:
-    published = m.paper.published or m.paper.first_seen
-    return (
-        -m.title_hits,
-        -m.abstract_hits,
-        -(m.paper.upvotes or 0),
-        -published.timestamp(),
-        m.paper.id,
-    )
+SELECTION_CACHE_MAX = 200_000
 
 
 def select(
@@ -238,7 +282,21 @@ def select(
     min_upvotes: int | None = None,
     cap: int = 25,
 ) -> Selection:
-    """The papers among `candidates` matching any topic, ranked and capped for one reader."""
+    """The papers among `candidates` matching any topic, ranked and capped for one reader.
+
+    Ranking: title (and author) hits, then abstract hits, then upvotes, then the most recent.
+    Readers with the same topics, limits and window share one computed selection."""
+    key = (tuple(topics), min_upvotes or 0, cap, candidates)
+    cached = index.selections.get(key)
+    if cached is None:
+        cached = _select(index, topics, candidates, min_upvotes, cap)
+        if len(index.selections) >= SELECTION_CACHE_MAX:
+            index.selections.clear()
+        index.selections[key] = cached
+    return cached
+
+
+def _select(index: PaperIndex, topics: Sequence[str], candidates: int, min_upvotes: int | None, cap: int) -> Selection:
     if min_upvotes:
         candidates &= index.at_least(min_upvotes)
     compiled = _compiled(index, topics)
@@ -246,9 +304,22 @@ def select(
     for topic in compiled:
         matched |= topic.mask
     matched &= candidates
-    matches = [_match_for(index, i, compiled) for i in _iter_bits(matched)]
-    matches.sort(key=_rank_key)
-    return Selection(matches[:cap], max(0, len(matches) - cap))
+    total = matched.bit_count()
+    if len(compiled) == 1:  # the common case: walk the topic's own ranking, keep the first `cap`
+        top = list(islice((i for i in compiled[0].ranked if _has_bit(matched, i)), cap))
+    else:
+        top = heapq.nsmallest(cap, _iter_bits(matched), key=lambda i: _combined_rank(index, compiled, i))
+    return Selection([_match_for(index, i, compiled) for i in top], max(0, total - cap))
+
+
+def _combined_rank(index: PaperIndex, compiled: Sequence[CompiledTopic], i: int) -> tuple[int, int, int]:
+    title = abstract = 0
+    for topic in compiled:
+        hit = topic.hits.get(i)
+        if hit is not None:
+            title += hit.title
+            abstract += hit.abstract
+    return (-title, -abstract, index.order[i])
 
 
 def _match_for(index: PaperIndex, i: int, compiled: Sequence[CompiledTopic]) -> Match:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -118,7 +119,33 @@ def load_index(session: Session, since: datetime, until: datetime) -> PaperIndex
     """Index the papers first seen in [since, until)."""
     query = select(Paper).where(col(Paper.first_seen) >= since, col(Paper.first_seen) < until)
     papers: list[Paper] = list(session.exec(query))
+    for paper in papers:
+        session.expunge(paper)  # plain data from here on: the index outlives this session
     return PaperIndex(papers)
+
+
+_INDEXES: dict[str, tuple[datetime, datetime, float, PaperIndex]] = {}
+INDEX_REUSE_SECONDS = 300.0
+
+
+def shared_index(session: Session, since: datetime, until: datetime) -> PaperIndex:
+    """The index for [since, until), reused by every chunk of one planning pass in this process:
+    they share `until` (the pass's window end), and a wider index serves a narrower window."""
+    key = str(session.get_bind().engine.url)
+    cached = _INDEXES.get(key)
+    if cached is not None:
+        start, end, built, index = cached
+        if end == until and start <= since and time.monotonic() - built < INDEX_REUSE_SECONDS:
+            return index
+    index = load_index(session, since, until)
+    _INDEXES[key] = (since, until, time.monotonic(), index)
+    return index
+
+
+def window_end(settings: Settings, now: datetime) -> datetime:
+    """Where digests composed at `now` stop: a little before now, so a paper whose fetch is still
+    committing (first seen a moment ago) lands in the next digest instead of between two."""
+    return now - timedelta(seconds=settings.window_lag_seconds)
 
 
 def _window_start(sub: Subscriber, last_end: datetime | None, now: datetime) -> datetime:
@@ -139,13 +166,14 @@ def _new_row(
     slot: Slot,
     index: PaperIndex,
     start: datetime,
+    end: datetime,
     now: datetime,
 ) -> Delivery:
     assert sub.id is not None
     chosen = select_papers(
         index,
         sub.topics,
-        candidates=index.window(start, now),
+        candidates=index.window(start, end),
         min_upvotes=sub.min_upvotes,
         cap=sub.max_papers,
     )
@@ -157,7 +185,7 @@ def _new_row(
         paper_ids=[m.paper.id for m in chosen.matches],
         more_count=chosen.more,
         window_start=start,
-        window_end=now,
+        window_end=end,
         message_id=make_message_id(settings.secret_key, sub.id, slot.period, domain),
         created_at=now,
     )
@@ -177,13 +205,14 @@ def _prepare(session: Session, settings: Settings, ids: Sequence[int], now: date
     slots = {sid: slot for sid, sub in subs.items() if (slot := _slot(sub, now))}
     rows = deliveries.existing_rows(session, ((sid, s.period) for sid, s in slots.items()))
     ends = deliveries.last_window_end(session, list(slots))
+    end = window_end(settings, now)
     starts = {
-        sid: _window_start(subs[sid], ends.get(sid), now) for sid in slots if (sid, slots[sid].period) not in rows
+        sid: _window_start(subs[sid], ends.get(sid), end) for sid in slots if (sid, slots[sid].period) not in rows
     }
     resend_starts = [start for _id, _sid, start in deliveries.waiting_rows(session, list(subs), now)]
-    since = min([*starts.values(), *resend_starts], default=now)
-    index = load_index(session, since, now)
-    new_rows = [_new_row(settings, subs[sid], slots[sid], index, start, now) for sid, start in starts.items()]
+    since = min([*starts.values(), *resend_starts], default=end)
+    index = shared_index(session, since, end)
+    new_rows = [_new_row(settings, subs[sid], slots[sid], index, start, end, now) for sid, start in starts.items()]
     return _Chunk(subs, slots, index, new_rows)
 
 
@@ -210,13 +239,15 @@ def send_chunk(
     if dry_run:
         return _dry_run_report(settings, chunk)
     report = SendReport()
-    for row in chunk.new_rows:
-        if deliveries.insert_ignore(session, row) and row.status is DeliveryStatus.EMPTY:
-            report.counts["empty"] += 1
+    inserted = deliveries.insert_many(session, chunk.new_rows)
     session.commit()
+    if empty := sum(
+        1 for row in chunk.new_rows if row.status is DeliveryStatus.EMPTY and row.subscriber_id in inserted
+    ):
+        report.counts["empty"] += empty
     waiting = [row_id for row_id, _sid, _start in deliveries.waiting_rows(session, list(chunk.subs), now)]
-    claimed = [rid for rid in waiting if deliveries.claim(session, rid, clock())]
-    lost = [rid for rid in waiting if rid not in claimed]
+    claimed = deliveries.claim_many(session, waiting, clock())
+    lost = [rid for rid in waiting if rid not in set(claimed)]
     if skipped := deliveries.skip_inactive(session, lost):
         report.counts["skipped"] += skipped
     _send_claimed(session, settings, transport, chunk, claimed, report, clock)
@@ -228,11 +259,12 @@ def _send_claimed(
     report: SendReport, clock: Clock,
 ) -> None:  # fmt: skip
     rows = {r.id: r for r in session.exec(select(Delivery).where(col(Delivery.id).in_(claimed)))}
+    active = ActiveReaders(session)
     outgoing: list[Outgoing] = []
     for row in rows.values():
         sub = chunk.subs[row.subscriber_id]
         try:
-            outgoing.append(replace(compose_message(settings, sub, row, chunk.index), veto=_still_active(session, sub)))
+            outgoing.append(replace(compose_message(settings, sub, row, chunk.index), veto=active.veto(sub)))
         except Exception as exc:  # one unrenderable digest must not stop the batch
             log.exception("could not compose delivery %s", row.id)
             _settle(
@@ -260,15 +292,23 @@ def _send_claimed(
     transport.deliver(outgoing, on_result)
 
 
-def _still_active(session: Session, sub: Subscriber) -> Callable[[], str | None]:
-    """A veto checked right before each send: an unsubscribe mid-run stops the very next email."""
+class ActiveReaders:
+    """Asked right before each message goes out: is its reader still active? One primary-key read
+    per message, so an unsubscribe arriving mid-batch stops the very next email."""
 
-    def veto() -> str | None:
-        status = session.execute(sa_select(col(Subscriber.status)).where(col(Subscriber.id) == sub.id)).scalar()
-        session.commit()  # hold no transaction open while the message is on the wire
-        return None if status == SubscriberStatus.ACTIVE else f"subscriber {status} before sending"
+    def __init__(self, session: Session) -> None:
+        self.session = session
 
-    return veto
+    def veto(self, sub: Subscriber) -> Callable[[], str | None]:
+        """The check for one reader's message."""
+
+        def check() -> str | None:
+            query = sa_select(col(Subscriber.status)).where(col(Subscriber.id) == sub.id)
+            status = self.session.execute(query).scalar()
+            self.session.commit()  # hold no transaction open while the message is on the wire
+            return None if status == SubscriberStatus.ACTIVE else f"subscriber {status} before sending"
+
+        return check
 
 
 def _settle(
@@ -378,9 +418,10 @@ def preview(session: Session, settings: Settings, sub: Subscriber, now: datetime
     assert sub.id is not None
     slot = latest_slot(schedule_of(sub), now)
     last = deliveries.last_window_end(session, [sub.id]).get(sub.id)
-    start = _window_start(sub, last, now)
-    index = load_index(session, start, now)
-    row = _new_row(settings, sub, slot, index, start, now)
+    end = window_end(settings, now)
+    start = _window_start(sub, last, end)
+    index = load_index(session, start, end)
+    row = _new_row(settings, sub, slot, index, start, end, now)
     if not row.paper_ids:
         return None
     return render_for(settings, sub, row, index)

@@ -8,7 +8,7 @@ placeholders are swapped back, and Jinja compiles the result.
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +23,7 @@ from jinja2 import (
     StrictUndefined,
     select_autoescape,
 )
+from markupsafe import Markup
 
 from digest.match import Match
 from digest.query import And, Category, Node, Not, Or, QueryError, Term, parse_query
@@ -54,6 +55,14 @@ class PaperView:
     upvotes: int | None
     topics: list[str]
     published: str
+
+    @property
+    def title_text(self) -> str:
+        return "".join(s.text for s in self.title)
+
+    @property
+    def snippet_text(self) -> str:
+        return "".join(s.text for s in self.snippet)
 
     @property
     def meta(self) -> str:
@@ -163,6 +172,7 @@ def _label(node: Node) -> str:
     return " ".join(label for label in (_label(c) for c in node.children) if label)
 
 
+@lru_cache(maxsize=100_000)
 def topic_label(topic: str) -> str:
     """A short human name for a topic: `"KV cache" OR kv-cache -survey` reads as `KV cache`."""
     try:
@@ -192,8 +202,43 @@ def subject_topics(topics: Sequence[str], matches: Sequence[Match]) -> list[str]
     return sorted(counts, key=lambda t: (-counts[t], order.get(t, len(order)))) or list(topics)
 
 
+@dataclass(frozen=True)
+class Card:
+    """One paper as the email shows it: its view, and its HTML and text, rendered once."""
+
+    view: PaperView
+    html: Markup
+    text: str
+
+
+_CARDS: OrderedDict[tuple[object, ...], Card] = OrderedDict()
+_CARDS_MAX = 50_000
+
+
 def paper_view(match: Match) -> PaperView:
     """What the template shows for one paper."""
+    return _build_view(match)
+
+
+def paper_card(folder: Path, match: Match) -> Card:
+    """A paper's card, cached: many readers get the same paper with the same highlights and topics,
+    so the HTML and text of a card are rendered once and reused across their digests."""
+    paper = match.paper
+    key = (folder, paper.id, paper.title, paper.abstract, paper.upvotes, match.highlight, match.topics)
+    card = _CARDS.get(key)
+    if card is None:
+        view = _build_view(match)
+        env = environment(folder)
+        html = Markup(env.get_template("_card.html").render(p=view))
+        text = env.get_template("_card.txt").render(p=view) + "\n"
+        card = Card(view, html, text)
+        _CARDS[key] = card
+        if len(_CARDS) > _CARDS_MAX:
+            _CARDS.popitem(last=False)
+    return card
+
+
+def _build_view(match: Match) -> PaperView:
     paper = match.paper
     phrases = match.highlight
     return PaperView(
@@ -245,6 +290,23 @@ def inline_css(source: str) -> str:
     return _PLACEHOLDER.sub(lambda m: saved[int(m.group(1))], inlined)
 
 
+_STYLE = re.compile(r"<style[^>]*>(.*?)</style>", re.S | re.I)
+_BODY = re.compile(r"<body[^>]*>(.*)</body>", re.S | re.I)
+
+
+def _stylesheet(source: str) -> str:
+    return "\n".join(_STYLE.findall(source))
+
+
+def inline_fragment(source: str, css: str) -> str:
+    """Inline `css` into a template fragment (a partial with no <head> of its own)."""
+    document = f"<!doctype html><html><head><style>{css}</style></head><body>{source}</body></html>"
+    found = _BODY.search(inline_css(document))
+    if found is None:
+        raise TemplateShapeError("the fragment did not survive CSS inlining")
+    return found.group(1).strip("\n") + "\n"
+
+
 _EXTENDS = re.compile(r"^\s*\{%-?\s*extends\s+[\"']([^\"']+)[\"']\s*-?%\}")
 _BLOCK = re.compile(r"\{%-?\s*block\s+(\w+)\s*-?%\}(.*?)\{%-?\s*endblock(?:\s+\w+)?\s*-?%\}", re.S)
 
@@ -275,7 +337,14 @@ class InlinedCssLoader(BaseLoader):
     def get_source(self, environment: Environment, template: str) -> tuple[str, str | None, Callable[[], bool] | None]:
         source, filename, uptodate = self.files.get_source(environment, template)
         if template.endswith(".html") and "{# premailer: off #}" not in source:
-            source = inline_css(flatten(source, lambda name: self.files.get_source(environment, name)[0]))
+
+            def load(name: str) -> str:
+                return str(self.files.get_source(environment, name)[0])
+
+            if template.rpartition("/")[2].startswith("_"):  # a fragment: styled by base.html's CSS
+                source = inline_fragment(source, _stylesheet(load("base.html")))
+            else:
+                source = inline_css(flatten(source, load))
         return source, filename, uptodate
 
 
@@ -306,10 +375,10 @@ def render_pair(folder: Path, name: str, subject: str, values: dict[str, object]
 
 def render_digest(folder: Path, context: DigestContext, matches: Sequence[Match], more: int) -> RenderedDigest:
     """Render the subject, HTML and plaintext of one reader's digest."""
-    papers = [paper_view(m) for m in matches]
+    cards = [paper_card(folder, m) for m in matches]
     subject = subject_line(len(matches) + more, subject_topics(context.topics, matches), context.date)
     values: dict[str, object] = {
-        "papers": papers,
+        "cards": cards,
         "more": more,
         "ctx": context,
         "topics": [topic_label(t) for t in context.topics],

@@ -125,7 +125,7 @@ def classify(code: int | None, *, body_sent: bool, stage: str) -> Outcome:
 class RateGate(Protocol):
     """Spaces sends out to a messages-per-second limit."""
 
-    async def wait(self) -> None: ...
+    async def wait(self) -> object: ...
 
 
 class LocalRateGate:
@@ -154,7 +154,8 @@ class RedisRateGate:
         self.rate = max(1, int(rate))
         self.key = key
 
-    async def wait(self) -> None:
+    async def wait(self) -> int | None:
+        """Wait for a slot; returns the second it was granted in (None if Redis was unreachable)."""
         import redis.asyncio as aioredis
 
         client = aioredis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2)
@@ -167,9 +168,9 @@ class RedisRateGate:
                     count = await client.incr(name)
                     await client.expire(name, 5)
                 except Exception:  # an unreachable Redis must not stop delivery: fall back to no limit
-                    return
+                    return None
                 if count <= self.rate:
-                    return
+                    return second
                 await asyncio.sleep(second + 1 - now)
         finally:
             await client.aclose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 from html import unescape
 from html.parser import HTMLParser
 
@@ -108,6 +109,7 @@ def fold(word: str) -> str:
 _ACRONYM_PLURAL = re.compile(r"^[A-Z0-9]{2,}s$")
 
 
+@lru_cache(maxsize=500_000)
 def normalize(word: str) -> str:
     """The key a word is indexed and searched under: lowercase, accent-free, plural-folded."""
     if _ACRONYM_PLURAL.match(word):  # GPUs, LLMs, VLMs: the plural of an acronym
@@ -120,6 +122,7 @@ def words(text: str) -> list[str]:
     return [normalize(m.group()) for m in WORD.finditer(text)]
 
 
-def word_spans(text: str) -> list[tuple[int, int, str]]:
+@lru_cache(maxsize=50_000)
+def word_spans(text: str) -> tuple[tuple[int, int, str], ...]:
     """(start, end, normalized word) for each word, used to highlight matches in a snippet."""
-    return [(m.start(), m.end(), normalize(m.group())) for m in WORD.finditer(text)]
+    return tuple((m.start(), m.end(), normalize(m.group())) for m in WORD.finditer(text))

@@ -91,6 +91,7 @@ def test_worker_fetches_and_sends_end_to_end(
         DIGEST_SECRET_KEY=settings.secret_key,
         DIGEST_SOURCES=json.dumps(sources),
         DIGEST_ARXIV_MIN_INTERVAL="0",
+        DIGEST_WINDOW_LAG_SECONDS="0",  # send what was fetched a second ago (production waits 10 min)
     )
     log = tmp_path / "worker.log"
     command = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", queue, "-c", "2"]

@@ -48,7 +48,7 @@ def test_round_trip_of_headers_and_bodies() -> None:
     text = msg.get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
     html = msg.get_body(("html",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
     assert text == "Zoë’s papers\n" + "long line " * 40 + "\n"
-    assert html == "<p>Zoë’s <b>papers</b></p>\n"
+    assert html == "<p>Zoë’s <b>papers</b></p>"
 
 
 def test_every_line_is_crlf_and_short() -> None:

@@ -178,7 +178,7 @@ def test_words(text: str, expected: list[str]) -> None:
 def test_word_spans_point_at_the_original_text() -> None:
     text = "Fast KV-caches"
     spans = word_spans(text)
-    assert spans == [(0, 4, "fast"), (5, 7, "kv"), (8, 14, "cach")]
+    assert spans == ((0, 4, "fast"), (5, 7, "kv"), (8, 14, "cach"))
     assert [text[s:e] for s, e, _ in spans] == ["Fast", "KV", "caches"]
 
 
