@@ -112,7 +112,7 @@ def hit_spans(text: str, phrases: frozenset[tuple[str, ...]]) -> list[tuple[int,
     found, i = [], 0
     while i < len(spans):
         length = max(
-            (n for n in by_first.get(words[i], ()) if tuple(words[i : i + n]) in phrases),
+            (n for n in by_first.get(words[i], ()) if i + n <= len(words) and tuple(words[i : i + n]) in phrases),
             default=0,
         )
         if length:

@@ -229,3 +229,12 @@ def test_segments_highlight_whole_phrases_only() -> None:
 )
 def test_safe_url(url: str | None, safe: str | None) -> None:
     assert safe_url(url) == safe
+
+
+def test_a_phrase_cut_off_by_the_end_of_the_text_is_not_a_hit() -> None:
+    # "diffusion models" starts at the last word; "diffusion" alone is also a topic's word.
+    phrases = frozenset({("diffusion",), ("diffusion", "model")})
+    parts = segments("Guidance for diffusion", phrases)
+    assert [(p.text, p.hit) for p in parts] == [("Guidance for ", False), ("diffusion", True)]
+    parts = segments("Diffusion models", phrases)
+    assert [(p.text, p.hit) for p in parts] == [("Diffusion models", True)]
