@@ -27,6 +27,10 @@ browser:
 test: install browser
 	$(BIN)/pytest
 
+# The big-day benchmark of issue 5 (bench/README.md); options via ARGS, e.g. make bench ARGS=--quick
+bench: install
+	$(BIN)/python -m bench $(ARGS)
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, update
+from sqlalchemy import and_, bindparam, exists, func, or_, text, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
@@ -21,6 +22,9 @@ from digest.models import Delivery, DeliveryStatus, Notice, Subscriber, Subscrib
 from digest.retry import DEFAULT_RETRY, RetryPolicy
 from digest.send import Outcome, Result
 
+# Bulk UPDATEs skip matching the statement against every object in the session (which costs
+# milliseconds per row with a few thousand objects loaded); callers expire what they re-read.
+NO_SYNC = {"synchronize_session": False}
 RESENDABLE = (DeliveryStatus.PENDING, DeliveryStatus.RETRY)
 
 
@@ -82,24 +86,65 @@ def last_window_end(session: Session, subscriber_ids: Sequence[int]) -> dict[int
     return {sid: end for sid, end in session.exec(query) if end is not None}
 
 
-def insert_many(session: Session, rows: Sequence[Delivery]) -> set[int]:
-    """Insert delivery rows, skipping any (subscriber, period) that already has one, in one
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """A delivery row about to be inserted, as plain data (building an ORM object per reader costs
+    more than inserting it)."""
+
+    subscriber_id: int
+    period: str
+    status: DeliveryStatus
+    paper_ids: list[str]
+    more_count: int
+    window_start: datetime
+    window_end: datetime
+    message_id: str
+    created_at: datetime
+
+    def values(self) -> dict[str, Any]:
+        """Every column but the key, as the INSERT takes them."""
+        return {
+            "subscriber_id": self.subscriber_id,
+            "period": self.period,
+            "status": self.status,
+            "paper_ids": self.paper_ids,
+            "more_count": self.more_count,
+            "window_start": self.window_start,
+            "window_end": self.window_end,
+            "message_id": self.message_id,
+            "created_at": self.created_at,
+            "attempts": 0,
+            "error": None,
+            "due_at": None,
+            "claimed_at": None,
+            "sent_at": None,
+        }
+
+
+def insert_many(session: Session, rows: Sequence[NewDelivery]) -> set[int]:
+    """Insert delivery rows, skipping any (subscriber, period) that already has one, as one batched
     statement; returns the subscribers whose row this call inserted."""
     if not rows:
         return set()
-    dialect = session.get_bind().dialect.name
+    statement = _insert_statement(session.get_bind().dialect.name)
+    # One statement compiled once, run with every row's parameters (SQLAlchemy batches them into
+    # multi-row INSERTs). RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING.
+    result = session.execute(statement, [row.values() for row in rows])
+    return {int(sid) for (sid,) in result}
+
+
+@lru_cache(maxsize=4)
+def _insert_statement(dialect: str) -> Any:
     insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (
-        insert(Delivery)
-        .values([row.model_dump(exclude={"id"}) for row in rows])
+    table: Any = Delivery.__table__  # type: ignore[attr-defined]
+    return (
+        insert(table)
         .on_conflict_do_nothing(index_elements=["subscriber_id", "period"])
-        .returning(col(Delivery.subscriber_id))
+        .returning(table.c.subscriber_id)
     )
-    # RETURNING, not rowcount: drivers disagree on rowcount for INSERT ... ON CONFLICT DO NOTHING.
-    return {int(sid) for (sid,) in session.execute(statement)}
 
 
-def insert_ignore(session: Session, row: Delivery) -> bool:
+def insert_ignore(session: Session, row: NewDelivery) -> bool:
     """Insert one delivery row unless (subscriber, period) already has one. True if inserted."""
     return bool(insert_many(session, [row]))
 
@@ -132,7 +177,7 @@ def claim_many(session: Session, row_ids: Sequence[int], now: datetime) -> list[
         .values(status=DeliveryStatus.SENDING, claimed_at=now, attempts=col(Delivery.attempts) + 1)
         .returning(col(Delivery.id))
     )
-    won = sorted(int(i) for (i,) in session.execute(statement))
+    won = sorted(int(i) for (i,) in session.execute(statement, execution_options=NO_SYNC))
     session.commit()
     return won
 
@@ -152,7 +197,7 @@ def claim(
         )
         .values(status=DeliveryStatus.SENDING, claimed_at=now, attempts=col(table.attempts) + 1)
     )
-    result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
+    result: CursorResult[Any] = session.execute(statement, execution_options=NO_SYNC)  # type: ignore[assignment]
     session.commit()
     return result.rowcount == 1
 
@@ -167,7 +212,7 @@ def skip_inactive(session: Session, delivery_ids: Sequence[int]) -> int:
         .where(col(Delivery.id).in_(delivery_ids), col(Delivery.status).in_(RESENDABLE), ~active)
         .values(status=DeliveryStatus.SKIPPED, error="subscriber no longer active")
     )
-    result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
+    result: CursorResult[Any] = session.execute(statement, execution_options=NO_SYNC)  # type: ignore[assignment]
     session.commit()
     return int(result.rowcount)
 
@@ -183,25 +228,47 @@ def settle(
 ) -> None:
     """Record a send result on a row we hold in `sending`; a retry past its limits becomes `failed`
     (bounded attempts, and never into the next period)."""
-    values: dict[str, Any] = {"error": None if result.outcome is Outcome.SENT else result.detail}
+    error = None if result.outcome is Outcome.SENT else result.detail
+    status, sent_at, due_at = DeliveryStatus(result.outcome.value), None, None
     if result.outcome is Outcome.SENT:
-        values.update(status=DeliveryStatus.SENT, sent_at=now)
+        sent_at = now
     elif result.outcome is Outcome.RETRY:
         due = now + policy.delay(attempts)
         if attempts >= policy.max_attempts or (give_up_at is not None and due >= give_up_at):
-            values.update(
-                status=DeliveryStatus.FAILED,
-                error=f"gave up after {attempts} attempts: {result.detail}",
-            )
+            status, error = DeliveryStatus.FAILED, f"gave up after {attempts} attempts: {error}"
         else:
-            values.update(status=DeliveryStatus.RETRY, due_at=due)
-    else:
-        values.update(status=DeliveryStatus(result.outcome.value))
-    statement = (
-        update(table).where(col(table.id) == result.key, col(table.status) == DeliveryStatus.SENDING).values(**values)
-    )
-    session.execute(statement)
+            due_at = due
+    params = {
+        "row_id": result.key,
+        "new_status": status,
+        "new_error": error,
+        "new_sent_at": sent_at,
+        "new_due_at": due_at,
+    }
+    if session.get_bind().dialect.name == "postgresql":
+        # Recording an outcome need not wait for the disk: if PostgreSQL itself crashes in the next
+        # instant, the row stays `sending` and the sweeper calls it `unknown` — never resent.
+        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+    session.execute(_settle_statement(table), params)
     session.commit()
+
+
+@lru_cache(maxsize=4)
+def _settle_statement(table: Outbound) -> Any:
+    """Built once per table and reused with parameters: constructing SQL per message costs more
+    than running it."""
+    core: Any = table.__table__  # type: ignore[union-attr]
+    # A Core UPDATE on the table: the ORM's bulk-update machinery costs more than the statement.
+    return (
+        update(core)
+        .where(core.c.id == bindparam("row_id"), core.c.status == DeliveryStatus.SENDING)
+        .values(
+            status=bindparam("new_status"),
+            error=bindparam("new_error"),
+            sent_at=bindparam("new_sent_at"),
+            due_at=bindparam("new_due_at"),
+        )
+    )
 
 
 def expire_stale(session: Session, now: datetime, stale_after: timedelta, table: Outbound = Delivery) -> int:
@@ -216,7 +283,7 @@ def expire_stale(session: Session, now: datetime, stale_after: timedelta, table:
             error=f"its worker stopped mid-send (claimed before {cutoff:%Y-%m-%d %H:%M} UTC)",
         )
     )
-    result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
+    result: CursorResult[Any] = session.execute(statement, execution_options=NO_SYNC)  # type: ignore[assignment]
     session.commit()
     return int(result.rowcount)
 

@@ -7,13 +7,14 @@ thousand papers are single integer operations, and a topic shared by many reader
 from __future__ import annotations
 
 import bisect
-import heapq
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
-from typing import Protocol
+from typing import Any, Protocol
+
+import numpy as np
 
 from digest.query import And, Category, Node, Not, Or, QueryError, Term, parse_query, positive_terms
 from digest.text import WORD, normalize
@@ -25,6 +26,35 @@ _AUTHOR_GAP = 1000
 class PaperLike(Protocol):
     """What matching needs of a paper (the `Paper` table satisfies it)."""
 
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def abstract(self) -> str: ...
+
+    @property
+    def authors(self) -> list[str]: ...
+
+    @property
+    def categories(self) -> list[str]: ...
+
+    @property
+    def published(self) -> datetime | None: ...
+
+    @property
+    def upvotes(self) -> int | None: ...
+
+    @property
+    def first_seen(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PaperRecord:
+    """A paper as plain data, for the index (a snapshot of a `Paper` row)."""
+
     id: str
     title: str
     abstract: str
@@ -33,6 +63,16 @@ class PaperLike(Protocol):
     published: datetime | None
     upvotes: int | None
     first_seen: datetime
+    abs_url: str
+    pdf_url: str | None
+
+    @classmethod
+    def of(cls, paper: Any) -> PaperRecord:
+        """A snapshot of a row (or of anything with the same attributes)."""
+        return cls(
+            paper.id, paper.title, paper.abstract, list(paper.authors), list(paper.categories),
+            paper.published, paper.upvotes, paper.first_seen, paper.abs_url, paper.pdf_url,
+        )  # fmt: skip
 
 
 Postings = dict[str, dict[int, list[int]]]
@@ -94,6 +134,8 @@ class CompiledTopic:
     phrases: frozenset[tuple[str, ...]]
     # Matched papers best first for this topic alone (title hits, abstract hits, then standing).
     ranked: list[int] = field(default_factory=list)
+    # Per paper: title hits * 1024 + abstract hits (0 if not matched), for summing over topics.
+    score: Any = None
 
 
 class PaperIndex:
@@ -110,11 +152,13 @@ class PaperIndex:
         self._upvotes: dict[int, int] = {}
         self.position = {p.id: i for i, p in enumerate(self.papers)}
         self.selections: dict[tuple[object, ...], Selection] = {}
+        self.matches: dict[tuple[object, ...], Match] = {}
         # Each paper's place in the tie-break order: more upvotes, then newer, then by id.
         by_standing = sorted(range(len(self.papers)), key=lambda i: _standing(self.papers[i]))
         self.order = [0] * len(self.papers)
         for rank, i in enumerate(by_standing):
             self.order[i] = rank
+        self.order_array = np.array(self.order, dtype=np.int64)
         for i, paper in enumerate(self.papers):
             self._add(i, paper)
 
@@ -238,7 +282,16 @@ class PaperIndex:
         hits = {i: Hits(title_hits[i], abstract_hits[i]) for i in matched}
         highlight = frozenset(t.words for t in terms if t.field in ("text", "title", "abstract"))
         ranked = sorted(matched, key=lambda i: (-title_hits[i], -abstract_hits[i], self.order[i]))
-        return CompiledTopic(text, mask, hits, highlight, ranked)
+        score = np.zeros(len(self.papers), dtype=np.int32)
+        for i in matched:
+            score[i] = title_hits[i] * 1024 + min(abstract_hits[i], 1023)
+        return CompiledTopic(text, mask, hits, highlight, ranked, score)
+
+    def ids_of(self, mask: int) -> Any:
+        """The indices of a bitset's papers as a numpy array."""
+        data = np.frombuffer(mask.to_bytes((len(self.papers) + 7) // 8 or 1, "little"), dtype=np.uint8)
+        bits = np.unpackbits(data, bitorder="little")[: len(self.papers)]
+        return np.flatnonzero(bits)
 
 
 def _standing(paper: PaperLike) -> tuple[int, float, str]:
@@ -271,7 +324,7 @@ class Selection:
     more: int
 
 
-SELECTION_CACHE_MAX = 200_000
+SELECTION_CACHE_MAX = 100_000  # per index: selections hold shared Match objects, a few hundred bytes each
 
 
 def select(
@@ -308,31 +361,42 @@ def _select(index: PaperIndex, topics: Sequence[str], candidates: int, min_upvot
     if len(compiled) == 1:  # the common case: walk the topic's own ranking, keep the first `cap`
         top = list(islice((i for i in compiled[0].ranked if _has_bit(matched, i)), cap))
     else:
-        top = heapq.nsmallest(cap, _iter_bits(matched), key=lambda i: _combined_rank(index, compiled, i))
+        top = _top_combined(index, compiled, matched, cap)
     return Selection([_match_for(index, i, compiled) for i in top], max(0, total - cap))
 
 
-def _combined_rank(index: PaperIndex, compiled: Sequence[CompiledTopic], i: int) -> tuple[int, int, int]:
-    title = abstract = 0
-    for topic in compiled:
-        hit = topic.hits.get(i)
-        if hit is not None:
-            title += hit.title
-            abstract += hit.abstract
-    return (-title, -abstract, index.order[i])
+def _top_combined(index: PaperIndex, compiled: Sequence[CompiledTopic], matched: int, cap: int) -> list[int]:
+    """The best `cap` of the matched papers by summed hits over several topics, vectorised: one
+    score array per topic, added, then a partial sort of just the matched papers."""
+    ids = index.ids_of(matched)
+    if len(ids) == 0:
+        return []
+    score = compiled[0].score[ids].astype(np.int64)
+    for topic in compiled[1:]:
+        score += topic.score[ids]
+    keys = -score * (len(index.papers) + 1) + index.order_array[ids]
+    k = min(cap, len(ids))
+    best = np.argpartition(keys, k - 1)[:k]
+    return [int(i) for i in ids[best[np.argsort(keys[best])]]]
 
 
 def _match_for(index: PaperIndex, i: int, compiled: Sequence[CompiledTopic]) -> Match:
-    bit = 1 << i
-    hit = [t for t in compiled if t.mask & bit]
-    zero = Hits(0, 0)
-    return Match(
-        paper=index.papers[i],
-        topics=tuple(t.text for t in hit),
-        title_hits=sum(t.hits.get(i, zero).title for t in hit),
-        abstract_hits=sum(t.hits.get(i, zero).abstract for t in hit),
-        highlight=frozenset().union(*(t.phrases for t in hit)),
-    )
+    """The Match for paper i (cached by the topics that hit it: readers share them)."""
+    hit = tuple(t for t in compiled if i in t.hits)
+    key = (i, tuple(t.text for t in hit))
+    match = index.matches.get(key)
+    if match is None:
+        match = Match(
+            paper=index.papers[i],
+            topics=key[1],
+            title_hits=sum(t.hits[i].title for t in hit),
+            abstract_hits=sum(t.hits[i].abstract for t in hit),
+            highlight=frozenset().union(*(t.phrases for t in hit)),
+        )
+        if len(index.matches) >= SELECTION_CACHE_MAX:
+            index.matches.clear()
+        index.matches[key] = match
+    return match
 
 
 def _compiled(index: PaperIndex, topics: Sequence[str]) -> list[CompiledTopic]:

@@ -12,6 +12,7 @@ import hmac
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime, parseaddr
+from functools import lru_cache
 
 from digest.render import RenderedDigest
 from digest.text import squash
@@ -33,6 +34,13 @@ class Headers:
     unsubscribe_url: str | None = None
 
 
+@lru_cache(maxsize=64)
+def envelope_sender(address: str) -> str:
+    """The bare address of `Name <addr>` (for MAIL FROM)."""
+    return parseaddr(address)[1]
+
+
+@lru_cache(maxsize=64)
 def domain_of(address: str) -> str:
     """The domain part of an address (or of `Name <addr>`), for Message-ID and List-Id."""
     _name, addr = parseaddr(address)
@@ -71,6 +79,7 @@ def encode_words(text: str) -> str:
     return " ".join(f"=?utf-8?b?{binascii.b2a_base64(w, newline=False).decode()}?=" for w in words)
 
 
+@lru_cache(maxsize=100_000)
 def _address(value: str) -> str:
     if any(c in value for c in "\r\n\x00"):
         raise HeaderError(f"line break in an address: {value!r}")
@@ -107,7 +116,7 @@ def _b64(text: str) -> bytes:
     """base64 in 76-character CRLF lines, all in C: the HTML part is large, and the encoder per
     message is what a fast sender cannot afford to be slow."""
     data = binascii.b2a_base64(text.encode("utf-8"), newline=False)
-    return b"\r\n".join(data[i : i + 76] for i in range(0, len(data), 76)) + b"\r\n"
+    return b"\r\n".join([data[i : i + 76] for i in range(0, len(data), 76)]) + b"\r\n"
 
 
 def _part(content_type: str, body: bytes, encoding: str) -> bytes:

@@ -7,13 +7,12 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from email.utils import parseaddr
 
 from sqlmodel import Session, col, or_, select
 
 from digest import deliveries
 from digest.config import Settings
-from digest.mime import Headers, build_message, domain_of, make_message_id
+from digest.mime import Headers, build_message, domain_of, envelope_sender, make_message_id
 from digest.models import DeliveryStatus, Frequency, Notice, NoticeKind, Subscriber, SubscriberStatus
 from digest.pipeline import links, signed
 from digest.render import DigestContext, RenderedDigest, render_pair, topic_label
@@ -83,7 +82,7 @@ def notice_message(settings: Settings, sub: Subscriber, notice: Notice, now: dat
     )
     return Outgoing(
         key=notice.id,
-        sender=parseaddr(settings.from_address)[1],
+        sender=envelope_sender(settings.from_address),
         recipient=sub.email,
         data=signed(settings, build_message(rendered, headers)),
         name=f"{sub.email}-{notice.kind.value}-{notice.id}",
@@ -137,6 +136,8 @@ def send_notices(
             log.warning("notice %s (%s): %s (%s)", notice.id, notice.kind.value, result.outcome, result.detail)
 
     transport.deliver(outgoing, on_result)
+    for notice, _sub in claimed.values():
+        session.expire(notice)  # settled by bulk updates: re-read on next access
     return counts
 
 

@@ -65,6 +65,12 @@ class PaperView:
         return "".join(s.text for s in self.snippet)
 
     @property
+    def facts(self) -> str:
+        """Categories and date, for the line under the snippet."""
+        parts = [" ".join(self.categories[:4])] if self.categories else []
+        return " · ".join([*parts, self.published] if self.published else parts)
+
+    @property
     def meta(self) -> str:
         """The one-line facts: upvotes, categories, date."""
         parts = [f"▲ {self.upvotes}"] if self.upvotes else []
@@ -102,24 +108,32 @@ def safe_url(url: str | None) -> str | None:
     return None
 
 
+@lru_cache(maxsize=50_000)
+def _word_positions(text: str) -> dict[str, list[int]]:
+    where: dict[str, list[int]] = {}
+    for n, (_start, _end, word) in enumerate(word_spans(text)):
+        where.setdefault(word, []).append(n)
+    return where
+
+
 def hit_spans(text: str, phrases: frozenset[tuple[str, ...]]) -> list[tuple[int, int]]:
-    """Character spans of the matched words and whole phrases in a text, longest phrase first."""
+    """Character spans of the matched words and whole phrases in a text: scanning left to right,
+    the longest phrase starting at a word wins and hits never overlap."""
     spans = word_spans(text)
-    words = [w for _s, _e, w in spans]
-    by_first: dict[str, list[int]] = {}
+    where = _word_positions(text)
+    longest: dict[int, int] = {}
     for phrase in phrases:
-        by_first.setdefault(phrase[0], []).append(len(phrase))
-    found, i = [], 0
-    while i < len(spans):
-        length = max(
-            (n for n in by_first.get(words[i], ()) if i + n <= len(words) and tuple(words[i : i + n]) in phrases),
-            default=0,
-        )
-        if length:
-            found.append((spans[i][0], spans[i + length - 1][1]))
-            i += length
-        else:
-            i += 1
+        n = len(phrase)
+        for i in where.get(phrase[0], ()):
+            if n > longest.get(i, 0) and i + n <= len(spans) and all(spans[i + k][2] == phrase[k] for k in range(1, n)):
+                longest[i] = n
+    found: list[tuple[int, int]] = []
+    after = 0
+    for i in sorted(longest):
+        if i >= after:
+            n = longest[i]
+            found.append((spans[i][0], spans[i + n - 1][1]))
+            after = i + n
     return found
 
 
@@ -150,6 +164,20 @@ def snippet(abstract: str, phrases: frozenset[tuple[str, ...]], limit: int = SNI
         start = sentence + 2 if sentence >= 0 else first
         return "…" + clip(abstract[start:], limit)
     return clip(abstract, limit)
+
+
+def wrap(text: str, width: int = 72, joiner: str = "\n   ") -> str:
+    """Greedy word wrap for the plaintext part (textwrap is ten times slower, and this is all we need)."""
+    lines: list[str] = []
+    line = ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line)
+    return joiner.join(lines)
 
 
 def short_authors(names: Sequence[str], shown: int = AUTHORS_SHOWN) -> str:
@@ -283,6 +311,7 @@ def inline_css(source: str) -> str:
         disable_link_rewrites=True,
         disable_validation=True,
         strip_important=False,  # the @media rules left in <style> must still beat inline styles
+        disable_basic_attributes=["bgcolor", "align", "width", "height"],  # keep the mail small
         cssutils_logging_level="CRITICAL",
     ).transform()
     if source.lstrip().lower().startswith("<!doctype") and not inlined.lower().startswith("<!doctype"):
@@ -359,6 +388,7 @@ def environment(folder: Path) -> Environment:
         lstrip_blocks=True,
         auto_reload=False,
     )
+    env.filters["wrap"] = wrap
     if folder.joinpath("digest.html").exists():
         env.get_template("digest.html")  # compile once, up front
     return env

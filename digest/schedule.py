@@ -88,3 +88,8 @@ def latest_slot(schedule: Schedule, now: datetime) -> Slot:
 def previous_slot(schedule: Schedule, now: datetime) -> Slot:
     """The scheduled send before the latest one: where a first digest's window starts."""
     return _slots_before(schedule, now, skip=1)
+
+
+def slot_back(schedule: Schedule, now: datetime, n: int) -> Slot:
+    """The slot `n` sends before the latest one (0 is the latest)."""
+    return _slots_before(schedule, now, skip=n)

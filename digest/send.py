@@ -222,7 +222,7 @@ class SmtpTransport:
                     continue
             if self.gate is not None:
                 await self.gate.wait()
-            report(await _send_one(smtp, message))
+            report(await _send_one(smtp, message, self.timeout))
         if smtp is not None and smtp.is_connected:
             try:
                 await smtp.quit()
@@ -241,14 +241,32 @@ def _describe(exc: BaseException) -> str:
     return f"{code} {message}" if code else f"{type(exc).__name__}: {message}"
 
 
-async def _send_one(smtp: aiosmtplib.SMTP, message: Outgoing) -> Result:
+def dot_stuffed(data: bytes) -> bytes:
+    """The DATA payload: lines starting with "." doubled, CRLF-terminated, then the final ".".
+    Done once with bytes.replace (C), not with a regex per line as generic clients do."""
+    body = data.replace(b"\r\n.", b"\r\n..")
+    if body.startswith(b"."):
+        body = b"." + body
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    return body + b".\r\n"
+
+
+async def _send_one(smtp: aiosmtplib.SMTP, message: Outgoing, timeout: float) -> Result:
     stage = "mail"
     try:
         await smtp.mail(message.sender)
         stage = "rcpt"
         await smtp.rcpt(message.recipient)
         stage = "data"
-        response = await smtp.data(message.data)
+        reply = await smtp.execute_command(b"DATA", timeout=timeout)
+        if reply.code != 354:
+            raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+        stage = "body"  # from here on, the message may have reached the relay
+        smtp.protocol.write(dot_stuffed(message.data))  # type: ignore[union-attr]
+        response = await smtp.protocol.read_response(timeout=timeout)  # type: ignore[union-attr]
+        if response.code != 250:
+            raise aiosmtplib.SMTPDataError(response.code, response.message)
     except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
         return await _failure(smtp, message, exc, stage)
     return Result(message.key, Outcome.SENT, f"{response.code} {response.message}"[:300], response.code)
@@ -256,7 +274,7 @@ async def _send_one(smtp: aiosmtplib.SMTP, message: Outgoing) -> Result:
 
 async def _failure(smtp: aiosmtplib.SMTP, message: Outgoing, exc: BaseException, stage: str) -> Result:
     code = _code(exc)
-    outcome = classify(code, body_sent=stage == "data", stage=stage)
+    outcome = classify(code, body_sent=stage == "body", stage="data" if stage == "body" else stage)
     if code is not None and smtp.is_connected and code != 421:
         try:
             await smtp.rset()  # reuse the connection for the next message
@@ -265,4 +283,5 @@ async def _failure(smtp: aiosmtplib.SMTP, message: Outgoing, exc: BaseException,
     elif smtp.is_connected:
         smtp.close()
     permanent = outcome is Outcome.FAILED and stage == "rcpt"
-    return Result(message.key, outcome, f"{stage}: {_describe(exc)}"[:500], code, permanent)
+    where = "data" if stage == "body" else stage
+    return Result(message.key, outcome, f"{where}: {_describe(exc)}"[:500], code, permanent)

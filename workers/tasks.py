@@ -45,11 +45,14 @@ def fetch_sources(only: str | None = None) -> dict[str, str]:
 def plan_sends(now_iso: str | None = None) -> int:
     """Find every reader whose digest is due and fan them out as a group of chunk tasks."""
     now = _when(now_iso)
+    planned = 0
     with open_session(_engine()) as session:
-        chunks = list(plan_due(session, now, _settings().send_batch_size))
-    if chunks:
-        group(send_digests.s(ids, now.isoformat()) for ids in chunks).apply_async()
-    return sum(len(ids) for ids in chunks)
+        # Each chunk is queued as soon as its page is planned: workers start at once, and the
+        # planner never holds the whole table's ids.
+        for ids in plan_due(session, now, _settings().send_batch_size):
+            send_digests.delay(ids, now.isoformat())
+            planned += len(ids)
+    return planned
 
 
 @app.task(name="digest.sweep")

@@ -1,0 +1,78 @@
+"""The benchmark's own database: a fresh SQLite file, or a dedicated schema in PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+
+from digest.db import init_db, make_engine
+
+PG_SCHEMA = "paper_digest_bench"
+
+
+class BenchDatabaseError(RuntimeError):
+    """The database URL cannot be used safely by the benchmark."""
+
+
+def prepare(url: str | None, workdir: Path) -> str:
+    """A URL for an empty bench database with every table created.
+
+    - no URL: a fresh SQLite file under `workdir`;
+    - a SQLite URL: that file, which must not exist yet (or be under bench/results/, then it is replaced);
+    - a PostgreSQL URL: the schema `paper_digest_bench` is dropped and created again, and the URL
+      returned pins `search_path` to it, so nothing outside that schema is ever touched.
+    """
+    if url is None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{(workdir / 'bench.sqlite3').resolve()}"
+        _remove_sqlite(Path(make_url(url).database or ""))
+    elif url.startswith("sqlite"):
+        path = Path(make_url(url).database or "").resolve()
+        results = Path(__file__).resolve().parent / "results"
+        if path.exists() and results not in path.parents:
+            raise BenchDatabaseError(f"{path} exists; give a new SQLite file (the benchmark fills it)")
+        _remove_sqlite(path)
+        url = f"sqlite:///{path}"
+    elif url.startswith("postgresql"):
+        url = _pg_schema(url)
+    else:
+        raise BenchDatabaseError(f"unsupported database URL {url!r} (SQLite or PostgreSQL)")
+    engine = make_engine(url)
+    try:
+        init_db(engine)
+    finally:
+        engine.dispose()
+    return url
+
+
+def _remove_sqlite(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def _pg_schema(url: str) -> str:
+    parsed = make_url(url)
+    if "options" in parsed.query:
+        raise BenchDatabaseError("give the PostgreSQL URL without `options`: the bench sets search_path itself")
+    admin = create_engine(url)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{PG_SCHEMA}" CASCADE'))
+            conn.execute(text(f'CREATE SCHEMA "{PG_SCHEMA}"'))
+    finally:
+        admin.dispose()
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}options={quote(f'-csearch_path={PG_SCHEMA}')}"
+
+
+def engine_for(url: str) -> Engine:
+    """The project's own engine for this URL (same pragmas and pool as the workers use)."""
+    return make_engine(url)
+
+
+def describe(url: str) -> str:
+    """The URL without a password, for the report."""
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,94 @@
+"""The big-day benchmark runs end to end at its quick size, as a real process, and writes a complete
+report. No timing is asserted here: speed lives in the benchmark's report, as ratios and targets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.smtp import which
+from digest.config import PROJECT_ROOT
+from tests.conftest import IN_CI, port_open, require
+
+STAGE_KEYS = {
+    "match": ["subscribers", "subscribers_per_s", "match_s", "index_build_s", "peak_rss_mb"],
+    "match_quarter": ["subscribers", "subscribers_per_s", "match_s", "peak_rss_mb"],
+    "digest": ["digests", "mean_message_bytes", "peak_rss_mb"],
+    "naive": ["digests", "per_s", "cpu_ms_each", "peak_rss_mb"],
+    "e2e": ["subscribers_processed", "digests_sent", "digests_per_s", "wall_s", "cpu_ms_per_digest", "peak_rss_mb"],
+}
+DIGEST_PARTS = {
+    "render": ["per_s", "cpu_ms_each"],
+    "mime": ["per_s", "cpu_ms_each"],
+    "send": ["per_s", "cpu_ms_each"],
+    "per_digest": ["per_s", "cpu_ms_each", "compose_cpu_ms_each"],
+}
+CELERY_KEYS = ["digests_sent", "digests_per_s", "wall_s", "projected_wall_s", "worker_cpu_s", "peak_rss_mb", "settled"]
+TARGETS = {
+    "match_100k_s",
+    "per_digest_cpu_ms",
+    "e2e_100k_2_workers_s",
+    "e2e_vs_naive",
+    "send_fraction_of_smtp_source",
+    "peak_rss_mb",
+    "memory_sublinear",
+    "scaling_1_to_2_workers",
+}
+
+
+def _positive(section: dict[str, object], keys: list[str], where: str) -> None:
+    for key in keys:
+        value = section.get(key)
+        assert isinstance(value, int | float) and value > 0, f"{where}.{key} should be a positive number, got {value!r}"
+
+
+def _can_get_smtp_tools() -> bool:
+    """smtp-sink is there, or the bench can install it (root with apt-get)."""
+    return bool(which("smtp-sink") and which("smtp-source")) or (os.geteuid() == 0 and bool(which("apt-get")))
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+def test_benchmark_runs_end_to_end_at_quick_size(tmp_path: Path) -> None:
+    require("Redis on 127.0.0.1:6379", port_open("127.0.0.1", 6379))
+    require("smtp-sink (Debian's postfix, or root to install it)", _can_get_smtp_tools())
+    out = tmp_path / "results"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=840,
+    )  # fmt: skip
+    assert done.returncode == 0, f"the benchmark failed (CI={IN_CI}):\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+
+    report = json.loads((out / "latest.json").read_text())
+    table = (out / "latest.md").read_text()
+    assert report["meta"]["quick"] is True
+    assert report["meta"]["subscribers"] == 2_000 and report["meta"]["papers"] == 300
+    assert report["generate"]["readers"] == 2_000
+    assert report["generate"]["distinct_topics"] >= 100, "a few hundred distinct topics, Zipf-distributed"
+
+    stages = report["stages"]
+    for stage, keys in STAGE_KEYS.items():
+        assert stage in stages, f"stage {stage} missing from the report"
+        _positive(stages[stage], keys, stage)
+    for part, keys in DIGEST_PARTS.items():
+        _positive(stages["digest"][part], keys, f"digest.{part}")
+    assert stages["match"]["subscribers"] == 2_000 and stages["match_quarter"]["subscribers"] == 500
+    _positive(report["smtp_source"], ["msg_per_s", "message_bytes", "sessions"], "smtp_source")
+
+    for workers in ("1", "2"):
+        assert workers in report["celery"], f"the Celery run with {workers} worker(s) is missing"
+        _positive(report["celery"][workers], CELERY_KEYS, f"celery.{workers}")
+
+    targets = {t["id"]: t for t in report["targets"]}
+    assert set(targets) == TARGETS
+    for t in targets.values():
+        assert t["goal"] and t["shown"], t
+        assert isinstance(t["pass"], bool), f"target {t['id']} has no pass/fail mark"
+        assert t["target"] in table
+    assert "✅" in table or "❌" in table
