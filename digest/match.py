@@ -324,7 +324,11 @@ class Selection:
     more: int
 
 
-SELECTION_CACHE_MAX = 100_000  # per index: selections hold shared Match objects, a few hundred bytes each
+# Per index, bounded so a worker's memory stops growing with the number of readers: a big day has
+# tens of thousands of distinct (topics, limits) selections, each about a kilobyte with its matches;
+# a full cache starts over (the popular keys come straight back).
+SELECTION_CACHE_MAX = 10_000
+MATCH_CACHE_MAX = 40_000
 
 
 def select(
@@ -393,7 +397,7 @@ def _match_for(index: PaperIndex, i: int, compiled: Sequence[CompiledTopic]) -> 
             abstract_hits=sum(t.hits[i].abstract for t in hit),
             highlight=frozenset().union(*(t.phrases for t in hit)),
         )
-        if len(index.matches) >= SELECTION_CACHE_MAX:
+        if len(index.matches) >= MATCH_CACHE_MAX:
             index.matches.clear()
         index.matches[key] = match
     return match
