@@ -123,6 +123,24 @@ def worker_env(database_url: str, broker_url: str, queue: str, smtp_url: str, ba
     return env
 
 
+def _cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) a process has used so far; 0 if there is none."""
+    if pid is None:
+        return 0.0
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
+
+
+def _busy_cores(before: Any, after: Any) -> float:
+    """How many of the machine's cores were busy on average between two psutil.cpu_times()."""
+    idle = (after.idle + getattr(after, "iowait", 0.0)) - (before.idle + getattr(before, "iowait", 0.0))
+    total = sum(after) - sum(before)
+    return (psutil.cpu_count() or 1) * (1 - idle / total) if total > 0 else 0.0
+
+
 def _counts(engine: Engine) -> dict[str, int]:
     table = Delivery.__table__  # type: ignore[attr-defined]
     with engine.connect() as conn:
@@ -147,6 +165,7 @@ def run(
     folder: Path,
     budget: float,
     batch_size: int = 200,
+    sink_pid: int | None = None,
 ) -> dict[str, Any]:
     """Send the whole day with `workers` worker processes; the delivery table must start empty."""
     from digest.config import Settings
@@ -169,6 +188,7 @@ def run(
         for w in pool:  # CPU spent starting up is not the send's
             w.sample()
         startup_cpu = sum(sum(w.cpu.values()) for w in pool)
+        machine_before, sink_before = psutil.cpu_times(), _cpu_s(sink_pid)
         app = make_celery(Settings(_env_file=None, broker_url=broker_url, celery_queue=queue, sources=[]))
         started = time.perf_counter()
         app.send_task("digest.plan_sends", args=[now_iso], queue=queue)
@@ -192,6 +212,8 @@ def run(
         wall = time.perf_counter() - started
         for w in pool:
             w.sample()
+        machine = _busy_cores(machine_before, psutil.cpu_times())
+        sink_cores = (_cpu_s(sink_pid) - sink_before) / max(wall, 1e-9)
     finally:
         _clear_queue(client, queue)
         for w in pool:
@@ -219,6 +241,10 @@ def run(
         "projected_wall_s": round(projected, 1),
         "stopped_at_budget": stopped_early,
         "worker_cpu_s": round(cpu, 2),
+        # Where the machine's cores went while the run lasted: the workers, smtp-sink, the rest.
+        "cores_busy": round(machine, 2),
+        "worker_cores": round(cpu / max(wall, 1e-9), 2),
+        "sink_cores": round(sink_cores, 2),
         "cpu_ms_per_digest": round(1000 * cpu / max(1, sent), 3),
         "peak_rss_mb_by_process": peaks,
         "peak_rss_mb": max(peaks.values(), default=0.0),

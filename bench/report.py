@@ -122,12 +122,25 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
             _target(
                 "scaling_1_to_2_workers", "Throughput, 2 worker processes ÷ 1", "≥ 1.6×", round(ratio, 2),
                 f"{ratio:.2f}× ({one['projected_wall_s']:.0f} s → {two['projected_wall_s']:.0f} s for {n:,})",
-                ratio >= 1.6,
+                ratio >= 1.6, _cores_note(result),
             )
         )  # fmt: skip
     else:
         out.append(_target("scaling_1_to_2_workers", "Throughput, 2 workers ÷ 1", "≥ 1.6×", None, "not run", None))
     return out
+
+
+def _cores_note(result: dict[str, Any]) -> str:
+    """Where the cores went in each Celery run: workers, smtp-sink (on the same machine), the rest."""
+    cpus = result["meta"]["cpus"]
+    parts = []
+    for workers, run in sorted((result.get("celery") or {}).items()):
+        if "cores_busy" in run:
+            parts.append(
+                f"×{workers}: {run['cores_busy']:.2f} of {cpus} cores busy — workers {run['worker_cores']:.2f}, "
+                f"smtp-sink {run['sink_cores']:.2f}"
+            )
+    return "; ".join(parts)
 
 
 def _long_runs(result: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -217,6 +217,7 @@ def _run(args: argparse.Namespace, work: Path, sink: smtp.Sink, tools: dict[str,
             celery[str(workers)] = celery_run.run(
                 workers, engine=engine, database_url=url, broker_url=args.redis, smtp_url=sink.url,
                 now_iso=now.isoformat(), expected=n, folder=work / f"celery-{workers}", budget=args.budget,
+                sink_pid=sink.pid,
             )  # fmt: skip
             got = celery[str(workers)]
             _check_sink(sink, before, got["digests_sent"], f"Celery run with {workers} worker(s)", at_least=True)
