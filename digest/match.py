@@ -180,6 +180,18 @@ class PaperIndex:
         for cat in paper.categories:
             self._categories[cat.casefold()] |= 1 << i
 
+    def occurs(self, i: int, phrase: tuple[str, ...]) -> bool:
+        """Whether the phrase's words stand next to each other in paper i's title or abstract."""
+        for name in ("title", "abstract"):
+            postings = self._postings[name]
+            starts = postings.get(phrase[0], {}).get(i)
+            if not starts:
+                continue
+            rest = [set(postings.get(word, {}).get(i, ())) for word in phrase[1:]]
+            if any(all(start + k in at for k, at in enumerate(rest, 1)) for start in starts):
+                return True
+        return False
+
     def _word_mask(self, name: str, word: str) -> int:
         """Papers whose field contains the word (built on first use, then kept)."""
         key = (name, word)
@@ -395,7 +407,8 @@ def _match_for(index: PaperIndex, i: int, compiled: Sequence[CompiledTopic]) -> 
             topics=key[1],
             title_hits=sum(t.hits[i].title for t in hit),
             abstract_hits=sum(t.hits[i].abstract for t in hit),
-            highlight=frozenset().union(*(t.phrases for t in hit)),
+            # Only what occurs in this paper: readers whose topics differ elsewhere then share its card.
+            highlight=frozenset(p for t in hit for p in t.phrases if index.occurs(i, p)),
         )
         if len(index.matches) >= MATCH_CACHE_MAX:
             index.matches.clear()

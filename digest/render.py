@@ -232,11 +232,14 @@ def subject_topics(topics: Sequence[str], matches: Sequence[Match]) -> list[str]
 
 @dataclass(frozen=True)
 class Card:
-    """One paper as the email shows it: its view, and its HTML and text, rendered once."""
+    """One paper as the email shows it: its view, its HTML and text body (rendered once, shared by
+    every reader who gets the paper with the same highlights), and which of this reader's topics
+    it matched (the card's last line, rendered per reader)."""
 
     view: PaperView
     html: Markup
     text: str
+    topics: tuple[str, ...] = ()
 
 
 _CARDS: OrderedDict[tuple[object, ...], Card] = OrderedDict()
@@ -249,24 +252,24 @@ def paper_view(match: Match) -> PaperView:
 
 
 def paper_card(folder: Path, match: Match) -> Card:
-    """A paper's card, cached: many readers get the same paper with the same highlights and topics,
-    so the HTML and text of a card are rendered once and reused across their digests."""
+    """A paper's card. The body is cached: many readers get the same paper with the same
+    highlights, so its HTML and text are rendered once and reused across their digests."""
     paper = match.paper
-    key = (folder, paper.id, paper.title, paper.abstract, paper.upvotes, match.highlight, match.topics)
-    card = _CARDS.get(key)
-    if card is None:
-        view = _build_view(match)
+    key = (folder, paper.id, paper.title, paper.abstract, paper.upvotes, match.highlight)
+    body = _CARDS.get(key)
+    if body is None:
+        view = _build_view(match, with_topics=False)
         env = environment(folder)
         html = Markup(env.get_template("_card.html").render(p=view))
-        text = env.get_template("_card.txt").render(p=view) + "\n"
-        card = Card(view, html, text)
-        _CARDS[key] = card
+        text = env.get_template("_card.txt").render(p=view)  # ends with its last line's newline
+        body = Card(view, html, text)
+        _CARDS[key] = body
         if len(_CARDS) > _CARDS_MAX:
             _CARDS.popitem(last=False)
-    return card
+    return Card(body.view, body.html, body.text, tuple(topic_label(t) for t in match.topics))
 
 
-def _build_view(match: Match) -> PaperView:
+def _build_view(match: Match, *, with_topics: bool = True) -> PaperView:
     paper = match.paper
     phrases = match.highlight
     return PaperView(
@@ -277,7 +280,7 @@ def _build_view(match: Match) -> PaperView:
         snippet=segments(snippet(paper.abstract, phrases), phrases),
         categories=list(paper.categories),
         upvotes=paper.upvotes,
-        topics=[topic_label(t) for t in match.topics],
+        topics=[topic_label(t) for t in match.topics] if with_topics else [],
         published=f"{paper.published:%d %b %Y}" if paper.published else "",
     )
 

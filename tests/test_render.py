@@ -238,3 +238,31 @@ def test_a_phrase_cut_off_by_the_end_of_the_text_is_not_a_hit() -> None:
     assert [(p.text, p.hit) for p in parts] == [("Guidance for ", False), ("diffusion", True)]
     parts = segments("Diffusion models", phrases)
     assert [(p.text, p.hit) for p in parts] == [("Diffusion models", True)]
+
+
+def test_readers_share_a_card_body_but_each_sees_their_own_topics_and_highlights() -> None:
+    """A card's body is rendered once per (paper, highlights that occur in it): a reader whose extra
+    topic words never occur in the paper shares it; the "Matched:" line is still each reader's own,
+    and a reader whose topic highlights different words gets a different body."""
+    from digest.render import paper_card
+
+    index = PaperIndex(PAPERS)
+    only = select(index, ['"KV cache"'], candidates=index.all, cap=5).matches[0]
+    extra = select(index, ['"KV cache" OR "speculative decoding"'], candidates=index.all, cap=5)
+    other = select(index, ["clustering"], candidates=index.all, cap=5).matches[0]
+    assert only.paper.id == extra.matches[0].paper.id == other.paper.id == "2611.00001"
+
+    a, b, c = paper_card(TEMPLATES, only), paper_card(TEMPLATES, extra.matches[0]), paper_card(TEMPLATES, other)
+    assert a.html is b.html and a.text is b.text  # the same body, rendered once
+    assert (a.topics, b.topics) == (("KV cache",), ("KV cache",))
+    assert c.html is not a.html and c.topics == ("clustering",)
+    assert '<span class="hit"' in c.html and ">clustering</span>" in c.html
+    assert ">clustering</span>" not in a.html and ">KV cache</span>" in a.html
+
+    ctx = DigestContext(
+        recipient="ada@example.org", topics=["clustering"], date=SEEN, manage_url="https://x/m",
+        unsubscribe_url="https://x/u", list_name="Paper Digest", base_url="https://x",
+    )  # fmt: skip
+    rendered = render_digest(TEMPLATES, ctx, [other], 0)
+    assert "Matched: clustering" in rendered.text and ">Matched: clustering</p>" in rendered.html
+    assert "Matched: KV cache" not in rendered.text
