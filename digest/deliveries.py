@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, exists, func, or_, text, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import CursorResult
+from sqlalchemy.engine import Connection, CursorResult
 from sqlmodel import Session, col, select
 
 from digest.models import Delivery, DeliveryStatus, Notice, Subscriber, SubscriberStatus
@@ -218,7 +218,7 @@ def skip_inactive(session: Session, delivery_ids: Sequence[int]) -> int:
 
 
 def settle(
-    session: Session,
+    db: Session | Connection,
     result: Result,
     now: datetime,
     attempts: int,
@@ -245,12 +245,13 @@ def settle(
         "new_sent_at": sent_at,
         "new_due_at": due_at,
     }
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = db.dialect.name if isinstance(db, Connection) else db.get_bind().dialect.name
+    if dialect == "postgresql":
         # Recording an outcome need not wait for the disk: if PostgreSQL itself crashes in the next
         # instant, the row stays `sending` and the sweeper calls it `unknown` — never resent.
-        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-    session.execute(_settle_statement(table), params)
-    session.commit()
+        db.execute(text("SET LOCAL synchronous_commit TO OFF"))
+    db.execute(_settle_statement(table), params)
+    db.commit()
 
 
 @lru_cache(maxsize=4)

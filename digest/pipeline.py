@@ -6,11 +6,14 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import bindparam
 from sqlalchemy import select as sa_select
+from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
 from digest import deliveries, dkim
@@ -261,7 +264,29 @@ def _send_claimed(
     report: SendReport, clock: Clock,
 ) -> None:  # fmt: skip
     rows = {r.id: r for r in session.exec(select(Delivery).where(col(Delivery.id).in_(claimed)))}
-    active = ActiveReaders(session)
+    session.commit()  # hold no snapshot open while sending (loaded objects stay readable)
+    # Each message's status check and outcome go through one Core connection held for the chunk:
+    # a Session commit per message costs several times the statement itself.
+    with _own_connection(session) as conn:
+        _compose_and_deliver(session, conn, settings, transport, chunk, rows, report, clock)
+
+
+@contextmanager
+def _own_connection(session: Session) -> Iterator[Connection]:
+    """A connection of the session's engine for this block (the session's own when it is bound to one)."""
+    bind = session.get_bind()
+    if isinstance(bind, Connection):
+        yield bind
+        return
+    with bind.connect() as conn:
+        yield conn
+
+
+def _compose_and_deliver(
+    session: Session, conn: Connection, settings: Settings, transport: Transport, chunk: _Chunk,
+    rows: dict[int | None, Delivery], report: SendReport, clock: Clock,
+) -> None:  # fmt: skip
+    active = ActiveReaders(conn)
     outgoing: list[Outgoing] = []
     for row in rows.values():
         sub = chunk.subs[row.subscriber_id]
@@ -270,7 +295,7 @@ def _send_claimed(
         except Exception as exc:  # one unrenderable digest must not stop the batch
             log.exception("could not compose delivery %s", row.id)
             _settle(
-                session,
+                conn,
                 settings,
                 row,
                 Result(row.id or 0, Outcome.FAILED, f"could not compose: {exc}"[:300]),
@@ -281,7 +306,7 @@ def _send_claimed(
 
     def on_result(result: Result) -> None:
         row = rows[result.key]
-        _settle(session, settings, row, result, report, clock)
+        _settle(conn, settings, row, result, report, clock)
         sub = chunk.subs[row.subscriber_id]
         if result.permanent_recipient:
             suppress(session, sub.email, f"hard bounce: {result.detail}", clock())
@@ -296,7 +321,8 @@ def _send_claimed(
         session.expire(row)  # settled by bulk updates: re-read on next access
 
 
-_STATUS_OF = sa_select(col(Subscriber.status)).where(col(Subscriber.id) == bindparam("sid"))
+_READERS: Any = Subscriber.__table__  # type: ignore[attr-defined]
+_STATUS_OF = sa_select(_READERS.c.status).where(_READERS.c.id == bindparam("sid"))
 
 
 class ActiveReaders:
@@ -304,25 +330,25 @@ class ActiveReaders:
     per message (a statement built once), so an unsubscribe arriving mid-batch stops the very next
     email."""
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    def __init__(self, db: Session | Connection) -> None:
+        self.db = db
 
     def veto(self, sub: Subscriber) -> Callable[[], str | None]:
         """The check for one reader's message."""
 
         def check() -> str | None:
-            status = self.session.execute(_STATUS_OF, {"sid": sub.id}).scalar()
-            self.session.commit()  # hold no transaction open while the message is on the wire
+            status = self.db.execute(_STATUS_OF, {"sid": sub.id}).scalar()
+            self.db.commit()  # hold no transaction open while the message is on the wire
             return None if status == SubscriberStatus.ACTIVE else f"subscriber {status} before sending"
 
         return check
 
 
 def _settle(
-    session: Session, settings: Settings, row: Delivery, result: Result, report: SendReport, clock: Clock
+    db: Session | Connection, settings: Settings, row: Delivery, result: Result, report: SendReport, clock: Clock
 ) -> None:
     give_up = row.created_at + timedelta(days=7 if row.period[5:6] == "W" else 1)
-    deliveries.settle(session, result, clock(), row.attempts, give_up, policy=settings.retry_policy)
+    deliveries.settle(db, result, clock(), row.attempts, give_up, policy=settings.retry_policy)
     report.counts[result.outcome.value] += 1
     if result.outcome is not Outcome.SENT:
         log.warning(
