@@ -39,8 +39,8 @@ from digest.config import Settings
 from digest.db import make_engine, open_session
 from digest.match import PaperIndex, annotate
 from digest.match import select as select_papers
-from digest.mime import Headers, build_message, domain_of, make_message_id
-from digest.models import Delivery, DeliveryStatus, Subscriber
+from digest.mime import Headers, build_message, domain_of
+from digest.models import Delivery, Subscriber
 from digest.pipeline import compose_message, links, load_index, plan_due, render_for, schedule_of, send_chunk
 from digest.render import (
     DigestContext,
@@ -153,7 +153,7 @@ def stage_match(cfg: dict[str, Any]) -> dict[str, Any]:
     engine = make_engine(settings.database_url)
     now = _now(cfg)
     start = previous_slot_start(now)
-    end = pipeline.window_end(settings, now) if hasattr(pipeline, "window_end") else now
+    end = pipeline.window_end(settings, now)
     base_rss = rss_mb()
     index_clock, load_clock, match_clock = Clock(), Clock(), Clock()
     with index_clock.run(), open_session(engine) as session:
@@ -218,8 +218,7 @@ def _sample(settings: Settings, engine: Any, now: datetime, count: int) -> tuple
     # The first readers in id order, as a fresh worker meets them chunk after chunk (the readers'
     # topics are drawn at random, so a contiguous block is a random sample).
     wanted = list(range(low, min(high, low + 2 * count + 100) + 1))
-    end = pipeline.window_end(settings, now) if hasattr(pipeline, "window_end") else now
-    domain = domain_of(settings.from_address)
+    end = pipeline.window_end(settings, now)
     with open_session(engine) as session:
         index = load_index(session, now - timedelta(days=3650), end)
         picked: list[tuple[Subscriber, Delivery]] = []
@@ -231,27 +230,10 @@ def _sample(settings: Settings, engine: Any, now: datetime, count: int) -> tuple
                 assert sub.id is not None
                 slot = latest_slot(schedule_of(sub), now)
                 start = previous_slot(schedule_of(sub), now).due  # where yesterday's digest ended
-                chosen = select_papers(
-                    index,
-                    sub.topics,
-                    candidates=index.window(start, end),
-                    min_upvotes=sub.min_upvotes,
-                    cap=sub.max_papers,
-                )
-                if not chosen.matches:
+                planned = pipeline._new_row(settings, sub, slot, index, start, end, now)  # what the pipeline composes
+                if not planned.paper_ids:
                     continue
-                row = Delivery(  # what the pipeline composes for this reader (kept in memory)
-                    id=len(picked) + 1,
-                    subscriber_id=sub.id,
-                    period=slot.period,
-                    status=DeliveryStatus.PENDING,
-                    paper_ids=[m.paper.id for m in chosen.matches],
-                    more_count=chosen.more,
-                    window_start=start,
-                    window_end=end,
-                    message_id=make_message_id(settings.secret_key, sub.id, slot.period, domain),
-                    created_at=now,
-                )
+                row = Delivery(id=len(picked) + 1, **planned.values())  # kept in memory, never inserted
                 picked.append((sub, row))
                 if len(picked) >= count:
                     return index, picked
@@ -280,13 +262,12 @@ def _context(settings: Settings, sub: Subscriber, row: Delivery) -> DigestContex
 
 
 def _headers(settings: Settings, sub: Subscriber, row: Delivery, unsubscribe_url: str) -> Headers:
-    domain = domain_of(settings.from_address)
     return Headers(
         sender=settings.from_address,
         recipient=sub.email,
         date=row.created_at,
         message_id=row.message_id,
-        list_id=f"{settings.list_name} <digest.{domain}>",
+        list_id=f"{settings.list_name} <digest.{domain_of(settings.from_address)}>",
         unsubscribe_url=unsubscribe_url,
     )
 

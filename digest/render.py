@@ -73,10 +73,7 @@ class PaperView:
     @property
     def meta(self) -> str:
         """The one-line facts: upvotes, categories, date."""
-        parts = [f"▲ {self.upvotes}"] if self.upvotes else []
-        parts += [" ".join(self.categories[:4])] if self.categories else []
-        parts += [self.published] if self.published else []
-        return " · ".join(parts)
+        return " · ".join(part for part in (f"▲ {self.upvotes}" if self.upvotes else "", self.facts) if part)
 
 
 @dataclass(frozen=True)
