@@ -34,14 +34,17 @@ from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 
-from digest import pipeline
+from digest import compose, pipeline
+from digest.compose import render_for
 from digest.config import Settings
 from digest.db import make_engine, open_session
+from digest.index import load_index
 from digest.match import PaperIndex, annotate
 from digest.match import select as select_papers
-from digest.mime import Headers, build_message, domain_of
+from digest.mime import Headers, build_message
 from digest.models import Delivery, Subscriber
-from digest.pipeline import compose_message, links, load_index, plan_due, render_for, schedule_of, send_chunk
+from digest.pipeline import send_chunk
+from digest.plan import Due, Window, plan_due, schedule_of, window_end
 from digest.render import (
     DigestContext,
     environment,
@@ -153,7 +156,7 @@ def stage_match(cfg: dict[str, Any]) -> dict[str, Any]:
     engine = make_engine(settings.database_url)
     now = _now(cfg)
     start = previous_slot_start(now)
-    end = pipeline.window_end(settings, now)
+    end = window_end(settings, now)
     base_rss = rss_mb()
     index_clock, load_clock, match_clock = Clock(), Clock(), Clock()
     with index_clock.run(), open_session(engine) as session:
@@ -218,7 +221,7 @@ def _sample(settings: Settings, engine: Any, now: datetime, count: int) -> tuple
     # The first readers in id order, as a fresh worker meets them chunk after chunk (the readers'
     # topics are drawn at random, so a contiguous block is a random sample).
     wanted = list(range(low, min(high, low + 2 * count + 100) + 1))
-    end = pipeline.window_end(settings, now)
+    end = window_end(settings, now)
     with open_session(engine) as session:
         index = load_index(session, now - timedelta(days=3650), end)
         picked: list[tuple[Subscriber, Delivery]] = []
@@ -230,7 +233,8 @@ def _sample(settings: Settings, engine: Any, now: datetime, count: int) -> tuple
                 assert sub.id is not None
                 slot = latest_slot(schedule_of(sub), now)
                 start = previous_slot(schedule_of(sub), now).due  # where yesterday's digest ended
-                planned = pipeline._new_row(settings, sub, slot, index, start, end, now)  # what the pipeline composes
+                due = Due(sub, slot, Window(start, end))
+                planned = pipeline.select_for(settings, due, index, now)  # what the pipeline records
                 if not planned.paper_ids:
                     continue
                 row = Delivery(id=len(picked) + 1, **planned.values())  # kept in memory, never inserted
@@ -249,27 +253,12 @@ def _renders(settings: Settings, sub: Subscriber, row: Delivery, index: PaperInd
 
 
 def _context(settings: Settings, sub: Subscriber, row: Delivery) -> DigestContext:
-    manage_url, unsubscribe_url = links(settings, sub)
-    return DigestContext(
-        recipient=sub.email,
-        topics=sub.topics,
-        date=row.created_at.astimezone(zone(sub.timezone)),
-        manage_url=manage_url,
-        unsubscribe_url=unsubscribe_url,
-        list_name=settings.list_name,
-        base_url=settings.base_url,
-    )
+    urls = compose.links(settings, sub, row.created_at)
+    return compose.context(settings, sub, row.created_at.astimezone(zone(sub.timezone)), urls)
 
 
 def _headers(settings: Settings, sub: Subscriber, row: Delivery, unsubscribe_url: str) -> Headers:
-    return Headers(
-        sender=settings.from_address,
-        recipient=sub.email,
-        date=row.created_at,
-        message_id=row.message_id,
-        list_id=f"{settings.list_name} <digest.{domain_of(settings.from_address)}>",
-        unsubscribe_url=unsubscribe_url,
-    )
+    return compose.headers(settings, sub, row.created_at, row.message_id, unsubscribe_url, listed=True)
 
 
 def _deliver(transport: SmtpTransport, messages: list[Outgoing]) -> Counter[str]:
@@ -316,7 +305,7 @@ def stage_digest(cfg: dict[str, Any]) -> dict[str, Any]:
         with cold_compose.run():
             for sub, row in candidates:
                 try:
-                    outgoing.append(compose_message(settings, sub, row, index))
+                    outgoing.append(compose.digest_message(settings, sub, row.id or 0, row, index))
                 except Exception as exc:
                     errors.append(f"subscriber {sub.id} {sub.topics}: {type(exc).__name__}: {exc}")
                     continue
@@ -362,13 +351,13 @@ def stage_digest(cfg: dict[str, Any]) -> dict[str, Any]:
     # The same path again with this process's caches warm (cards, words, topics already seen).
     path_runs, compose_cpu = [], []
     for _ in range(max(1, reps - 1)):
-        compose, total = Clock(), Clock()
+        compose_clock, total = Clock(), Clock()
         with total.run():
-            with compose.run():
-                outgoing = [compose_message(settings, sub, row, index) for sub, row in sample]
+            with compose_clock.run():
+                outgoing = [compose.digest_message(settings, sub, row.id or 0, row, index) for sub, row in sample]
             path_outcomes += _deliver(transport, outgoing)
         path_runs.append((total.wall, total.cpu))
-        compose_cpu.append(compose.cpu)
+        compose_cpu.append(compose_clock.cpu)
 
     sizes = [len(d) for d in data]
     mean_size = statistics.mean(sizes)
@@ -497,7 +486,8 @@ def stage_naive(cfg: dict[str, Any]) -> dict[str, Any]:
 def stage_e2e(cfg: dict[str, Any]) -> dict[str, Any]:
     """What `digest send` runs: plan_due pages through the readers, send_chunk composes, claims,
     renders and sends each chunk to smtp-sink; stops early (and says so) past the time budget."""
-    from digest.pipeline import make_transport, utcnow
+    from digest.clock import utcnow
+    from digest.send import make_transport
 
     settings = settings_for(cfg)
     engine = make_engine(settings.database_url)

@@ -21,21 +21,17 @@ from sqlmodel import Session, col, func, select
 from digest import demo as demo_module
 from digest import health, logs
 from digest import suppress as suppression
+from digest.clock import utcnow
 from digest.config import Settings, SourceKind
 from digest.db import init_db, make_engine, open_session
 from digest.ingest import SourceReport, ingest_bytes
-from digest.models import Frequency, Paper, Subscriber
+from digest.models import Frequency, Paper, Preferences, Subscriber
 from digest.parse import FeedError
-from digest.pipeline import SendReport, make_transport, run_fetch, run_send, utcnow
+from digest.pipeline import SendReport, run_fetch, run_send
 from digest.pipeline import preview as preview_digest
+from digest.send import make_transport
 from digest.signup import cleanup_pending
-from digest.subscribers import (
-    Preferences,
-    SubscriberError,
-    by_email,
-    normalize_email,
-    subscribe_active,
-)
+from digest.subscribers import SubscriberError, by_email, normalize_email, subscribe_active
 from digest.subscribers import unsubscribe as unsubscribe_sub
 
 app = typer.Typer(help="Daily research-paper digest.", no_args_is_help=True, add_completion=False)

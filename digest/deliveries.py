@@ -6,26 +6,38 @@ by a conditional update that only one worker can win, and committed before any S
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, or_, text, update
+from sqlalchemy import ColumnElement, and_, bindparam, exists, func, or_, text, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, CursorResult
 from sqlmodel import Session, col, select
 
+from digest.config import Settings
 from digest.models import Delivery, DeliveryStatus, Notice, Subscriber, SubscriberStatus
 from digest.retry import DEFAULT_RETRY, RetryPolicy
+from digest.schedule import Period
 from digest.send import Outcome, Result
 
 # Bulk UPDATEs skip matching the statement against every object in the session (which costs
 # milliseconds per row with a few thousand objects loaded); callers expire what they re-read.
 NO_SYNC = {"synchronize_session": False}
 RESENDABLE = (DeliveryStatus.PENDING, DeliveryStatus.RETRY)
+Outbound = type[Delivery] | type[Notice]
+
+
+def waiting_and_due(table: Outbound, now: datetime) -> ColumnElement[bool]:
+    """SQL condition: the row waits to be (re)sent, and its time has come (uses the status/due index)."""
+    return and_(
+        col(table.status).in_(RESENDABLE),
+        or_(col(table.due_at).is_(None), col(table.due_at) <= now),
+    )
 
 
 @dataclass(frozen=True)
@@ -53,24 +65,13 @@ def existing_rows(session: Session, keys: Iterable[tuple[int, str]]) -> dict[tup
     return found
 
 
-def is_due(row: Existing | None, now: datetime) -> bool:
-    """No row yet, or a row waiting to be (re)sent whose time has come."""
-    if row is None:
-        return True
-    return row.status in RESENDABLE and (row.due_at is None or row.due_at <= now)
-
-
 def waiting_rows(session: Session, subscriber_ids: Sequence[int], now: datetime) -> list[tuple[int, int, datetime]]:
     """(id, subscriber, window start) of rows waiting to be (re)sent and due, of any period: a
     digest composed yesterday that crashed before its send still goes out."""
     if not subscriber_ids:
         return []
     columns = [col(Delivery.id), col(Delivery.subscriber_id), col(Delivery.window_start)]
-    query = sa_select(*columns).where(
-        col(Delivery.subscriber_id).in_(subscriber_ids),
-        col(Delivery.status).in_(RESENDABLE),
-        or_(col(Delivery.due_at).is_(None), col(Delivery.due_at) <= now),
-    )
+    query = sa_select(*columns).where(col(Delivery.subscriber_id).in_(subscriber_ids), waiting_and_due(Delivery, now))
     return [(row_id, sid, start) for row_id, sid, start in session.execute(query)]
 
 
@@ -144,20 +145,13 @@ def _insert_statement(dialect: str) -> Any:
     )
 
 
-def insert_ignore(session: Session, row: NewDelivery) -> bool:
-    """Insert one delivery row unless (subscriber, period) already has one. True if inserted."""
-    return bool(insert_many(session, [row]))
-
-
-Outbound = type[Delivery] | type[Notice]
-
-
 def _reader_in(table: Outbound, statuses: Sequence[SubscriberStatus]) -> Any:
     """SQL condition: the row's subscriber is in one of these states (checked at claim time)."""
     return exists().where(and_(col(Subscriber.id) == table.subscriber_id, col(Subscriber.status).in_(statuses)))
 
 
 def _reader_active() -> Any:
+    """SQL condition: the delivery row's reader is still active."""
     return _reader_in(Delivery, [SubscriberStatus.ACTIVE])
 
 
@@ -168,12 +162,7 @@ def claim_many(session: Session, row_ids: Sequence[int], now: datetime) -> list[
         return []
     statement = (
         update(Delivery)
-        .where(
-            col(Delivery.id).in_(row_ids),
-            col(Delivery.status).in_(RESENDABLE),
-            or_(col(Delivery.due_at).is_(None), col(Delivery.due_at) <= now),
-            _reader_in(Delivery, [SubscriberStatus.ACTIVE]),
-        )
+        .where(col(Delivery.id).in_(row_ids), waiting_and_due(Delivery, now), _reader_active())
         .values(status=DeliveryStatus.SENDING, claimed_at=now, attempts=col(Delivery.attempts) + 1)
         .returning(col(Delivery.id))
     )
@@ -191,8 +180,7 @@ def claim(
         update(table)
         .where(
             col(table.id) == row_id,
-            col(table.status).in_(RESENDABLE),
-            or_(col(table.due_at).is_(None), col(table.due_at) <= now),
+            waiting_and_due(table, now),
             _reader_in(table, readers or [SubscriberStatus.ACTIVE]),
         )
         .values(status=DeliveryStatus.SENDING, claimed_at=now, attempts=col(table.attempts) + 1)
@@ -291,10 +279,63 @@ def expire_stale(session: Session, now: datetime, stale_after: timedelta, table:
 
 def due_subscribers(session: Session, now: datetime, limit: int = 100_000) -> list[int]:
     """Subscribers with a row waiting to be (re)sent whose time has come (uses the status/due index)."""
-    query = (
-        sa_select(col(Delivery.subscriber_id))
-        .where(col(Delivery.status).in_(RESENDABLE), or_(col(Delivery.due_at).is_(None), col(Delivery.due_at) <= now))
-        .distinct()
-        .limit(limit)
-    )
+    query = sa_select(col(Delivery.subscriber_id)).where(waiting_and_due(Delivery, now)).distinct().limit(limit)
     return [int(sid) for (sid,) in session.execute(query)]
+
+
+def give_up_at(row: Delivery) -> datetime:
+    """Past this, a digest is not retried any more: it would arrive in the next period."""
+    return row.created_at + Period(row.period).length
+
+
+_READERS: Any = Subscriber.__table__  # type: ignore[attr-defined]
+_STATUS_OF = sa_select(_READERS.c.status).where(_READERS.c.id == bindparam("sid"))
+
+
+class ActiveReaders:
+    """Asked right before each message goes out: is its reader still active? One primary-key read
+    per message (a statement built once), so an unsubscribe arriving mid-batch stops the very next
+    email."""
+
+    def __init__(self, db: Session | Connection) -> None:
+        self.db = db
+
+    def veto(self, subscriber_id: int) -> Callable[[], str | None]:
+        """The check for one reader's message."""
+
+        def check() -> str | None:
+            status = self.db.execute(_STATUS_OF, {"sid": subscriber_id}).scalar()
+            self.db.commit()  # hold no transaction open while the message is on the wire
+            return None if status == SubscriberStatus.ACTIVE else f"subscriber {status} before sending"
+
+        return check
+
+
+@contextmanager
+def own_connection(session: Session) -> Iterator[Connection]:
+    """A connection of the session's engine for this block (the session's own when it is bound to
+    one): each message's status check and outcome go through it, as a Session round per message
+    costs several times the statement itself."""
+    bind = session.get_bind()
+    if isinstance(bind, Connection):
+        yield bind
+        return
+    with bind.connect() as conn:
+        yield conn
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What the sweeper did: rows whose worker died turned `unknown`, readers with rows due again."""
+
+    expired: int
+    due: list[list[int]]
+
+
+def sweep(session: Session, settings: Settings, now: datetime) -> Sweep:
+    """Close rows stuck in `sending`, and find readers whose pending/retry rows are due (in chunks)."""
+    stale = timedelta(seconds=settings.stale_sending_seconds)
+    expired = expire_stale(session, now, stale) + expire_stale(session, now, stale, Notice)
+    ids = due_subscribers(session, now)
+    size = settings.send_batch_size
+    return Sweep(expired, [ids[i : i + size] for i in range(0, len(ids), size)])

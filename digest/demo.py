@@ -8,10 +8,10 @@ from pathlib import Path
 from digest.config import Settings, SourceKind
 from digest.db import init_db, make_engine, open_session
 from digest.ingest import ingest_bytes
-from digest.models import Frequency
+from digest.models import Frequency, Preferences
 from digest.pipeline import SendReport, run_send
 from digest.send import OutboxTransport
-from digest.subscribers import Preferences, subscribe_active
+from digest.subscribers import subscribe_active
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 DEMO_DATABASE = Path("demo.sqlite3")

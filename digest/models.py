@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -102,6 +104,23 @@ class Frequency(StrEnum):
     WEEKLY = "weekly"
 
 
+@dataclass(frozen=True)
+class Preferences:
+    """What a reader chooses: topics and schedule. These defaults are the only ones: the sign-up
+    form, the API, the CLI and the subscriber table all take theirs from `DEFAULT_PREFERENCES`."""
+
+    topics: Sequence[str] = ()
+    frequency: Frequency = Frequency.DAILY
+    send_hour: int = 8
+    timezone: str = "UTC"
+    weekly_day: int = 0  # Monday; only used by the weekly frequency
+    min_upvotes: int | None = None
+    max_papers: int = 25
+
+
+DEFAULT_PREFERENCES = Preferences()
+
+
 class Subscriber(SQLModel, table=True):
     """A reader: address, topics and when they want their digest."""
 
@@ -109,12 +128,21 @@ class Subscriber(SQLModel, table=True):
     email: str = Field(sa_column=Column(String(320), nullable=False, unique=True))
     status: SubscriberStatus = Field(default=SubscriberStatus.PENDING, sa_column=_enum(SubscriberStatus, index=True))
     topics: list[str] = Field(default_factory=list, sa_column=_json_list())
-    frequency: Frequency = Field(default=Frequency.DAILY, sa_column=_enum(Frequency))
-    send_hour: int = 8
-    timezone: str = "UTC"
-    weekly_day: int = 0  # Monday; only used by the weekly frequency
-    min_upvotes: int | None = None
-    max_papers: int = 25
+    frequency: Frequency = Field(default=DEFAULT_PREFERENCES.frequency, sa_column=_enum(Frequency))
+    send_hour: int = DEFAULT_PREFERENCES.send_hour
+    timezone: str = DEFAULT_PREFERENCES.timezone
+    weekly_day: int = DEFAULT_PREFERENCES.weekly_day
+    min_upvotes: int | None = DEFAULT_PREFERENCES.min_upvotes
+    max_papers: int = DEFAULT_PREFERENCES.max_papers
+
+    @property
+    def preferences(self) -> Preferences:
+        """The reader's topics and schedule as a plain value."""
+        return Preferences(
+            list(self.topics), Frequency(self.frequency), self.send_hour, self.timezone,
+            self.weekly_day, self.min_upvotes, self.max_papers,
+        )  # fmt: skip
+
     created_at: datetime = Field(sa_column=_utc_column(nullable=False))
     confirmed_at: datetime | None = Field(default=None, sa_column=_utc_column())
     unsubscribed_at: datetime | None = Field(default=None, sa_column=_utc_column())

@@ -5,24 +5,20 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, col, or_, select
+from sqlmodel import Session, col, select
 
 from digest import deliveries
+from digest.clock import Clock
+from digest.compose import notice_message
 from digest.config import Settings
-from digest.mime import Headers, build_message, domain_of, envelope_sender, make_message_id
-from digest.models import DeliveryStatus, Frequency, Notice, NoticeKind, Subscriber, SubscriberStatus
-from digest.pipeline import links, signed
-from digest.render import DigestContext, RenderedDigest, render_pair, topic_label
-from digest.send import Outcome, Outgoing, Result, Transport
-from digest.signup import confirm_url
+from digest.models import DeliveryStatus, Notice, NoticeKind, Subscriber, SubscriberStatus
+from digest.send import Outcome, Result, Transport
 from digest.suppress import suppress
 
 log = logging.getLogger(__name__)
 BATCH = 500
-DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 # Who a notice may still go to when it is claimed.
 READERS = {
     NoticeKind.CONFIRM: [SubscriberStatus.PENDING],
@@ -30,76 +26,8 @@ READERS = {
 }
 
 
-def schedule_text(sub: Subscriber) -> str:
-    """'every day at 08:00 (Europe/Paris)' — how the reader's schedule reads in a sentence."""
-    when = {
-        Frequency.DAILY: "every day",
-        Frequency.WEEKDAYS: "every weekday",
-        Frequency.WEEKLY: f"every {DAYS[sub.weekly_day]}",
-    }[Frequency(sub.frequency)]
-    return f"{when} at {sub.send_hour:02d}:00 ({sub.timezone})"
-
-
-def render_notice(settings: Settings, sub: Subscriber, kind: NoticeKind, now: datetime) -> RenderedDigest:
-    """The subject, HTML and text of one notice."""
-    manage_url, unsubscribe_url = links(settings, sub)
-    context = DigestContext(
-        recipient=sub.email,
-        topics=sub.topics,
-        date=now,
-        manage_url=manage_url,
-        unsubscribe_url=unsubscribe_url,
-        list_name=settings.list_name,
-        base_url=settings.base_url,
-    )
-    values: dict[str, object] = {
-        "ctx": context,
-        "topics": [topic_label(t) for t in sub.topics],
-        "schedule": schedule_text(sub),
-        "link_hours": settings.confirm_link_hours,
-    }
-    if kind is NoticeKind.CONFIRM:
-        values["action_url"] = confirm_url(settings, sub)
-        return render_pair(
-            settings.templates_dir, "confirm", f"Confirm your subscription to {settings.list_name}", values
-        )
-    return render_pair(settings.templates_dir, "already", f"You are already subscribed to {settings.list_name}", values)
-
-
-def notice_message(settings: Settings, sub: Subscriber, notice: Notice, now: datetime) -> Outgoing:
-    """The ready-to-send message for a claimed notice. A confirmation carries no List-Unsubscribe:
-    the reader is not on the list yet, so there is nothing for that header to undo."""
-    assert sub.id is not None and notice.id is not None
-    rendered = render_notice(settings, sub, notice.kind, now)
-    domain = domain_of(settings.from_address)
-    _manage, unsubscribe_url = links(settings, sub)
-    headers = Headers(
-        sender=settings.from_address,
-        recipient=sub.email,
-        date=now,
-        message_id=make_message_id(settings.secret_key, sub.id, f"notice-{notice.id}", domain),
-        unsubscribe_url=None if notice.kind is NoticeKind.CONFIRM else unsubscribe_url,
-    )
-    return Outgoing(
-        key=notice.id,
-        sender=envelope_sender(settings.from_address),
-        recipient=sub.email,
-        data=signed(settings, build_message(rendered, headers)),
-        name=f"{sub.email}-{notice.kind.value}-{notice.id}",
-        html=rendered.html,
-    )
-
-
 def _waiting(session: Session, now: datetime) -> list[Notice]:
-    query = (
-        select(Notice)
-        .where(
-            col(Notice.status).in_(deliveries.RESENDABLE),
-            or_(col(Notice.due_at).is_(None), col(Notice.due_at) <= now),
-        )
-        .order_by(col(Notice.id))
-        .limit(BATCH)
-    )
+    query = select(Notice).where(deliveries.waiting_and_due(Notice, now)).order_by(col(Notice.id)).limit(BATCH)
     return list(session.exec(query))
 
 
@@ -108,7 +36,7 @@ def send_notices(
     settings: Settings,
     transport: Transport,
     now: datetime,
-    clock: Callable[[], datetime] | None = None,
+    clock: Clock | None = None,
 ) -> Counter[str]:
     """Send every notice that is due; each is claimed first, so two workers never send one twice."""
     clock = clock or (lambda: now)
@@ -123,7 +51,7 @@ def send_notices(
             claimed[notice.id] = (notice, sub)
         else:
             _skip_if_moot(session, notice)
-    outgoing = [notice_message(settings, sub, notice, clock()) for notice, sub in claimed.values()]
+    outgoing = [notice_message(settings, sub, key, notice.kind, clock()) for key, (notice, sub) in claimed.items()]
 
     def on_result(result: Result) -> None:
         notice, sub = claimed[result.key]

@@ -23,11 +23,27 @@ class Schedule:
     weekly_day: int = 0
 
 
+class Period(str):
+    """A delivery period's key, as stored: `2026-11-29` (one day) or `2026-W48` (one ISO week)."""
+
+    __slots__ = ()
+
+    @property
+    def weekly(self) -> bool:
+        """Whether this period is a week."""
+        return self[4:6] == "-W"
+
+    @property
+    def length(self) -> timedelta:
+        """How long the period lasts: past it, its digest is no longer worth sending."""
+        return timedelta(days=7 if self.weekly else 1)
+
+
 @dataclass(frozen=True)
 class Slot:
-    """One scheduled send: its period key, the UTC instant it was due, and the local day."""
+    """One scheduled send: its period, the UTC instant it was due, and the local day."""
 
-    period: str
+    period: Period
     due: datetime
     local_day: date
 
@@ -57,12 +73,12 @@ def _sends_on(schedule: Schedule, day: date) -> bool:
     return True
 
 
-def period_key(frequency: Frequency, day: date) -> str:
+def period_key(frequency: Frequency, day: date) -> Period:
     """`2026-11-29` for daily and weekday digests, `2026-W48` for weekly ones."""
     if frequency is Frequency.WEEKLY:
         year, week, _ = day.isocalendar()
-        return f"{year}-W{week:02d}"
-    return day.isoformat()
+        return Period(f"{year}-W{week:02d}")
+    return Period(day.isoformat())
 
 
 def _slots_before(schedule: Schedule, now: datetime, skip: int = 0) -> Slot:

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import aiosmtplib
 
-from digest.config import SmtpConfig
+from digest.config import Settings, SmtpConfig
 
 
 class Outcome(StrEnum):
@@ -285,3 +285,15 @@ async def _failure(smtp: aiosmtplib.SMTP, message: Outgoing, exc: BaseException,
     permanent = outcome is Outcome.FAILED and stage == "rcpt"
     where = "data" if stage == "body" else stage
     return Result(message.key, outcome, f"{where}: {_describe(exc)}"[:500], code, permanent)
+
+
+def make_transport(settings: Settings) -> Transport:
+    """SMTP when DIGEST_SMTP_URL is set, else the outbox folder."""
+    smtp = settings.smtp
+    if smtp is None:
+        return OutboxTransport(settings.outbox_dir)
+    gate: RateGate | None = None
+    if settings.smtp_rate_per_second:
+        rate = settings.smtp_rate_per_second
+        gate = RedisRateGate(settings.broker_url, rate) if settings.broker_url else LocalRateGate(rate)
+    return SmtpTransport(smtp, timeout=settings.smtp_timeout, connections=settings.smtp_connections, gate=gate)

@@ -14,8 +14,8 @@ from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
 from digest.config import Settings
-from digest.models import Notice, NoticeKind, Subscriber, SubscriberStatus
-from digest.subscribers import Preferences, apply, by_email, check_preferences, normalize_email
+from digest.models import Notice, NoticeKind, Preferences, Subscriber, SubscriberStatus
+from digest.subscribers import apply, by_email, check_preferences, normalize_email
 from digest.suppress import is_suppressed
 from digest.tokens import Purpose, TokenError, email_tag, make_token, read_token
 
@@ -44,11 +44,20 @@ def stamp_of(moment: datetime | None) -> int:
     return int(moment.timestamp()) if moment else 0
 
 
-def confirm_url(settings: Settings, sub: Subscriber) -> str:
-    """The link in a confirmation email: only the latest request's link confirms."""
+def confirm_url(settings: Settings, sub: Subscriber, now: datetime) -> str:
+    """The link in a confirmation email: only the latest request's link confirms, and its lifetime
+    counts from that request (`now` stands in for a row that never recorded one)."""
     assert sub.id is not None
-    token = make_token(settings.signing_keys, Purpose.CONFIRM, sub.id, sub.email, stamp_of(sub.requested_at))
+    signed_at = sub.requested_at or now
+    token = make_token(
+        settings.signing_keys, Purpose.CONFIRM, sub.id, sub.email, stamp_of(sub.requested_at), now=signed_at
+    )
     return f"{settings.base_url}/confirm/{token}"
+
+
+def confirm_max_age(settings: Settings) -> int:
+    """How long a confirmation link works, in seconds."""
+    return settings.confirm_link_hours * 3600
 
 
 def _recent_notice(session: Session, sub_id: int, since: datetime) -> bool:
@@ -115,11 +124,11 @@ def request_new_link(session: Session, settings: Settings, address: str, now: da
 
 
 def subscriber_for(
-    session: Session, settings: Settings, purpose: Purpose, token: str, *, max_age: int | None = None
+    session: Session, settings: Settings, purpose: Purpose, token: str, *, now: datetime, max_age: int | None = None
 ) -> Subscriber:
-    """The subscriber a link is for, or LinkError if the link is not valid for them any more."""
+    """The subscriber a link is for at `now`, or LinkError if the link is not valid for them any more."""
     try:
-        data = read_token(settings.signing_keys, purpose, token, max_age=max_age)
+        data = read_token(settings.signing_keys, purpose, token, now=now, max_age=max_age)
     except TokenError as exc:
         raise LinkError(str(exc)) from exc
     sub = session.get(Subscriber, data.subscriber_id)
@@ -132,7 +141,7 @@ def subscriber_for(
 
 def confirm(session: Session, settings: Settings, token: str, now: datetime) -> Subscriber:
     """Activate the pending subscriber a confirmation link names (idempotent once active)."""
-    sub = subscriber_for(session, settings, Purpose.CONFIRM, token, max_age=settings.confirm_link_hours * 3600)
+    sub = subscriber_for(session, settings, Purpose.CONFIRM, token, now=now, max_age=confirm_max_age(settings))
     if sub.status is SubscriberStatus.PENDING:
         sub.status = SubscriberStatus.ACTIVE
         sub.confirmed_at = now

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
 from sqlmodel import Session, col, select
 
-from digest.models import Frequency, Subscriber, SubscriberStatus
+from digest.models import Preferences, Subscriber, SubscriberStatus
 from digest.query import QueryError, parse_query
 from digest.schedule import Schedule, ScheduleError, validate
 from digest.suppress import is_suppressed
@@ -20,19 +20,6 @@ MAX_CAP = 100
 
 class SubscriberError(ValueError):
     """Something a reader or admin typed that we cannot accept; the message says what."""
-
-
-@dataclass(frozen=True)
-class Preferences:
-    """What a reader chooses: topics and schedule."""
-
-    topics: Sequence[str]
-    frequency: Frequency = Frequency.DAILY
-    send_hour: int = 8
-    timezone: str = "UTC"
-    weekly_day: int = 0
-    min_upvotes: int | None = None
-    max_papers: int = 25
 
 
 def normalize_email(address: str) -> str:
@@ -73,10 +60,7 @@ def check_preferences(prefs: Preferences) -> Preferences:
         raise SubscriberError("minimum upvotes cannot be negative")
     if not 1 <= prefs.max_papers <= MAX_CAP:
         raise SubscriberError(f"papers per email must be between 1 and {MAX_CAP}")
-    return Preferences(
-        check_topics(prefs.topics), prefs.frequency, prefs.send_hour, prefs.timezone,
-        prefs.weekly_day, prefs.min_upvotes, prefs.max_papers,
-    )  # fmt: skip
+    return replace(prefs, topics=check_topics(prefs.topics))
 
 
 def by_email(session: Session, email: str) -> Subscriber | None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
 MAX_TOKEN_CHARS = 512
 
@@ -23,10 +25,24 @@ class TokenError(ValueError):
     """The token is tampered, expired, or for another purpose; the reason is for logs only."""
 
 
-def _serializer(keys: list[str], purpose: Purpose) -> URLSafeTimedSerializer:
+class _SignerAt(TimestampSigner):
+    """A timestamp signer whose "now" is given, not read from the wall clock: a token is stamped
+    with the time it is made for, and its age is measured at the time it is read for."""
+
+    def __init__(self, *args: Any, now: datetime, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.now = int(now.timestamp())
+
+    def get_timestamp(self) -> int:
+        return self.now
+
+
+def _serializer(keys: list[str], purpose: Purpose, now: datetime) -> URLSafeTimedSerializer:
     # itsdangerous signs with the last key and accepts all of them, so old links keep working
     # while DIGEST_SECRET_KEY is rotated.
-    return URLSafeTimedSerializer(keys, salt=f"paper-digest.{purpose.value}")
+    return URLSafeTimedSerializer(
+        keys, salt=f"paper-digest.{purpose.value}", signer=_SignerAt, signer_kwargs={"now": now}
+    )
 
 
 def email_tag(email: str) -> str:
@@ -43,20 +59,25 @@ class TokenData:
     stamp: int | None = None
 
 
-def make_token(keys: list[str], purpose: Purpose, subscriber_id: int, email: str, stamp: int | None = None) -> str:
-    """A URL-safe signed token naming one subscriber, for one purpose."""
+def make_token(
+    keys: list[str], purpose: Purpose, subscriber_id: int, email: str, stamp: int | None = None, *, now: datetime
+) -> str:
+    """A URL-safe signed token naming one subscriber, for one purpose, signed at `now`."""
     payload: dict[str, object] = {"s": subscriber_id, "e": email_tag(email)}
     if stamp is not None:
         payload["t"] = stamp
-    return str(_serializer(keys, purpose).dumps(payload))
+    return str(_serializer(keys, purpose, now).dumps(payload))
 
 
-def read_token(keys: list[str], purpose: Purpose, token: str, max_age: int | None = None) -> TokenData:
-    """What a token says; raises TokenError if it is tampered, expired, or for another purpose."""
+def read_token(
+    keys: list[str], purpose: Purpose, token: str, *, now: datetime, max_age: int | None = None
+) -> TokenData:
+    """What a token says at `now`; raises TokenError if it is tampered, expired (older than
+    `max_age` seconds), or for another purpose."""
     if len(token) > MAX_TOKEN_CHARS:
         raise TokenError("too long")
     try:
-        data = _serializer(keys, purpose).loads(token, max_age=max_age)
+        data = _serializer(keys, purpose, now).loads(token, max_age=max_age)
     except SignatureExpired as exc:
         raise TokenError("expired") from exc
     except BadSignature as exc:

@@ -11,13 +11,23 @@ import redis
 from sqlmodel import Session, select
 
 from digest.config import Settings, SourceConfig, SourceKind
+from digest.deliveries import sweep
 from digest.health import status
-from digest.models import Delivery, DeliveryStatus, Notice, SourceState, Subscriber, SubscriberStatus, Suppression
-from digest.pipeline import run_send, sweep
+from digest.models import (
+    Delivery,
+    DeliveryStatus,
+    Notice,
+    Preferences,
+    SourceState,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+)
+from digest.pipeline import run_send
 from digest.render import TemplateShapeError, inline_css
 from digest.send import LocalRateGate, OutboxTransport, RedisRateGate
 from digest.signup import Requested, request_signup
-from digest.subscribers import Preferences, SubscriberError, subscribe_active
+from digest.subscribers import SubscriberError, subscribe_active
 from digest.suppress import address_hash, forget, is_suppressed, suppress, unsuppress
 from tests.conftest import NOW, port_open, require
 from tests.factories import add_papers, paper, subscriber

@@ -9,8 +9,8 @@ from sqlmodel import Session, select
 
 from digest.config import Settings, parse_smtp_url
 from digest.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
-from digest.pipeline import make_transport, run_send
-from digest.send import Outcome, Outgoing, Result, SmtpTransport, classify
+from digest.pipeline import run_send
+from digest.send import Outcome, Outgoing, Result, SmtpTransport, classify, make_transport
 from digest.suppress import is_suppressed
 from tests.conftest import NOW, free_port
 from tests.factories import add_papers, paper, subscriber

@@ -34,7 +34,6 @@ from tests.webclient import (
     Site,
     csrf_of,
     json_prefs,
-    signed_in_the_past,
     status_of,
     tamper,
     without_csrf,
@@ -542,10 +541,10 @@ def test_post_confirm_without_csrf_is_forbidden(site: Site) -> None:
     assert status_of(site, ADA) is PENDING
 
 
-def test_a_link_almost_at_its_age_limit_still_confirms(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_link_almost_at_its_age_limit_still_confirms(site: Site) -> None:
     assert site.signup(ADA).status_code == 200
-    with signed_in_the_past(monkeypatch, site.settings.confirm_link_hours - 1):
-        token = site.confirm_token(ADA)
+    token = site.confirm_token(ADA)
+    site.clock.advance(hours=site.settings.confirm_link_hours - 1)
     assert site.client.get(f"/confirm/{token}").status_code == 200
     assert site.post(f"/confirm/{token}").status_code == 200
     assert status_of(site, ADA) is ACTIVE
@@ -566,12 +565,13 @@ BAD_CONFIRM_LINKS = [
 ]
 
 
-def bad_confirm_token(site: Site, kind: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def bad_confirm_token(site: Site, kind: str) -> str:
     """A confirmation link for ADA that must not work, and leaves ADA not active."""
     if kind == "expired":
         assert site.signup(ADA).status_code == 200
-        with signed_in_the_past(monkeypatch, site.settings.confirm_link_hours + 1):
-            return site.confirm_token(ADA)
+        token = site.confirm_token(ADA)
+        site.clock.advance(hours=site.settings.confirm_link_hours + 1)
+        return token
     token = pending_with_token(site, ADA)
     sub = site.subscriber(ADA)
     assert sub is not None and sub.id is not None
@@ -584,7 +584,9 @@ def bad_confirm_token(site: Site, kind: str, monkeypatch: pytest.MonkeyPatch) ->
     if kind == "too-long":
         return token + "A" * 600
     if kind == "signed-with-another-key":
-        return make_token(["someone-elses-key"], Purpose.CONFIRM, sub.id, sub.email, stamp_of(sub.requested_at))
+        return make_token(
+            ["someone-elses-key"], Purpose.CONFIRM, sub.id, sub.email, stamp_of(sub.requested_at), now=site.clock()
+        )
     if kind == "manage-token":
         return site.tokens(ADA)["manage"]
     if kind == "unsubscribe-token":
@@ -608,10 +610,8 @@ def bad_confirm_token(site: Site, kind: str, monkeypatch: pytest.MonkeyPatch) ->
 
 
 @pytest.mark.parametrize("kind", BAD_CONFIRM_LINKS)
-def test_a_confirmation_link_that_must_not_work_shows_the_neutral_page(
-    site: Site, kind: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    token = bad_confirm_token(site, kind, monkeypatch)
+def test_a_confirmation_link_that_must_not_work_shows_the_neutral_page(site: Site, kind: str) -> None:
+    token = bad_confirm_token(site, kind)
     before = status_of(site, ADA)
     assert before in (PENDING, UNSUBSCRIBED)
     assert_bad_link(site.client.get(f"/confirm/{token}"))
@@ -819,8 +819,10 @@ def test_manage_with_a_bad_token_shows_the_neutral_page(site: Site, kind: str) -
         "tampered": tamper(tokens["manage"]),
         "garbage": "abc.def.ghi",
         "unsubscribe-token": tokens["unsubscribe"],
-        "confirm-token": make_token(site.settings.signing_keys, Purpose.CONFIRM, sub.id, sub.email, 1),
-        "another-key": make_token(["other-key"], Purpose.MANAGE, sub.id, sub.email),
+        "confirm-token": make_token(
+            site.settings.signing_keys, Purpose.CONFIRM, sub.id, sub.email, 1, now=site.clock()
+        ),
+        "another-key": make_token(["other-key"], Purpose.MANAGE, sub.id, sub.email, now=site.clock()),
     }[kind]
     assert_bad_link(site.client.get(f"/manage/{token}"))
     for action in ("save", "pause", "unsubscribe"):
@@ -834,7 +836,7 @@ def test_a_manage_link_dies_with_its_address(site: Site) -> None:
     tokens = confirmed(site)
     sub = site.subscriber(ADA)
     assert sub is not None and sub.id is not None
-    forged = make_token(site.settings.signing_keys, Purpose.MANAGE, sub.id, "eve@example.org")
+    forged = make_token(site.settings.signing_keys, Purpose.MANAGE, sub.id, "eve@example.org", now=site.clock())
     assert_bad_link(site.client.get(f"/manage/{forged}"))
     assert_bad_link(site.client.get(f"/manage/{tokens['manage'][:-1]}"))
 
@@ -924,7 +926,9 @@ def test_unsubscribe_with_a_bad_token_shows_the_neutral_page(site: Site, kind: s
         "tampered": tamper(tokens["unsubscribe"]),
         "garbage": "garbage",
         "manage-token": tokens["manage"],
-        "confirm-token": make_token(site.settings.signing_keys, Purpose.CONFIRM, sub.id, sub.email, 1),
+        "confirm-token": make_token(
+            site.settings.signing_keys, Purpose.CONFIRM, sub.id, sub.email, 1, now=site.clock()
+        ),
     }[kind]
     assert_bad_link(site.client.get(f"/unsubscribe/{token}"))
     assert_bad_link(site.post(f"/unsubscribe/{token}"))
@@ -1295,7 +1299,7 @@ def test_api_preview_with_bad_topics_is_422(site: Site, body: dict[str, Any], me
         assert message in response.json()["errors"]["topics"]
 
 
-def test_api_confirm(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_api_confirm(site: Site) -> None:
     assert site.client.post("/api/subscribe", json=json_prefs(email=ADA)).status_code == 202
     token = site.confirm_token(ADA)
     tokens = site.tokens(ADA)
@@ -1310,8 +1314,8 @@ def test_api_confirm(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("kind", ["expired", "replayed-after-new-signup", "after-unsubscribing"])
-def test_api_confirm_refuses_dead_links(site: Site, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
-    token = bad_confirm_token(site, kind, monkeypatch)
+def test_api_confirm_refuses_dead_links(site: Site, kind: str) -> None:
+    token = bad_confirm_token(site, kind)
     before = status_of(site, ADA)
     assert site.client.post(f"/api/confirm/{token}").status_code == 400
     assert status_of(site, ADA) is before

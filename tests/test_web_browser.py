@@ -18,7 +18,8 @@ from sqlmodel import select
 from digest.config import Settings
 from digest.db import init_db, make_engine, open_session
 from digest.models import Subscriber, SubscriberStatus
-from digest.pipeline import make_transport, run_send
+from digest.pipeline import run_send
+from digest.send import make_transport
 from digest.web.app import create_app
 from tests.browser import browser, screenshot_path  # noqa: F401
 from tests.conftest import FreshDatabase, free_port

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import email
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email import policy
@@ -13,17 +11,15 @@ from email.message import EmailMessage
 from typing import Any
 
 import httpx
-import itsdangerous.timed
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
+from digest.compose import links
 from digest.config import Settings
 from digest.db import open_session
 from digest.models import Notice, NoticeKind, Subscriber, SubscriberStatus
 from digest.notices import send_notices
-from digest.pipeline import links
 from digest.send import OutboxTransport
 from digest.web.app import create_app
 from digest.web.security import CSRF_COOKIE, CSRF_FIELD, MemoryRateLimiter, RateLimiter
@@ -85,19 +81,6 @@ def tamper(token: str) -> str:
     head, _, signature = token.rpartition(".")
     first = "A" if signature[0] != "A" else "B"
     return f"{head}.{first}{signature[1:]}"
-
-
-@contextmanager
-def signed_in_the_past(monkeypatch: pytest.MonkeyPatch, hours: float) -> Iterator[None]:
-    """Tokens made inside this block carry a timestamp `hours` before the real time."""
-    real = itsdangerous.timed.TimestampSigner.get_timestamp
-
-    def old(self: itsdangerous.timed.TimestampSigner) -> int:
-        return int(real(self) - hours * 3600)
-
-    with monkeypatch.context() as m:
-        m.setattr(itsdangerous.timed.TimestampSigner, "get_timestamp", old)
-        yield
 
 
 class Site:
@@ -206,7 +189,7 @@ class Site:
         """The manage and unsubscribe tokens of a subscriber, as a digest's footer carries them."""
         sub = self.subscriber(email)
         assert sub is not None
-        manage, leave = links(self.settings, sub)
+        manage, leave = links(self.settings, sub, self.clock())
         return {"manage": token_of(manage), "unsubscribe": token_of(leave)}
 
     # --- the outbox --------------------------------------------------------------------------------

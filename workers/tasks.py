@@ -8,10 +8,14 @@ from functools import cache
 from celery import group
 from sqlalchemy.engine import Engine
 
+from digest.clock import utcnow
 from digest.config import Settings
 from digest.db import init_db, make_engine, open_session
+from digest.deliveries import sweep
 from digest.notices import send_notices
-from digest.pipeline import make_transport, plan_due, run_fetch, send_chunk, sweep, utcnow
+from digest.pipeline import run_fetch, send_chunk
+from digest.plan import plan_due
+from digest.send import make_transport
 from digest.signup import cleanup_pending
 from workers.celery_app import app
 

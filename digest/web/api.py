@@ -94,7 +94,7 @@ def _session(w: Web) -> Iterator[Session]:
 
 def _linked(session: Session, w: Web, purpose: Purpose, token: str) -> Subscriber:
     try:
-        return subscriber_for(session, w.settings, purpose, token)
+        return subscriber_for(session, w.settings, purpose, token, now=w.clock())
     except LinkError as exc:
         raise HTTPException(status_code=400, detail="This link is not valid.") from exc
 

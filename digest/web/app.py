@@ -23,11 +23,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from digest.clock import utcnow
 from digest.config import Settings
 from digest.db import init_db, make_engine, open_session
+from digest.index import load_index
 from digest.match import PaperIndex, Selection, select
 from digest.metrics import DatabaseCollector
-from digest.pipeline import load_index, utcnow
 from digest.render import paper_view, topic_label
 from digest.web.dispatch import NoticeThread, celery_kick
 from digest.web.forms import ZONES

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from digest.config import Settings
 from digest.db import open_session
 from digest.notices import send_notices
-from digest.pipeline import make_transport
+from digest.send import make_transport
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from zoneinfo import available_timezones
 
-from digest.models import Frequency
+from digest.models import Frequency, Preferences
 from digest.query import QueryError, parse_query
-from digest.subscribers import MAX_CAP, MAX_TOPICS, Preferences, SubscriberError, normalize_email
+from digest.subscribers import MAX_CAP, MAX_TOPICS, SubscriberError, normalize_email
 
 MAX_FIELD_CHARS = 200
 # Every IANA zone this machine knows (tzdata is a dependency, so the list is the same everywhere).

@@ -10,12 +10,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
+from digest.compose import links, schedule_text
 from digest.models import Frequency, Subscriber, SubscriberStatus
-from digest.notices import schedule_text
-from digest.pipeline import links
 from digest.signup import (
     LinkError,
     confirm,
+    confirm_max_age,
     request_new_link,
     request_signup,
     set_paused,
@@ -145,7 +145,7 @@ def confirm_page(request: Request, token: str) -> HTMLResponse:
     with _session(request) as session:
         try:
             sub = subscriber_for(
-                session, w.settings, Purpose.CONFIRM, token, max_age=w.settings.confirm_link_hours * 3600
+                session, w.settings, Purpose.CONFIRM, token, now=w.clock(), max_age=confirm_max_age(w.settings)
             )
         except LinkError:
             return _bad_link(request)
@@ -153,7 +153,7 @@ def confirm_page(request: Request, token: str) -> HTMLResponse:
         return _bad_link(request)
     return render_page(
         request, "confirm.html", topics=sub.topics, email=sub.email, schedule=schedule_text(sub),
-        done=sub.status is not SubscriberStatus.PENDING, manage_url=links(w.settings, sub)[0],
+        done=sub.status is not SubscriberStatus.PENDING, manage_url=links(w.settings, sub, w.clock()).manage,
     )  # fmt: skip
 
 
@@ -169,7 +169,7 @@ async def confirm_post(request: Request, token: str) -> HTMLResponse:
             sub = confirm(session, w.settings, token, w.clock())
         except LinkError:
             return _bad_link(request)
-        manage_url = links(w.settings, sub)[0]
+        manage_url = links(w.settings, sub, w.clock()).manage
         return render_page(
             request, "confirmed.html", email=sub.email, schedule=schedule_text(sub), manage_url=manage_url
         )
@@ -193,7 +193,7 @@ def _manage(request: Request, sub: Subscriber, status: int = 200, **values: Any)
     values.setdefault("errors", {})
     return render_page(
         request, "manage.html", status, sub=sub, zones=w.zones, frequencies=list(Frequency),
-        unsubscribe_url=links(w.settings, sub)[1], **values,
+        unsubscribe_url=links(w.settings, sub, w.clock()).unsubscribe, **values,
     )  # fmt: skip
 
 
@@ -202,7 +202,7 @@ def manage_page(request: Request, token: str) -> HTMLResponse:
     """The reader's preferences, editable."""
     with _session(request) as session:
         try:
-            sub = subscriber_for(session, web(request).settings, Purpose.MANAGE, token)
+            sub = subscriber_for(session, web(request).settings, Purpose.MANAGE, token, now=web(request).clock())
         except LinkError:
             return _bad_link(request)
         if sub.status is SubscriberStatus.UNSUBSCRIBED:
@@ -221,7 +221,7 @@ async def manage_post(request: Request, token: str) -> HTMLResponse:
     action = values.get("action", "save")
     with _session(request) as session:
         try:
-            sub = subscriber_for(session, w.settings, Purpose.MANAGE, token)
+            sub = subscriber_for(session, w.settings, Purpose.MANAGE, token, now=w.clock())
             if sub.status is SubscriberStatus.UNSUBSCRIBED:
                 return render_page(request, "unsubscribed.html", email=sub.email)
             return _apply_action(request, session, sub, action, values)
@@ -253,7 +253,7 @@ def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
     """One button; the GET changes nothing (mail scanners fetch every link)."""
     with _session(request) as session:
         try:
-            sub = subscriber_for(session, web(request).settings, Purpose.UNSUBSCRIBE, token)
+            sub = subscriber_for(session, web(request).settings, Purpose.UNSUBSCRIBE, token, now=web(request).clock())
         except LinkError:
             return _bad_link(request)
         if sub.status is SubscriberStatus.UNSUBSCRIBED:
@@ -270,7 +270,7 @@ async def unsubscribe_post(request: Request, token: str) -> Response:
         return _forbidden(request)
     with _session(request) as session:
         try:
-            sub = subscriber_for(session, web(request).settings, Purpose.UNSUBSCRIBE, token)
+            sub = subscriber_for(session, web(request).settings, Purpose.UNSUBSCRIBE, token, now=web(request).clock())
         except LinkError:
             if one_click:
                 return PlainTextResponse("This unsubscribe link is not valid.", status_code=400)

@@ -1,0 +1,159 @@
+"""Composing: from a reader and their papers (or a notice) to a message ready for the wire.
+
+The one place where links are signed, headers are chosen, the MIME message is built and DKIM signs
+it — digests, sign-up notices and the benchmark all go through here. Pure but for the templates
+folder it reads (once per process).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import NamedTuple, Protocol
+
+from digest import dkim
+from digest.config import Settings
+from digest.match import PaperIndex, annotate
+from digest.mime import Headers, build_message, domain_of, envelope_sender, make_message_id
+from digest.models import Frequency, NoticeKind, Subscriber
+from digest.render import DigestContext, RenderedDigest, render_digest, render_pair, topic_label
+from digest.schedule import zone
+from digest.send import Outgoing
+from digest.signup import confirm_url
+from digest.tokens import Purpose, make_token
+
+DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+class Links(NamedTuple):
+    """The signed links every email carries."""
+
+    manage: str
+    unsubscribe: str
+
+
+class DigestRow(Protocol):
+    """What composing reads of a delivery row (a stored `Delivery` or a planned `NewDelivery`)."""
+
+    @property
+    def period(self) -> str: ...
+    @property
+    def paper_ids(self) -> list[str]: ...
+    @property
+    def more_count(self) -> int: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def message_id(self) -> str: ...
+
+
+def links(settings: Settings, sub: Subscriber, now: datetime) -> Links:
+    """The signed manage and unsubscribe URLs for a subscriber, signed at `now`."""
+    assert sub.id is not None
+    keys = settings.signing_keys
+    manage = make_token(keys, Purpose.MANAGE, sub.id, sub.email, now=now)
+    leave = make_token(keys, Purpose.UNSUBSCRIBE, sub.id, sub.email, now=now)
+    return Links(f"{settings.base_url}/manage/{manage}", f"{settings.base_url}/unsubscribe/{leave}")
+
+
+def signed(settings: Settings, message: bytes) -> bytes:
+    """The message with a DKIM signature when a key is configured."""
+    key = settings.dkim_key
+    return dkim.sign(message, key) if key is not None else message
+
+
+def digest_message_id(settings: Settings, subscriber_id: int, period: str) -> str:
+    """The Message-ID of a reader's digest for a period: the same on every resend."""
+    return make_message_id(settings.secret_key, subscriber_id, period, domain_of(settings.from_address))
+
+
+def context(settings: Settings, sub: Subscriber, date: datetime, urls: Links) -> DigestContext:
+    """What the templates need about the reader and the day besides the papers."""
+    return DigestContext(
+        recipient=sub.email,
+        topics=sub.topics,
+        date=date,
+        manage_url=urls.manage,
+        unsubscribe_url=urls.unsubscribe,
+        list_name=settings.list_name,
+        base_url=settings.base_url,
+    )
+
+
+def headers(
+    settings: Settings, sub: Subscriber, date: datetime, message_id: str, unsubscribe_url: str | None, *, listed: bool
+) -> Headers:
+    """The headers of one email: a digest is `listed` (List-Id); any email with an
+    `unsubscribe_url` gets one-click List-Unsubscribe."""
+    domain = domain_of(settings.from_address)
+    return Headers(
+        sender=settings.from_address,
+        recipient=sub.email,
+        date=date,
+        message_id=message_id,
+        list_id=f"{settings.list_name} <digest.{domain}>" if listed else None,
+        unsubscribe_url=unsubscribe_url,
+    )
+
+
+def outgoing(settings: Settings, key: int, name: str, rendered: RenderedDigest, head: Headers) -> Outgoing:
+    """The MIME message built, DKIM-signed and addressed for the transport."""
+    return Outgoing(
+        key=key,
+        sender=envelope_sender(settings.from_address),
+        recipient=head.recipient,
+        data=signed(settings, build_message(rendered, head)),
+        name=name,
+        html=rendered.html,
+    )
+
+
+def render_for(
+    settings: Settings, sub: Subscriber, row: DigestRow, index: PaperIndex, urls: Links | None = None
+) -> RenderedDigest:
+    """Render a delivery row's digest for its subscriber."""
+    urls = urls or links(settings, sub, row.created_at)
+    ctx = context(settings, sub, row.created_at.astimezone(zone(sub.timezone)), urls)
+    return render_digest(settings.templates_dir, ctx, annotate(index, sub.topics, row.paper_ids), row.more_count)
+
+
+def digest_message(settings: Settings, sub: Subscriber, key: int, row: DigestRow, index: PaperIndex) -> Outgoing:
+    """The ready-to-send digest of one delivery row."""
+    urls = links(settings, sub, row.created_at)
+    rendered = render_for(settings, sub, row, index, urls)
+    head = headers(settings, sub, row.created_at, row.message_id, urls.unsubscribe, listed=True)
+    return outgoing(settings, key, f"{sub.email}-{row.period}", rendered, head)
+
+
+def schedule_text(sub: Subscriber) -> str:
+    """'every day at 08:00 (Europe/Paris)' — how the reader's schedule reads in a sentence."""
+    when = {
+        Frequency.DAILY: "every day",
+        Frequency.WEEKDAYS: "every weekday",
+        Frequency.WEEKLY: f"every {DAYS[sub.weekly_day]}",
+    }[Frequency(sub.frequency)]
+    return f"{when} at {sub.send_hour:02d}:00 ({sub.timezone})"
+
+
+def render_notice(settings: Settings, sub: Subscriber, kind: NoticeKind, now: datetime) -> RenderedDigest:
+    """The subject, HTML and text of one notice."""
+    values: dict[str, object] = {
+        "ctx": context(settings, sub, now, links(settings, sub, now)),
+        "topics": [topic_label(t) for t in sub.topics],
+        "schedule": schedule_text(sub),
+        "link_hours": settings.confirm_link_hours,
+    }
+    if kind is NoticeKind.CONFIRM:
+        values["action_url"] = confirm_url(settings, sub, now)
+        subject = f"Confirm your subscription to {settings.list_name}"
+        return render_pair(settings.templates_dir, "confirm", subject, values)
+    return render_pair(settings.templates_dir, "already", f"You are already subscribed to {settings.list_name}", values)
+
+
+def notice_message(settings: Settings, sub: Subscriber, key: int, kind: NoticeKind, now: datetime) -> Outgoing:
+    """The ready-to-send message for a claimed notice. A confirmation is not a list email: the
+    reader is not on the list yet, so it carries no List-Unsubscribe for that header to undo."""
+    assert sub.id is not None
+    message_id = make_message_id(settings.secret_key, sub.id, f"notice-{key}", domain_of(settings.from_address))
+    unsubscribe_url = None if kind is NoticeKind.CONFIRM else links(settings, sub, now).unsubscribe
+    head = headers(settings, sub, now, message_id, unsubscribe_url, listed=False)
+    return outgoing(settings, key, f"{sub.email}-{kind.value}-{key}", render_notice(settings, sub, kind, now), head)
