@@ -39,7 +39,7 @@ bench: install smtp-tools
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy digest workers
+	$(BIN)/mypy digest workers bench tests
 
 format: install
 	$(BIN)/ruff format .

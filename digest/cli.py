@@ -25,6 +25,7 @@ from digest.clock import utcnow
 from digest.config import Settings, SourceKind
 from digest.db import init_db, make_engine, open_session
 from digest.ingest import SourceReport, ingest_bytes
+from digest.models import DEFAULT_PREFERENCES as DEFAULTS
 from digest.models import Frequency, Paper, Preferences, Subscriber
 from digest.parse import FeedError
 from digest.pipeline import SendReport, run_fetch, run_send
@@ -194,12 +195,14 @@ def papers(
 def subscribe(
     email: str,
     topic: Annotated[list[str], typer.Option("--topic", "-t", help="A topic query; repeat for more.")],
-    frequency: Annotated[Frequency, typer.Option(help="daily, weekdays or weekly.")] = Frequency.DAILY,
-    hour: Annotated[int, typer.Option(help="Local hour to send (0-23).")] = 8,
-    tz: Annotated[str, typer.Option(help="IANA time zone, e.g. Europe/Paris.")] = "UTC",
-    weekly_day: Annotated[int, typer.Option(help="Day for weekly digests, 0=Monday.")] = 0,
-    min_upvotes: Annotated[int | None, typer.Option(help="Only papers with at least this many upvotes.")] = None,
-    cap: Annotated[int, typer.Option(help="At most this many papers per email.")] = 25,
+    frequency: Annotated[Frequency, typer.Option(help="daily, weekdays or weekly.")] = DEFAULTS.frequency,
+    hour: Annotated[int, typer.Option(help="Local hour to send (0-23).")] = DEFAULTS.send_hour,
+    tz: Annotated[str, typer.Option(help="IANA time zone, e.g. Europe/Paris.")] = DEFAULTS.timezone,
+    weekly_day: Annotated[int, typer.Option(help="Day for weekly digests, 0=Monday.")] = DEFAULTS.weekly_day,
+    min_upvotes: Annotated[
+        int | None, typer.Option(help="Only papers with at least this many upvotes.")
+    ] = DEFAULTS.min_upvotes,
+    cap: Annotated[int, typer.Option(help="At most this many papers per email.")] = DEFAULTS.max_papers,
 ) -> None:
     """Add (or update) a subscriber, active at once (admin; readers use the web signup)."""
     settings = load_settings()

@@ -127,9 +127,6 @@ class Settings(BaseSettings):
     retry_max_attempts: int = Field(default=5, ge=1)
     smtp_rate_per_second: float | None = Field(default=None, gt=0)  # across all workers (via Redis)
     source_alert_failures: int = Field(default=3, ge=1)  # flag a source failing this many runs in a row
-    default_send_hour: int = 8
-    default_timezone: str = "UTC"
-    default_max_papers: int = 25
     templates_dir: Path = PROJECT_ROOT / "email_templates"
 
     # DKIM: every email is signed when all three are set. Publish the TXT record

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from digest.models import DEFAULT_PREFERENCES
 from digest.query import And, Category, Node, Not, Or, QueryError, Term, parse_query, positive_terms
 from digest.text import WORD, normalize
 
@@ -349,7 +350,7 @@ def select(
     *,
     candidates: int,
     min_upvotes: int | None = None,
-    cap: int = 25,
+    cap: int = DEFAULT_PREFERENCES.max_papers,
 ) -> Selection:
     """The papers among `candidates` matching any topic, ranked and capped for one reader.
 

@@ -135,25 +135,30 @@ class _RequestHandler(BaseHTTPRequestHandler):
         body = response.body.encode() if isinstance(response.body, str) else response.body
         no_body = self.command == "HEAD" or response.status in _NO_BODY_STATUSES or 100 <= response.status < 200
         if isinstance(body, bytes | bytearray):
-            if "content-length" not in headers and response.status not in _NO_BODY_STATUSES:
-                self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if not no_body:
-                self.wfile.write(body)
-            return
-        chunked = "content-length" not in headers and not no_body
+            self._send_whole(response, bytes(body), "content-length" in headers, no_body)
+        else:
+            self._send_chunks(response, body, "content-length" not in headers and not no_body, no_body)
+
+    def _send_whole(self, response: Response, body: bytes, has_length: bool, no_body: bool) -> None:
+        if not has_length and response.status not in _NO_BODY_STATUSES:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if not no_body:
+            self.wfile.write(body)
+
+    def _send_chunks(self, response: Response, body: Iterable[bytes], chunked: bool, no_body: bool) -> None:
         if chunked:
             self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         if no_body:
             return
+        stopping = self.server.owner._stopping
         for chunk in body:
             if response.chunk_delay and stopping.wait(response.chunk_delay):
                 self.close_connection = True
                 return
-            if not chunk:
-                continue
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+            if chunk:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
         if chunked:
             self.wfile.write(b"0\r\n\r\n")
 

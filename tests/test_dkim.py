@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
+from typing import Any
 
 import dkim
 import pytest
@@ -549,7 +550,7 @@ def test_a_dotted_selector_is_allowed(key: DkimKey, tmp_path: Path, rsa_key: rsa
 
 
 def _dkim_settings(settings: Settings, key_file: Path, **changes: object) -> Settings:
-    values = {
+    values: dict[str, Any] = {
         **settings.model_dump(exclude={"from_address"}),
         "DIGEST_FROM": "Paper Digest <digest@example.org>",
         "dkim_domain": DOMAIN,

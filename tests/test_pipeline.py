@@ -8,13 +8,15 @@ from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from digest.config import Settings
 from digest.ingest import store_papers
 from digest.models import Delivery, DeliveryStatus, Frequency, SubscriberStatus
 from digest.parse import ParsedPaper, arxiv_urls
-from digest.pipeline import plan_due, preview, run_send, send_chunk
+from digest.pipeline import preview, run_send, send_chunk
+from digest.plan import plan_due
 from digest.send import OutboxTransport
 from digest.subscribers import unsubscribe
 from tests.conftest import NOW
@@ -247,7 +249,7 @@ def test_one_broken_reader_does_not_stop_the_batch(session: Session, settings: S
 
 
 def test_an_unsubscribe_during_the_run_stops_the_next_email(
-    session: Session, settings: Settings, engine: object
+    session: Session, settings: Settings, engine: Engine
 ) -> None:
     _seed_day(session)
     first = subscriber(session, "first@example.org", ["cache"], joined=JOINED)
@@ -261,6 +263,7 @@ def test_an_unsubscribe_during_the_run_stops_the_next_email(
                 report(result)
                 with Session(engine) as other:  # another process, as far as the database can tell
                     gone = other.get(type(second), second.id)
+                    assert gone is not None
                     unsubscribe(other, gone, NOW)
 
             super().deliver(messages, after_each)

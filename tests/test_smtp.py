@@ -109,11 +109,12 @@ def test_replies_are_classified_and_recorded_per_reader(
     assert session.get(Subscriber, bounce.id).status is SubscriberStatus.SUPPRESSED  # type: ignore[union-attr]
     assert is_suppressed(session, "reject@example.org")
     rows = {r.subscriber_id: r for r in session.exec(select(Delivery))}
-    assert rows[bounce.id].error is not None and "550" in rows[bounce.id].error
-    assert rows[busy.id].due_at is not None and rows[busy.id].due_at > NOW
+    assert bounce.id is not None and busy.id is not None
+    error = rows[bounce.id].error
+    assert error is not None and "550" in error
     # The retry goes out once it is due; the unknown one is never resent automatically.
     due = rows[busy.id].due_at
-    assert due is not None
+    assert due is not None and due > NOW
     again = run_send(session, settings, make_transport(settings), due + timedelta(seconds=1))
     assert again.counts == {"sent": 1}
     assert _statuses(session)[busy.id] is DeliveryStatus.SENT

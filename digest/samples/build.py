@@ -50,31 +50,6 @@ def arxiv_rss(papers: list[dict[str, Any]], announced: datetime, replaced: int =
     )
 
 
-def arxiv_atom(papers: list[dict[str, Any]]) -> str:
-    """An export.arxiv.org/api/query response."""
-    entries = []
-    for p in papers:
-        authors = "".join(f"<author><name>{escape(a)}</name></author>" for a in p["authors"])
-        cats = "".join(
-            f'<category term="{escape(c)}" scheme="http://arxiv.org/schemas/atom"/>' for c in p["categories"]
-        )
-        entries.append(
-            f"<entry><id>http://arxiv.org/abs/{p['id']}v1</id><updated>{p['published']}</updated>"
-            f"<published>{p['published']}</published><title>{escape(p['title'])}</title>"
-            f"<summary>{escape(p['abstract'])}</summary>{authors}"
-            f'<link href="http://arxiv.org/abs/{p["id"]}v1" rel="alternate" type="text/html"/>'
-            f'<link title="pdf" href="http://arxiv.org/pdf/{p["id"]}v1" rel="related" type="application/pdf"/>'
-            f'<arxiv:primary_category term="{p["categories"][0]}" scheme="http://arxiv.org/schemas/atom"/>'
-            f"{cats}</entry>"
-        )
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom" '
-        'xmlns:opensearch="http://a9.com/-/spec/opensearch/1.1/" xmlns:arxiv="http://arxiv.org/schemas/atom">'
-        "<title>arXiv Query: search_query=all:context</title><id>http://arxiv.org/api/sample</id>"
-        f"<opensearch:totalResults>{len(papers)}</opensearch:totalResults>\n" + "\n".join(entries) + "\n</feed>\n"
-    )
-
-
 def hf_json(papers: list[dict[str, Any]], day: str, withdrawn: int = 1) -> str:
     """A huggingface.co/api/daily_papers?date=DAY response; the last `withdrawn` are withdrawn."""
     items = []
