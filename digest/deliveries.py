@@ -40,29 +40,17 @@ def waiting_and_due(table: Outbound, now: datetime) -> ColumnElement[bool]:
     )
 
 
-@dataclass(frozen=True)
-class Existing:
-    """The state of a subscriber's row for one period."""
-
-    id: int
-    status: DeliveryStatus
-    due_at: datetime | None
-
-
-def existing_rows(session: Session, keys: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Existing]:
-    """Rows for these (subscriber, period) keys, fetched in one query."""
+def existing_keys(session: Session, keys: Iterable[tuple[int, str]]) -> set[tuple[int, str]]:
+    """Which of these (subscriber, period) keys already have a row, found in one query."""
     wanted = set(keys)
     if not wanted:
-        return {}
+        return set()
     ids = {sid for sid, _ in wanted}
     periods = {period for _, period in wanted}
-    columns = [col(c) for c in (Delivery.id, Delivery.subscriber_id, Delivery.period, Delivery.status, Delivery.due_at)]
-    query = sa_select(*columns).where(col(Delivery.subscriber_id).in_(ids), col(Delivery.period).in_(periods))
-    found = {}
-    for row_id, sid, period, status, due_at in session.execute(query):
-        if (sid, period) in wanted:
-            found[(sid, period)] = Existing(row_id, DeliveryStatus(status), due_at)
-    return found
+    query = sa_select(col(Delivery.subscriber_id), col(Delivery.period)).where(
+        col(Delivery.subscriber_id).in_(ids), col(Delivery.period).in_(periods)
+    )
+    return {(sid, period) for sid, period in session.execute(query)} & wanted
 
 
 def waiting_rows(session: Session, subscriber_ids: Sequence[int], now: datetime) -> list[tuple[int, int, datetime]]:

@@ -90,7 +90,7 @@ def plan_due(session: Session, now: datetime, page_size: int) -> Iterator[list[i
     """Ids of active subscribers whose digest is due (or due again), a page at a time."""
     for page in active_pages(session, page_size):
         slots = {sub.id: slot for sub in page if sub.id is not None and (slot := slot_for(sub, now))}
-        rows = deliveries.existing_rows(session, ((sid, s.period) for sid, s in slots.items()))
+        rows = deliveries.existing_keys(session, ((sid, s.period) for sid, s in slots.items()))
         due = {sid for sid, slot in slots.items() if (sid, slot.period) not in rows}
         due |= {sid for _id, sid, _start in deliveries.waiting_rows(session, [s.id for s in page if s.id], now)}
         if due:
@@ -102,7 +102,7 @@ def plan_chunk(session: Session, settings: Settings, ids: Sequence[int], now: da
     query = select(Subscriber).where(col(Subscriber.id).in_(ids), Subscriber.status == SubscriberStatus.ACTIVE)
     subs = {s.id: s for s in session.exec(query) if s.id is not None}
     slots = {sid: slot for sid, sub in subs.items() if (slot := slot_for(sub, now))}
-    rows = deliveries.existing_rows(session, ((sid, s.period) for sid, s in slots.items()))
+    rows = deliveries.existing_keys(session, ((sid, s.period) for sid, s in slots.items()))
     ends = deliveries.last_window_end(session, list(slots))
     end = window_end(settings, now)
     due = [

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from digest.models import Frequency
-from digest.schedule import Schedule, ScheduleError, latest_slot, period_key, previous_slot, validate, zone
+from digest.schedule import (
+    Period,
+    Schedule,
+    ScheduleError,
+    latest_slot,
+    period_key,
+    previous_slot,
+    validate,
+    zone,
+)
 
 DAILY, WEEKDAYS, WEEKLY = Frequency.DAILY, Frequency.WEEKDAYS, Frequency.WEEKLY
 
@@ -279,7 +288,15 @@ def test_slots(
     ],
 )
 def test_period_key(frequency: Frequency, day: date, expected: str) -> None:
-    assert period_key(frequency, day) == expected
+    period = period_key(frequency, day)
+    assert period == expected
+    assert period.weekly is (frequency is WEEKLY)
+    assert period.length == timedelta(days=7 if frequency is WEEKLY else 1)
+
+
+@pytest.mark.parametrize(("key", "weekly"), [("2026-W49", True), ("2026-12-01", False), ("2027-W01", True)])
+def test_a_stored_period_key_knows_whether_it_is_a_week(key: str, weekly: bool) -> None:
+    assert Period(key).weekly is weekly
 
 
 @pytest.mark.parametrize("name", ["Mars/Olympus", "", "Not A Zone", "../etc/passwd", "Europe/Nowhere"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import email
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 
@@ -28,7 +28,7 @@ from digest.signup import (
     subscriber_for,
 )
 from digest.subscribers import SubscriberError, unsubscribe
-from digest.tokens import Purpose
+from digest.tokens import Purpose, TokenError, make_token, read_token
 from tests.conftest import NOW
 from tests.factories import add_papers, paper
 from tests.smtpserver import SmtpServer, smtp_server  # noqa: F401
@@ -238,3 +238,30 @@ def test_a_message_in_the_outbox_parses(session: Session, settings: Settings) ->
     (path,) = settings.outbox_dir.glob("*.eml")
     msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
     assert msg["To"] == "ada@example.org"
+
+
+@pytest.mark.parametrize(
+    ("read_at", "ok"),
+    [
+        (NOW, True),
+        (NOW + 72 * HOUR, True),  # at its age limit to the second
+        (NOW + 72 * HOUR + timedelta(seconds=1), False),
+        (NOW - timedelta(seconds=1), False),  # a token from the future is not trusted either
+    ],
+)
+def test_a_token_is_stamped_and_aged_by_the_times_given(read_at: datetime, ok: bool) -> None:
+    token = make_token(["k"], Purpose.CONFIRM, 7, "ada@example.org", 3, now=NOW)
+    if ok:
+        assert read_token(["k"], Purpose.CONFIRM, token, now=read_at, max_age=72 * 3600).subscriber_id == 7
+    else:
+        with pytest.raises(TokenError, match="expired"):
+            read_token(["k"], Purpose.CONFIRM, token, now=read_at, max_age=72 * 3600)
+    # Without an age limit (manage and unsubscribe links) time does not matter.
+    assert read_token(["k"], Purpose.CONFIRM, token, now=read_at).stamp == 3
+
+
+def test_links_are_named() -> None:
+    settings = Settings(_env_file=None, secret_key="k", base_url="https://digest.example.org")
+    urls = links(settings, Subscriber(id=3, email="ada@example.org", created_at=NOW), NOW)
+    assert urls.manage.startswith("https://digest.example.org/manage/")
+    assert urls.unsubscribe.startswith("https://digest.example.org/unsubscribe/")
