@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 import feedparser
@@ -94,23 +95,25 @@ def _iso_to_dt(value: Any) -> datetime | None:
 
 
 def _clean_authors(names: Iterable[str]) -> list[str]:
-    cleaned = (clip(html_to_text(name), MAX_AUTHOR_NAME) for name in names)
+    cleaned = (clip(html_to_text(name, MAX_AUTHOR_NAME), MAX_AUTHOR_NAME) for name in islice(names, 2 * MAX_AUTHORS))
     return [name for name in cleaned if name][:MAX_AUTHORS]
 
 
 def _split_creators(creator: str) -> list[str]:
-    text = html_to_text(creator)
+    text = html_to_text(creator, MAX_AUTHORS * MAX_AUTHOR_NAME)
     return [part.strip() for part in re.split(r",\s*|\s+and\s+", text) if part.strip()]
 
 
-def _entry_text(entry: Any, key: str) -> str:
+def _entry_text(entry: Any, key: str, limit: int) -> str:
+    """A text field of a feed entry, cleaned; only as much of it is read as can make `limit`
+    characters (the rest is clipped anyway, and a hostile feed must not cost more than that)."""
     detail = entry.get(f"{key}_detail") or {}
     value = entry.get(key) or ""
     if not isinstance(value, str):
         return ""
     if detail.get("type") == "text/plain":
-        return plain_text(value)
-    return html_to_text(value)
+        return plain_text(value, limit)
+    return html_to_text(value, limit)
 
 
 def _categories(entry: Any, arxiv_only: bool) -> list[str]:
@@ -126,7 +129,7 @@ def _finish(paper: ParsedPaper, result: ParseResult) -> None:
         result.skipped.append(f"{paper.id or 'entry'}: no title")
         return
     if len(paper.abstract) > MAX_ABSTRACT:
-        result.skipped.append(f"{paper.id}: abstract of {len(paper.abstract)} characters clipped")
+        result.skipped.append(f"{paper.id}: abstract clipped to {MAX_ABSTRACT} characters")
         paper.abstract = clip(paper.abstract, MAX_ABSTRACT)
     paper.title = clip(paper.title, MAX_TITLE)
     if paper.id in result.ids:
@@ -154,7 +157,7 @@ def _arxiv_paper(entry: Any, ident: str, abstract: str, authors: list[str]) -> P
     abs_url, pdf_url = arxiv_urls(ident)
     return ParsedPaper(
         id=ident,
-        title=_entry_text(entry, "title"),
+        title=_entry_text(entry, "title", MAX_TITLE),
         abstract=abstract,
         authors=_clean_authors(authors),
         categories=_categories(entry, arxiv_only=True),
@@ -177,7 +180,7 @@ def parse_arxiv_rss(content: bytes) -> ParseResult:
         if ident is None:
             result.skipped.append(f"entry {clip(str(entry.get('id') or ''), 80)!r}: no arXiv id")
             continue
-        abstract = _RSS_PREFIX.sub("", _entry_text(entry, "summary"))
+        abstract = _RSS_PREFIX.sub("", _entry_text(entry, "summary", MAX_ABSTRACT))
         authors = _split_creators(str(entry.get("author") or ""))
         _finish(_arxiv_paper(entry, ident, abstract, authors), result)
     return result
@@ -193,7 +196,7 @@ def parse_arxiv_atom(content: bytes) -> ParseResult:
             result.skipped.append(f"entry {clip(str(entry.get('id') or ''), 80)!r}: no arXiv id")
             continue
         authors = [str(a.get("name") or "") for a in entry.get("authors") or []]
-        _finish(_arxiv_paper(entry, ident, _entry_text(entry, "summary"), authors), result)
+        _finish(_arxiv_paper(entry, ident, _entry_text(entry, "summary", MAX_ABSTRACT), authors), result)
     return result
 
 
@@ -224,8 +227,8 @@ def parse_rss(content: bytes) -> ParseResult:
         abs_url, pdf_url = arxiv_urls(ident) if ident else (link if _is_http(link) else "", _pdf_link(entry))
         paper = ParsedPaper(
             id=clip(key, MAX_ID),
-            title=_entry_text(entry, "title"),
-            abstract=_entry_text(entry, "summary"),
+            title=_entry_text(entry, "title", MAX_TITLE),
+            abstract=_entry_text(entry, "summary", MAX_ABSTRACT),
             authors=_clean_authors(str(a.get("name") or "") for a in entry.get("authors") or []),
             categories=_categories(entry, arxiv_only=False),
             published=_struct_to_dt(entry.get("published_parsed") or entry.get("updated_parsed")),
@@ -251,8 +254,8 @@ def _hf_item(item: Any) -> tuple[ParsedPaper | None, str | None]:
     authors = paper.get("authors") if isinstance(paper.get("authors"), list) else []
     return ParsedPaper(
         id=ident,
-        title=html_to_text(str(paper.get("title") or item.get("title") or "")),
-        abstract=html_to_text(str(paper.get("summary") or item.get("summary") or "")),
+        title=html_to_text(str(paper.get("title") or item.get("title") or ""), MAX_TITLE),
+        abstract=html_to_text(str(paper.get("summary") or item.get("summary") or ""), MAX_ABSTRACT),
         authors=_clean_authors(str(a.get("name") or "") for a in authors if isinstance(a, dict)),
         categories=[],
         published=_iso_to_dt(paper.get("publishedAt")) or _iso_to_dt(item.get("publishedAt")),

@@ -9,6 +9,7 @@ from html import unescape
 from html.parser import HTMLParser
 
 _WS = re.compile(r"\s+")
+RAW_SLACK = 8
 # Letters and digits only: hyphens, dots and apostrophes split words, so "KV-cache" is "kv cache".
 WORD = re.compile(r"[^\W_]+")
 _DROP_CONTENT = frozenset({"script", "style", "head", "title", "template", "noscript"})
@@ -46,12 +47,31 @@ def squash(text: str) -> str:
     return _WS.sub(" ", _CONTROL.sub(" ", text)).strip()
 
 
-def html_to_text(fragment: str) -> str:
-    """Turn untrusted HTML (or text with entities) into one line of plain text."""
+# A complete tag holds no "<" or ">": scanning for one stops at the next "<", so finding every tag
+# of a text is linear in its length (a `[^>]*` scan would run to the end of the text for every "<").
+_TAG_OR_LT = re.compile(r"<[^<>]*>|<")
+
+
+def _stray_lt_escaped(fragment: str) -> str:
+    """The fragment with every "<" that does not open a complete tag written as `&lt;`: Python's
+    HTMLParser rescans the rest of the text for each unfinished tag (quadratic on `<b<b<b…`)."""
+    return _TAG_OR_LT.sub(lambda m: m.group() if len(m.group()) > 1 else "&lt;", fragment)
+
+
+def bounded(raw: str, limit: int | None) -> str:
+    """The part of a raw field worth cleaning for a result of at most `limit` characters: markup and
+    entities take room, but never more than RAW_SLACK times the text they carry."""
+    return raw if limit is None else raw[: limit * RAW_SLACK]
+
+
+def html_to_text(fragment: str, limit: int | None = None) -> str:
+    """Turn untrusted HTML (or text with entities) into one line of plain text, in time linear in
+    its length whatever it holds; with `limit`, only the start that can make `limit` characters is read."""
+    fragment = bounded(fragment, limit)
     if "<" not in fragment:
         return squash(unescape(fragment))
     extractor = _TextExtractor()
-    extractor.feed(fragment)
+    extractor.feed(_stray_lt_escaped(fragment))
     extractor.close()
     return squash("".join(extractor.parts))
 
@@ -59,14 +79,15 @@ def html_to_text(fragment: str) -> str:
 _KNOWN_TAG = re.compile(
     r"</?(?:script|style|iframe|frame|object|embed|applet|form|input|button|textarea|select|option|svg|math|img"
     r"|video|audio|source|a|b|i|u|s|em|strong|small|sub|sup|span|div|p|br|hr|ul|ol|li|dl|dt|dd|table|tr|td|th"
-    r"|tbody|thead|h[1-6]|pre|code|blockquote|font|link|meta|base|body|html|head|title|mark|abbr|cite|q)\b[^>]*>",
+    r"|tbody|thead|h[1-6]|pre|code|blockquote|font|link|meta|base|body|html|head|title|mark|abbr|cite|q)\b[^<>]*>",
     re.I,
 )
 _ENTITY = re.compile(r"&(?:[A-Za-z][A-Za-z0-9]{1,31}|#\d{1,7}|#x[0-9A-Fa-f]{1,6});")
 
 
-def plain_text(value: str) -> str:
+def plain_text(value: str, limit: int | None = None) -> str:
     """Text a feed says is plain: strip real HTML tags and entities if present, keep `x<y` maths."""
+    value = bounded(value, limit)
     if _KNOWN_TAG.search(value) or _ENTITY.search(value):
         return html_to_text(value)
     return squash(value)

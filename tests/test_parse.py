@@ -636,7 +636,7 @@ def test_megabyte_abstract_is_clipped_and_reported(flavor: str) -> None:
     assert paper.abstract.startswith("abcd abcd abcd")
     assert paper.abstract.endswith("…")
     assert paper.title == "Sparse Attention"
-    assert result.skipped == [f"{key('2406.00001')}: abstract of 1000000 characters clipped"]
+    assert result.skipped == [f"{key('2406.00001')}: abstract clipped to {MAX_ABSTRACT} characters"]
 
 
 @pytest.mark.parametrize("flavor", list(FLAVORS))
@@ -808,3 +808,24 @@ def test_latin1_bytes_declared_utf8_do_not_crash(flavor: str) -> None:
     assert len(paper.authors) == 1 and paper.authors[0].startswith("Jos") and paper.authors[0].endswith("rez")
     assert result.warning is not None
     assert "declared as utf-8" in result.warning  # the mismatch is reported, not silently accepted
+
+
+@pytest.mark.parametrize("flavor", list(FLAVORS))
+def test_a_hostile_multi_megabyte_abstract_costs_only_its_limit(flavor: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from digest import text
+
+    calls: list[tuple[int, int]] = []
+    bounded = text.bounded
+
+    def spy(raw: str, limit: int | None) -> str:
+        kept = bounded(raw, limit)
+        calls.append((len(raw), len(kept)))
+        return kept
+
+    monkeypatch.setattr(text, "bounded", spy)
+    result, key = parse_flavor(flavor, [entry(abstract="<b" * 1_500_000)])
+    [paper] = result.papers
+    assert paper.id == key("2406.00001") and len(paper.abstract) <= MAX_ABSTRACT
+    # The 3 MB field went through the bound before any cleaning: what reaches the regexes and the
+    # HTML parser is at most the limit's worth.
+    assert [kept for raw, kept in calls if raw >= 3_000_000] == [MAX_ABSTRACT * text.RAW_SLACK]

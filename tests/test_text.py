@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from digest.text import clip, fold, html_to_text, normalize, squash, strip_accents, word_spans, words
+from digest import text
+from digest.text import clip, fold, html_to_text, normalize, plain_text, squash, strip_accents, word_spans, words
 
 
 @pytest.mark.parametrize(
@@ -188,3 +189,36 @@ def test_word_spans_point_at_the_original_text() -> None:
 )
 def test_block_boundaries_become_spaces(html: str, text: str) -> None:
     assert html_to_text(html) == text
+
+
+HOSTILE = ["<b", "<a ", "<!--", "</", "<?", "<![CDATA[", "<b x='", "<<>", "<p>x</p", "<script>"]
+
+
+@pytest.mark.parametrize("pattern", HOSTILE)
+def test_every_lt_left_for_the_html_parser_opens_a_complete_tag(pattern: str) -> None:
+    """What makes cleaning linear: Python's HTMLParser rescans the rest of the text for each
+    unfinished tag, so none reaches it (and finding the tags stops at the next "<" each time)."""
+    escaped = text._stray_lt_escaped(pattern * 50_000)
+    starts = [i for i, ch in enumerate(escaped) if ch == "<"]
+    assert all(text._TAG_OR_LT.match(escaped, i).group().endswith(">") for i in starts)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("pattern", HOSTILE)
+def test_a_multi_megabyte_field_is_read_only_as_far_as_its_limit(pattern: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+    feed = text._TextExtractor.feed
+
+    def spy(self: text._TextExtractor, data: str) -> None:
+        seen.append(len(data))
+        feed(self, data)
+
+    monkeypatch.setattr(text._TextExtractor, "feed", spy)
+    hostile = pattern * (3_000_000 // len(pattern))
+    cleaned = html_to_text(hostile + "<b>tail</b>", limit=10_000)
+    assert "tail" not in cleaned
+    # At most the bounded prefix reaches the parser (each stray "<" written as "&lt;" is 4 characters).
+    assert seen and max(seen) <= 4 * 10_000 * text.RAW_SLACK
+
+
+def test_plain_text_reads_only_as_far_as_its_limit() -> None:
+    assert plain_text("x" * 5_000_000, limit=100) == "x" * 100 * text.RAW_SLACK
