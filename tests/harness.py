@@ -1,25 +1,22 @@
-"""Real processes for fault-injection tests: Celery workers and beats, a private redis-server, and the
-invariant every scenario ends with (every active reader: one message, or one unknown/failed row)."""
+"""What the fault-injection tests need besides the Celery processes (bench/celery_process.py starts
+those, for the tests and the benchmark alike): a private redis-server, polling, and the invariant
+every scenario ends with (every active reader: one message, or one unknown/failed row)."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import psutil
 import redis
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from digest.config import PROJECT_ROOT, Settings
+from digest.config import PROJECT_ROOT
 from digest.db import open_session
 from digest.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
 from tests.smtpserver import SmtpServer
@@ -41,89 +38,6 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 120.0, every
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(every)
-
-
-def environment(settings: Settings, **extra: str) -> dict[str, str]:
-    """The DIGEST_* environment a worker or beat process needs to share this test's world."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    values = {
-        "DIGEST_DATABASE_URL": settings.database_url,
-        "DIGEST_BROKER_URL": settings.broker_url or "",
-        "DIGEST_CELERY_QUEUE": settings.celery_queue,
-        "DIGEST_SMTP_URL": settings.smtp_url or "",
-        "DIGEST_SMTP_TIMEOUT": str(settings.smtp_timeout),
-        "DIGEST_SMTP_CONNECTIONS": str(settings.smtp_connections),
-        "DIGEST_FROM": settings.from_address,
-        "DIGEST_BASE_URL": settings.base_url,
-        "DIGEST_SECRET_KEY": settings.secret_key,
-        "DIGEST_SOURCES": json.dumps([s.model_dump(mode="json") for s in settings.sources]),
-        "DIGEST_SEND_BATCH_SIZE": str(settings.send_batch_size),
-        "DIGEST_RETRY_BASE_SECONDS": str(settings.retry_base_seconds),
-        "DIGEST_STALE_SENDING_SECONDS": str(settings.stale_sending_seconds),
-        "DIGEST_FETCH_TIMEOUT": str(settings.fetch_timeout),
-        "DIGEST_ARXIV_MIN_INTERVAL": "0",
-    }
-    if settings.beat_every_seconds:
-        values["DIGEST_BEAT_EVERY_SECONDS"] = str(settings.beat_every_seconds)
-    env.update(values)
-    env.update(extra)
-    return env
-
-
-class Process:
-    """A celery worker or beat started as a real OS process, with its log in a file."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.name = name
-        self.args = args
-        self.env = env
-        self.log = log
-        self.popen: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Process:
-        with self.log.open("ab") as out:
-            self.popen = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "workers.celery_app", *self.args],
-                cwd=self.log.parent, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.popen is not None
-        return self.popen.pid
-
-    def children(self) -> list[psutil.Process]:
-        """The prefork pool's child processes."""
-        return psutil.Process(self.pid).children(recursive=False)
-
-    def stop(self, timeout: float = 30) -> None:
-        """A warm shutdown (SIGTERM), then SIGKILL if it lingers."""
-        if self.popen is None or self.popen.poll() is not None:
-            return
-        self.popen.send_signal(signal.SIGTERM)
-        try:
-            self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            for child in self.children():
-                child.kill()
-            self.popen.kill()
-            self.popen.wait(timeout=10)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def worker(name: str, env: dict[str, str], tmp: Path, concurrency: int = 1) -> Process:
-    """A worker consuming this test's queue."""
-    args = ["worker", "-Q", env["DIGEST_CELERY_QUEUE"], "-c", str(concurrency), "--loglevel=INFO"]
-    args += ["--without-mingle", "--without-gossip", "-n", f"{name}-{env['DIGEST_CELERY_QUEUE']}@%h"]
-    return Process(name, args, env, tmp / f"{name}.log")
-
-
-def beat(name: str, env: dict[str, str], tmp: Path) -> Process:
-    """A beat process (RedBeat: only the one holding the lock schedules)."""
-    return Process(name, ["beat", "--loglevel=DEBUG"], env, tmp / f"{name}.log")
 
 
 @dataclass

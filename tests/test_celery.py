@@ -3,11 +3,8 @@ the digests to a real SMTP server: the whole hourly and quarter-hourly cycle, en
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,9 +13,12 @@ from pathlib import Path
 
 import pytest
 import redis
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 
-from digest.config import PROJECT_ROOT, Settings
+from bench import celery_process
+from bench.celery_process import CeleryProcess
+from digest.config import PROJECT_ROOT, Settings, SourceConfig, SourceKind
 from digest.db import init_db, make_engine, open_session
 from digest.models import Delivery, DeliveryStatus, Paper, SourceState
 from tests.conftest import FreshDatabase, port_open, require
@@ -37,18 +37,33 @@ def broker() -> Iterator[str]:
     redis.Redis.from_url(REDIS_URL).flushdb()
 
 
-def _wait(what: str, check: Callable[[], bool], log: Path, timeout: float = 90.0) -> None:
+def _wait(what: str, check: Callable[[], bool], worker: CeleryProcess, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what}; worker log:\n{log.read_text()[-4000:]}")
+    pytest.fail(f"timed out waiting for {what}; worker log:\n{worker.text()[-4000:]}")
 
 
 def _count(session: Session, query: object) -> int:
     session.expire_all()
     return int(session.exec(query).one())  # type: ignore[call-overload]
+
+
+def test_a_worker_environment_gives_the_worker_these_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    sources = [SourceConfig(name="feed", kind=SourceKind.RSS, url="http://127.0.0.1:1/{date}.rss")]
+    settings = Settings(
+        _env_file=None, database_url="sqlite:///w.sqlite3", broker_url=REDIS_URL, celery_queue="q", sources=sources,
+        from_address="Paper Digest <digest@example.org>", beat_every_seconds=1.5, window_lag_seconds=0,
+    )  # fmt: skip
+    env = celery_process.environment(settings, EXTRA="yes")
+    assert env["DIGEST_FROM"] == settings.from_address and env["EXTRA"] == "yes"
+    for name in [k for k in os.environ if k.startswith("DIGEST_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert Settings(_env_file=None) == settings  # what the worker's own Settings() reads
 
 
 def test_worker_fetches_and_sends_end_to_end(
@@ -57,8 +72,8 @@ def test_worker_fetches_and_sends_end_to_end(
     http_server.feed("/rss/cs.AI+cs.CL", (SAMPLES / "arxiv-listing.rss").read_bytes(), etag='"v1"')
     http_server.route("/api/daily_papers", (SAMPLES / "hf-daily-papers.json").read_bytes())
     sources = [
-        {"name": "arxiv", "kind": "arxiv-rss", "url": http_server.url("/rss/cs.AI+cs.CL")},
-        {"name": "hf", "kind": "hf-json", "url": http_server.url("/api/daily_papers") + "?date={date}"},
+        SourceConfig(name="arxiv", kind=SourceKind.ARXIV_RSS, url=http_server.url("/rss/cs.AI+cs.CL")),
+        SourceConfig(name="hf", kind=SourceKind.HF_JSON, url=http_server.url("/api/daily_papers") + "?date={date}"),
     ]
     queue = f"digest-test-{uuid.uuid4().hex[:10]}"
     settings = Settings(
@@ -70,6 +85,9 @@ def test_worker_fetches_and_sends_end_to_end(
         from_address="Paper Digest <digest@example.org>",
         base_url="https://digest.example.org",
         secret_key="worker-test",
+        sources=sources,
+        arxiv_min_interval=0,
+        window_lag_seconds=0,  # send what was fetched a second ago (production waits 10 min)
     )
     engine = make_engine(settings.database_url)
     init_db(engine)
@@ -80,42 +98,24 @@ def test_worker_fetches_and_sends_end_to_end(
         subscriber(session, "grace@example.org", ['"in-context learning"'], joined=joined, send_hour=0)
         subscriber(session, "nobody@example.org", ["quantum chromodynamics"], joined=joined, send_hour=0)
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    env.update(
-        DIGEST_DATABASE_URL=settings.database_url,
-        DIGEST_BROKER_URL=broker,
-        DIGEST_CELERY_QUEUE=queue,
-        DIGEST_SMTP_URL=smtp_server.url,
-        DIGEST_FROM=settings.from_address,
-        DIGEST_BASE_URL=settings.base_url,
-        DIGEST_SECRET_KEY=settings.secret_key,
-        DIGEST_SOURCES=json.dumps(sources),
-        DIGEST_ARXIV_MIN_INTERVAL="0",
-        DIGEST_WINDOW_LAG_SECONDS="0",  # send what was fetched a second ago (production waits 10 min)
-    )
-    log = tmp_path / "worker.log"
-    command = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", queue, "-c", "2"]
-    command += ["--loglevel=INFO", "--without-mingle", "--without-gossip", "-n", f"{queue}@%h"]
-    with log.open("w") as out:
-        worker = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    worker = celery_process.worker(settings, "worker", tmp_path, concurrency=2).start()
     try:
-        _run_cycle(settings, engine, smtp_server, http_server, log)
+        _run_cycle(settings, engine, smtp_server, http_server, worker)
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        worker.stop()
         engine.dispose()
 
 
-def _run_cycle(settings: Settings, engine: object, smtp: SmtpServer, http: HTTPTestServer, log: Path) -> None:
+def _run_cycle(
+    settings: Settings, engine: Engine, smtp: SmtpServer, http: HTTPTestServer, worker: CeleryProcess
+) -> None:
     from workers.celery_app import make_celery
 
     client = make_celery(settings)
     client.send_task("digest.fetch_sources")
-    with open_session(engine) as session:  # type: ignore[arg-type]
-        _wait("both sources fetched", lambda: _count(session, select(func.count()).select_from(SourceState)) == 2, log)
+    with open_session(engine) as session:
+        fetched = select(func.count()).select_from(SourceState)
+        _wait("both sources fetched", lambda: _count(session, fetched) == 2, worker)
         states = {s.name: s for s in session.exec(select(SourceState))}
         assert states["arxiv"].last_error is None and states["arxiv"].etag == '"v1"'
         assert states["hf"].last_error is None
@@ -126,7 +126,7 @@ def _run_cycle(settings: Settings, engine: object, smtp: SmtpServer, http: HTTPT
         # The quarter-hourly planner, enqueued three times (as overlapping beats would): one email each.
         for _ in range(3):
             client.send_task("digest.plan_sends")
-        _wait("two digests sent", lambda: len(smtp.messages) >= 2, log)
+        _wait("two digests sent", lambda: len(smtp.messages) >= 2, worker)
         _wait(
             "every delivery settled",
             lambda: (
@@ -136,7 +136,7 @@ def _run_cycle(settings: Settings, engine: object, smtp: SmtpServer, http: HTTPT
                 )
                 == 3
             ),
-            log,
+            worker,
         )
         time.sleep(2)  # let any duplicate that would have been sent arrive before counting
         assert sorted(r for m in smtp.messages for r in m.rcpt_tos) == ["ada@example.org", "grace@example.org"]
@@ -145,7 +145,7 @@ def _run_cycle(settings: Settings, engine: object, smtp: SmtpServer, http: HTTPT
             DeliveryStatus.EMPTY, DeliveryStatus.SENT, DeliveryStatus.SENT,
         ]  # fmt: skip
     ada = smtp.to("ada@example.org")[0].message
-    today = datetime.now(UTC)
-    assert re.fullmatch(rf"\d+ new papers on KV cache — {today.day} {today:%b}", ada["Subject"]), ada["Subject"]
+    now = datetime.now(UTC)
+    assert re.fullmatch(rf"\d+ new papers on KV cache — {now.day} {now:%b}", ada["Subject"]), ada["Subject"]
     assert ada["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert "KV Cache" in ada.get_body(("plain",)).get_content()  # type: ignore[union-attr]
