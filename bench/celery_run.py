@@ -1,21 +1,18 @@
 """The end-to-end send through real Celery worker processes on the real Redis.
 
-Workers are started the way tests/harness.py starts them (`celery -A workers.celery_app worker`,
-configured only through DIGEST_* variables), on a queue of their own, in a dedicated Redis db.
-The run is the production path: `digest.plan_sends` pages through the readers and fans out
-`digest.send_digests` chunks; we watch the delivery table until every reader has a settled row.
+Workers are started by bench/celery_process.py, the same module the tests start theirs with
+(`celery -A workers.celery_app worker`, configured only through DIGEST_* variables), on a queue of
+their own, in a dedicated Redis db. The run is the production path: `digest.plan_sends` pages
+through the readers and fans out `digest.send_digests` chunks; we watch the delivery table until
+every reader has a settled row, sampling each worker process's CPU and peak RSS as it goes.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +22,27 @@ from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 
-from digest.config import PROJECT_ROOT
+from bench import celery_process
+from bench.celery_process import CeleryProcess
+from bench.records import CeleryResult
+from digest.config import Settings
 from digest.models import Delivery
 
 TERMINAL = ("sent", "empty", "failed", "unknown", "skipped")
+READY_TIMEOUT = 90.0
+
+
+@dataclass(frozen=True)
+class CeleryConfig:
+    """What every Celery run shares: the workers' settings (each run gets a queue of its own), the
+    day's clock, how many readers must settle, where the logs go, the time budget, smtp-sink's pid."""
+
+    settings: Settings
+    now: datetime
+    expected: int
+    folder: Path
+    budget: float
+    sink_pid: int | None = None
 
 
 def _hwm_mb(pid: int) -> float:
@@ -43,45 +57,16 @@ def _hwm_mb(pid: int) -> float:
 
 
 @dataclass
-class Worker:
-    """One `celery worker -c 1` process (a main process and one pool child)."""
+class Sampled:
+    """A worker (a main process and its pool child) with each process's peak RSS and CPU so far."""
 
-    name: str
-    env: dict[str, str]
-    folder: Path
-    popen: subprocess.Popen[bytes] | None = None
+    process: CeleryProcess
     peak: dict[int, float] = field(default_factory=dict)
     cpu: dict[int, float] = field(default_factory=dict)
 
-    @property
-    def log(self) -> Path:
-        return self.folder / f"{self.name}.log"
-
-    def start(self) -> Worker:
-        queue = self.env["DIGEST_CELERY_QUEUE"]
-        args = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", queue, "-c", "1"]
-        args += ["--loglevel=INFO", "--without-mingle", "--without-gossip", "-n", f"{self.name}-{queue}@%h"]
-        with self.log.open("wb") as out:
-            self.popen = subprocess.Popen(args, cwd=self.folder, env=self.env, stdout=out, stderr=subprocess.STDOUT)
-        return self
-
-    def ready(self) -> bool:
-        if self.popen is not None and self.popen.poll() is not None:
-            raise RuntimeError(f"worker {self.name} exited: {self.log.read_text()[-3000:]}")
-        return " ready." in self.log.read_text(errors="replace")
-
-    def processes(self) -> list[psutil.Process]:
-        if self.popen is None:
-            return []
-        try:
-            main = psutil.Process(self.popen.pid)
-            return [main, *main.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
-
     def sample(self) -> None:
         """Remember each process's peak RSS and CPU so far (read again right before stopping)."""
-        for proc in self.processes():
+        for proc in self.process.tree():
             try:
                 times = proc.cpu_times()
                 self.cpu[proc.pid] = times.user + times.system
@@ -89,38 +74,8 @@ class Worker:
             except psutil.NoSuchProcess:
                 continue
 
-    def stop(self, *, cold: bool = False, timeout: float = 60) -> None:
-        """Warm shutdown (SIGTERM: the running chunk finishes), or cold (SIGQUIT: at once) when a run
-        was cut at its time budget: its rows are deleted before the next run anyway."""
-        if self.popen is None or self.popen.poll() is not None:
-            return
-        self.popen.send_signal(signal.SIGQUIT if cold else signal.SIGTERM)
-        try:
-            self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            for proc in self.processes()[1:]:
-                proc.kill()
-            self.popen.kill()
-            self.popen.wait(timeout=10)
-
-
-def worker_env(database_url: str, broker_url: str, queue: str, smtp_url: str, batch_size: int) -> dict[str, str]:
-    """The DIGEST_* environment the workers share (no .env: they run in the bench's work folder)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    env.update(
-        DIGEST_DATABASE_URL=database_url,
-        DIGEST_BROKER_URL=broker_url,
-        DIGEST_CELERY_QUEUE=queue,
-        DIGEST_SMTP_URL=smtp_url,
-        DIGEST_SMTP_CONNECTIONS="4",
-        DIGEST_FROM="Paper Digest <digest@example.org>",
-        DIGEST_BASE_URL="https://digest.example.org",
-        DIGEST_SECRET_KEY="bench-secret-key",
-        DIGEST_SOURCES="[]",
-        DIGEST_SEND_BATCH_SIZE=str(batch_size),
-        PYTHONPATH=str(PROJECT_ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
-    )
-    return env
+    def cpu_s(self) -> float:
+        return sum(self.cpu.values())
 
 
 def _cpu_s(pid: int | None) -> float:
@@ -153,105 +108,117 @@ def _clear_queue(client: redis.Redis, queue: str) -> None:
     client.delete(queue, f"_kombu.binding.{queue}", "unacked", "unacked_index", "unacked_mutex")
 
 
-def run(
-    workers: int,
-    *,
-    engine: Engine,
-    database_url: str,
-    broker_url: str,
-    smtp_url: str,
-    now_iso: str,
-    expected: int,
-    folder: Path,
-    budget: float,
-    batch_size: int = 200,
-    sink_pid: int | None = None,
-) -> dict[str, Any]:
-    """Send the whole day with `workers` worker processes; the delivery table must start empty."""
-    from digest.config import Settings
+def _wait_ready(pool: list[Sampled]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not all(w.process.ready() for w in pool):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"celery workers did not become ready in {READY_TIMEOUT:.0f} s")
+        time.sleep(0.2)
+
+
+@dataclass
+class _Watched:
+    """What watching the delivery table saw, from the planner's task to the last settled row."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    done: int = 0
+    first_row: float | None = None  # seconds until the planner's first row appeared
+    wall: float = 0.0
+    stopped_early: bool = False
+    startup_cpu: float = 0.0  # the workers' CPU before the send began
+    cores_busy: float = 0.0
+    sink_cores: float = 0.0
+
+
+def _until_settled(pool: list[Sampled], engine: Engine, cfg: CeleryConfig, seen: _Watched, started: float) -> None:
+    """Look at the delivery table once a second until every reader settled, or the budget ran out."""
+    batch = cfg.settings.send_batch_size
+    while True:
+        time.sleep(1.0)  # each look is a GROUP BY over the day's rows: keep the watcher's CPU small
+        seen.counts = _counts(engine)
+        elapsed = time.perf_counter() - started
+        if seen.first_row is None and any(seen.counts.values()):
+            seen.first_row = elapsed
+        seen.done = sum(seen.counts.get(s, 0) for s in TERMINAL)
+        for w in pool:
+            w.sample()
+        if seen.done >= cfg.expected:
+            return
+        # Past the budget, stop once at least one chunk has settled (a rate needs something to count).
+        if cfg.budget and elapsed > cfg.budget and (seen.done >= min(cfg.expected, batch) or elapsed > 10 * cfg.budget):
+            seen.stopped_early = True
+            return
+
+
+def _send_day(pool: list[Sampled], engine: Engine, cfg: CeleryConfig, settings: Settings, seen: _Watched) -> None:
+    """Enqueue the planner as beat would, and watch the day go out; where the cores went meanwhile."""
     from workers.celery_app import make_celery
 
-    queue = f"digest-bench-{uuid.uuid4().hex[:8]}"
+    for w in pool:  # CPU spent starting up is not the send's
+        w.sample()
+    seen.startup_cpu = sum(w.cpu_s() for w in pool)
+    machine_before, sink_before = psutil.cpu_times(), _cpu_s(cfg.sink_pid)
+    app = make_celery(settings)
+    started = time.perf_counter()
+    app.send_task("digest.plan_sends", args=[cfg.now.isoformat()], queue=settings.celery_queue)
+    _until_settled(pool, engine, cfg, seen, started)
+    seen.wall = time.perf_counter() - started
+    for w in pool:
+        w.sample()
+    seen.cores_busy = _busy_cores(machine_before, psutil.cpu_times())
+    seen.sink_cores = (_cpu_s(cfg.sink_pid) - sink_before) / max(seen.wall, 1e-9)
+
+
+def run(workers: int, cfg: CeleryConfig, engine: Engine) -> CeleryResult:
+    """Send the whole day with `workers` worker processes; the delivery table must start empty."""
+    settings = cfg.settings.model_copy(update={"celery_queue": f"digest-bench-{uuid.uuid4().hex[:8]}"})
+    folder = cfg.folder / f"celery-{workers}"
     folder.mkdir(parents=True, exist_ok=True)
-    env = worker_env(database_url, broker_url, queue, smtp_url, batch_size)
-    client = redis.Redis.from_url(broker_url)
-    _clear_queue(client, queue)
-    pool = [Worker(f"w{i + 1}-of-{workers}", env, folder).start() for i in range(workers)]
-    stopped_early = False
-    startup_cpu = 0.0
+    assert settings.broker_url is not None
+    client = redis.Redis.from_url(settings.broker_url)
+    _clear_queue(client, settings.celery_queue)
+    pool = [Sampled(celery_process.worker(settings, f"w{i + 1}-of-{workers}", folder).start()) for i in range(workers)]
+    seen = _Watched()
     try:
-        deadline = time.monotonic() + 90
-        while not all(w.ready() for w in pool):
-            if time.monotonic() > deadline:
-                raise RuntimeError("celery workers did not become ready in 90 s")
-            time.sleep(0.2)
-        for w in pool:  # CPU spent starting up is not the send's
-            w.sample()
-        startup_cpu = sum(sum(w.cpu.values()) for w in pool)
-        machine_before, sink_before = psutil.cpu_times(), _cpu_s(sink_pid)
-        app = make_celery(Settings(_env_file=None, broker_url=broker_url, celery_queue=queue, sources=[]))
-        started = time.perf_counter()
-        app.send_task("digest.plan_sends", args=[now_iso], queue=queue)
-        first_row: float | None = None
-        done, counts = 0, dict[str, int]()
-        while True:
-            time.sleep(1.0)  # each look is a GROUP BY over the day's rows: keep the watcher's CPU small
-            counts = _counts(engine)
-            elapsed = time.perf_counter() - started
-            if first_row is None and any(counts.values()):
-                first_row = elapsed
-            done = sum(counts.get(s, 0) for s in TERMINAL)
-            for w in pool:
-                w.sample()
-            if done >= expected:
-                break
-            # Past the budget, stop once at least one chunk has settled (a rate needs something to count).
-            if budget and elapsed > budget and (done >= min(expected, batch_size) or elapsed > 10 * budget):
-                stopped_early = True
-                break
-        wall = time.perf_counter() - started
-        for w in pool:
-            w.sample()
-        machine = _busy_cores(machine_before, psutil.cpu_times())
-        sink_cores = (_cpu_s(sink_pid) - sink_before) / max(wall, 1e-9)
+        _wait_ready(pool)
+        _send_day(pool, engine, cfg, settings, seen)
     finally:
-        _clear_queue(client, queue)
+        _clear_queue(client, settings.celery_queue)
         for w in pool:
-            w.stop(cold=stopped_early)
-        app_logs = {w.name: w.log.read_text(errors="replace")[-2000:] for w in pool}
-    sent = counts.get("sent", 0)
-    first = first_row or wall
+            # A run cut at its budget stops at once (SIGQUIT): its rows are deleted before the next run.
+            w.process.stop(cold=seen.stopped_early, timeout=60)
+    return _result(workers, settings.celery_queue, cfg.expected, pool, seen)
+
+
+def _result(workers: int, queue: str, expected: int, pool: list[Sampled], seen: _Watched) -> CeleryResult:
+    sent, wall, done = seen.counts.get("sent", 0), seen.wall, seen.done
+    first = seen.first_row or wall
     steady = done / max(1e-9, wall - first) if wall > first else 0.0
-    projected = wall if not stopped_early else first + expected / max(steady, 1e-9)
-    cpu = sum(sum(w.cpu.values()) for w in pool) - startup_cpu
-    peaks = {f"{w.name}:{pid}": mb for w in pool for pid, mb in w.peak.items()}
-    failed = {k: v for k, v in counts.items() if k in ("failed", "unknown", "retry")}
-    return {
-        "workers": workers,
-        "queue": queue,
-        "subscribers": expected,
-        "settled": done,
-        "counts": counts,
-        "digests_sent": sent,
-        "wall_s": round(wall, 2),
-        "plan_s_until_first_row": round(first, 2),
-        "digests_per_s": round(sent / wall, 1),
-        "subscribers_per_s": round(done / wall, 1),
-        "steady_subscribers_per_s": round(steady, 1),
-        "projected_wall_s": round(projected, 1),
-        "stopped_at_budget": stopped_early,
-        "worker_cpu_s": round(cpu, 2),
-        # Where the machine's cores went while the run lasted: the workers, smtp-sink, the rest.
-        "cores_busy": round(machine, 2),
-        "worker_cores": round(cpu / max(wall, 1e-9), 2),
-        "sink_cores": round(sink_cores, 2),
-        "cpu_ms_per_digest": round(1000 * cpu / max(1, sent), 3),
-        "peak_rss_mb_by_process": peaks,
-        "peak_rss_mb": max(peaks.values(), default=0.0),
-        "problems": failed,
-        "log_tails": app_logs if failed or (done < expected and not stopped_early) else {},
-    }
-
-
-if __name__ == "__main__":  # a manual run against an already generated database
-    print(json.dumps({"usage": "python -m bench (this module is driven by bench.run)"}))
+    cpu = sum(w.cpu_s() for w in pool) - seen.startup_cpu
+    peaks = {f"{w.process.name}:{pid}": mb for w in pool for pid, mb in w.peak.items()}
+    problems = {k: v for k, v in seen.counts.items() if k in ("failed", "unknown", "retry")}
+    show_logs = problems or (done < expected and not seen.stopped_early)
+    return CeleryResult(
+        workers=workers,
+        queue=queue,
+        subscribers=expected,
+        settled=done,
+        counts=seen.counts,
+        digests_sent=sent,
+        wall_s=round(wall, 2),
+        plan_s_until_first_row=round(first, 2),
+        digests_per_s=round(sent / wall, 1),
+        subscribers_per_s=round(done / wall, 1),
+        steady_subscribers_per_s=round(steady, 1),
+        projected_wall_s=round(wall if not seen.stopped_early else first + expected / max(steady, 1e-9), 1),
+        stopped_at_budget=seen.stopped_early,
+        worker_cpu_s=round(cpu, 2),
+        cores_busy=round(seen.cores_busy, 2),
+        worker_cores=round(cpu / max(wall, 1e-9), 2),
+        sink_cores=round(seen.sink_cores, 2),
+        cpu_ms_per_digest=round(1000 * cpu / max(1, sent), 3),
+        peak_rss_mb_by_process=peaks,
+        peak_rss_mb=max(peaks.values(), default=0.0),
+        problems=problems,
+        log_tails={w.process.name: w.process.text()[-2000:] for w in pool} if show_logs else {},
+    )

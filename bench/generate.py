@@ -10,7 +10,7 @@ import itertools
 import json
 import random
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +20,7 @@ from sqlalchemy import delete, func, insert
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 
+from bench.records import TopicStats, TopTopic
 from digest.models import Delivery, Frequency, Notice, Paper, Subscriber, SubscriberStatus, Suppression
 from digest.parse import arxiv_urls
 from digest.query import QueryError, parse_query
@@ -127,6 +128,9 @@ LAST_NAMES = [
     "Sharma", "Silva", "Tanaka", "Wang", "Zhang", "Okafor", "Nguyen", "Dubois", "Kowalski", "Andersen", "Yılmaz",
 ]  # fmt: skip
 DOMAINS = ["example.org", "example.com", "example.net", "mail.example.org", "lab.example.edu"]
+CATEGORIES = [c for c, _w in CATEGORY_MIX]
+CATEGORY_WEIGHTS = list(itertools.accumulate(w for _c, w in CATEGORY_MIX))
+AUTHORS = [f"{f} {la}" for f in FIRST_NAMES for la in LAST_NAMES]
 
 
 @dataclass(frozen=True)
@@ -150,50 +154,90 @@ def _phrase(rng: random.Random, concept: Sequence[str]) -> str:
     return concept[0] if len(concept) == 1 or rng.random() < 0.6 else rng.choice(concept)
 
 
+@dataclass(frozen=True)
+class _Draw:
+    """What one topic is made of: the generator, two distinct concepts, the authors to cite."""
+
+    rng: random.Random
+    c1: Sequence[str]
+    c2: Sequence[str]
+    authors: Sequence[str]
+
+
+def _or_list(d: _Draw) -> str | None:
+    return " OR ".join(d.c1[: d.rng.randint(2, len(d.c1))]) if len(d.c1) > 1 else None
+
+
+def _excluded(d: _Draw) -> str:
+    return f"{_phrase(d.rng, d.c1)} {d.rng.choice(['-', 'NOT '])}{d.rng.choice(EXCLUDES)}"
+
+
+def _in_title(d: _Draw) -> str:
+    return f"title:{_phrase(d.rng, d.c1)}"
+
+
+def _in_category(d: _Draw) -> str:
+    rng = d.rng
+    return (
+        f"{_phrase(rng, d.c1)} cat:{rng.choice(CATEGORIES)}" if rng.random() < 0.8 else f"cat:{rng.choice(CATEGORIES)}"
+    )
+
+
+def _by_author(d: _Draw) -> str:
+    name = d.rng.choice(d.authors)
+    return f'author:"{name}"' if d.rng.random() < 0.6 else f"author:{name.split()[-1]}"
+
+
+def _group(d: _Draw) -> str:
+    also = d.rng.choice(["reasoning", "efficient", "benchmark", "agents", "evaluation"])
+    return f"({_phrase(d.rng, d.c1)} OR {_phrase(d.rng, d.c2)}) AND {also}"
+
+
+def _both(d: _Draw) -> str:
+    return f"{_phrase(d.rng, d.c1)} {_phrase(d.rng, d.c2)}"
+
+
+def _in_abstract(d: _Draw) -> str:
+    return f"abstract:{_phrase(d.rng, d.c1)}"
+
+
+def _or_list_excluded(d: _Draw) -> str | None:
+    return f"{' OR '.join(d.c1[:2])} -{d.rng.choice(EXCLUDES)}" if len(d.c1) > 1 else None
+
+
+def _excluded_from_title(d: _Draw) -> str:
+    return f"{_phrase(d.rng, d.c1)} -title:{d.rng.choice(EXCLUDES)}"
+
+
+# Every shape of the query language, and how often readers write it (None: this draw cannot make it).
+SHAPES: list[tuple[Callable[[_Draw], str | None], int]] = [
+    (_or_list, 22), (_excluded, 14), (_in_title, 8), (_in_category, 12), (_by_author, 6), (_group, 8),
+    (_both, 10), (_in_abstract, 4), (_or_list_excluded, 6), (_excluded_from_title, 4),
+]  # fmt: skip
+
+
+def _valid(query: str) -> bool:
+    try:
+        parse_query(query)
+    except QueryError:
+        return False
+    return True
+
+
 def make_queries(rng: random.Random, authors: Sequence[str], count: int = 360) -> list[str]:
     """A few hundred distinct, valid topics: plain words and phrases, OR lists, exclusions, field
     prefixes, categories, authors and groups — the shapes the README documents."""
-    out: dict[str, None] = {}
-    cats = [c for c, _w in CATEGORY_MIX]
     # The plain forms first: the most popular topics are the simple ones.
-    for concept in CONCEPTS:
-        out[concept[0]] = None
-    shapes = ["or", "not", "title", "cat", "author", "group", "and", "abstract", "or-not", "minus-title"]
-    weights = [22, 14, 8, 12, 6, 8, 10, 4, 6, 4]
+    out = dict.fromkeys(concept[0] for concept in CONCEPTS)
+    shapes, weights = [shape for shape, _w in SHAPES], [w for _shape, w in SHAPES]
     guard = 0
     while len(out) < count and guard < count * 50:
         guard += 1
         shape = rng.choices(shapes, weights)[0]
         c1, c2 = rng.sample(CONCEPTS, 2)
-        if shape == "or" and len(c1) > 1:
-            q = " OR ".join(c1[: rng.randint(2, len(c1))])
-        elif shape == "not":
-            q = f"{_phrase(rng, c1)} {rng.choice(['-', 'NOT '])}{rng.choice(EXCLUDES)}"
-        elif shape == "title":
-            q = f"title:{_phrase(rng, c1)}"
-        elif shape == "cat":
-            q = f"{_phrase(rng, c1)} cat:{rng.choice(cats)}" if rng.random() < 0.8 else f"cat:{rng.choice(cats)}"
-        elif shape == "author":
-            name = rng.choice(authors)
-            q = f'author:"{name}"' if rng.random() < 0.6 else f"author:{name.split()[-1]}"
-        elif shape == "group":
-            also = rng.choice(["reasoning", "efficient", "benchmark", "agents", "evaluation"])
-            q = f"({_phrase(rng, c1)} OR {_phrase(rng, c2)}) AND {also}"
-        elif shape == "and":
-            q = f"{_phrase(rng, c1)} {_phrase(rng, c2)}"
-        elif shape == "abstract":
-            q = f"abstract:{_phrase(rng, c1)}"
-        elif shape == "or-not" and len(c1) > 1:
-            q = f"{' OR '.join(c1[:2])} -{rng.choice(EXCLUDES)}"
-        elif shape == "minus-title":
-            q = f"{_phrase(rng, c1)} -title:{rng.choice(EXCLUDES)}"
-        else:
-            continue
-        try:
-            parse_query(q)
-        except QueryError:
-            continue
-        out[q] = None
+        query = shape(_Draw(rng, c1, c2, authors))
+        if query is not None and _valid(query):
+            out[query] = None
     queries = list(out)
     rng.shuffle(queries)
     # Keep the very plain, popular ones near the head of the Zipf ranking, as on a real site.
@@ -205,6 +249,9 @@ def make_queries(rng: random.Random, authors: Sequence[str], count: int = 360) -
 def zipf_weights(n: int, s: float = 1.07) -> list[float]:
     """Cumulative Zipf weights for ranks 1..n."""
     return list(itertools.accumulate(1.0 / (k**s) for k in range(1, n + 1)))
+
+
+THEME_WEIGHTS = zipf_weights(len(CONCEPTS), 0.8)  # a paper's theme: some concepts are far more written about
 
 
 def _load_samples() -> list[dict[str, Any]]:
@@ -226,60 +273,84 @@ def _title_parts(titles: Sequence[str]) -> tuple[list[str], list[tuple[str, str]
     return heads, tails
 
 
+@dataclass(frozen=True)
+class _Material:
+    """What new papers are varied from: the shipped samples, their title halves and sentences."""
+
+    samples: list[dict[str, Any]]
+    heads: list[str]
+    tails: list[tuple[str, str]]
+    sentences: list[list[str]]
+
+    @classmethod
+    def load(cls) -> _Material:
+        samples = _load_samples()
+        heads, tails = _title_parts([p["title"] for p in samples])
+        return cls(samples, heads, tails, [_SENTENCES.split(p["abstract"]) for p in samples])
+
+
+def _title(rng: random.Random, m: _Material, base: dict[str, Any], theme: str) -> str:
+    """A sample's title, or two samples' halves recombined, sometimes about the theme."""
+    roll = rng.random()
+    if roll < 0.45 and m.heads:
+        sep, tail = rng.choice(m.tails)
+        title = f"{rng.choice(m.heads)}{sep}{tail}"
+    elif roll < 0.75:
+        title = f"{base['title']}"
+    else:
+        head = rng.choice(m.heads) if m.heads else base["title"]
+        title = f"{head}: {theme.title()} for {rng.choice(m.tails)[1] if m.tails else 'Everyone'}"
+    if rng.random() < 0.35:
+        title = f"{title} with {theme}"
+    return title
+
+
+def _abstract(rng: random.Random, m: _Material, own: list[str], theme: str) -> str:
+    """The sample's first sentence, sentences of other samples, and one about the theme."""
+    body = [own[0]]
+    for _ in range(rng.randint(3, 7)):
+        pool = m.sentences[rng.randrange(len(m.sentences))]
+        body.append(pool[rng.randrange(len(pool))])
+    body.insert(rng.randint(1, len(body)), f"We study {theme} in this setting.")
+    return " ".join(body)
+
+
+def _paper(rng: random.Random, m: _Material, n: int, now: datetime) -> dict[str, Any]:
+    """The `n`th new paper of the day, as a row of the paper table."""
+    base = m.samples[rng.randrange(len(m.samples))]
+    theme = CONCEPTS[rng.choices(range(len(CONCEPTS)), cum_weights=THEME_WEIGHTS)[0]][0].strip('"')
+    title = _title(rng, m, base, theme)
+    abstract = _abstract(rng, m, m.sentences[m.samples.index(base)], theme)
+    authors = rng.sample(AUTHORS, min(len(AUTHORS), max(1, int(rng.lognormvariate(1.6, 0.55)))))
+    primary = rng.choices(CATEGORIES, cum_weights=CATEGORY_WEIGHTS)[0]
+    extra = rng.choices(CATEGORIES, cum_weights=CATEGORY_WEIGHTS, k=rng.randint(0, 2))
+    pid = f"{now:%y%m}.{10000 + n:05d}"
+    abs_url, pdf_url = arxiv_urls(pid)
+    first_seen = now - timedelta(seconds=rng.randint(60, 6 * 3600))
+    upvotes = None if rng.random() < 0.6 else int(rng.paretovariate(1.3)) - 1
+    return {
+        "id": pid,
+        "title": title,
+        "authors": authors,
+        "abstract": abstract,
+        "categories": list(dict.fromkeys([primary, *extra])),
+        "published": first_seen - timedelta(hours=rng.randint(6, 48)),
+        "abs_url": abs_url,
+        "pdf_url": pdf_url,
+        "upvotes": upvotes,
+        "sources": ["arxiv", "hf-daily-papers"] if upvotes is not None else ["arxiv"],
+        "authoritative": True,
+        "first_seen": first_seen,
+        "updated_at": first_seen,
+    }
+
+
 def make_papers(rng: random.Random, count: int, now: datetime) -> Iterator[dict[str, Any]]:
     """`count` new papers varied from the shipped sample metadata: recombined titles and abstract
     sentences, a theme from the topic vocabulary, synthetic authors and arXiv categories."""
-    samples = _load_samples()
-    heads, tails = _title_parts([p["title"] for p in samples])
-    sentences = [_SENTENCES.split(p["abstract"]) for p in samples]
-    theme_weights = zipf_weights(len(CONCEPTS), 0.8)
-    cat_names = [c for c, _w in CATEGORY_MIX]
-    cat_weights = list(itertools.accumulate(w for _c, w in CATEGORY_MIX))
-    author_pool = [f"{f} {la}" for f in FIRST_NAMES for la in LAST_NAMES]
+    material = _Material.load()
     for n in range(count):
-        base = samples[rng.randrange(len(samples))]
-        theme = CONCEPTS[rng.choices(range(len(CONCEPTS)), cum_weights=theme_weights)[0]]
-        theme_words = theme[0].strip('"')
-        roll = rng.random()
-        if roll < 0.45 and heads:
-            sep, tail = rng.choice(tails)
-            title = f"{rng.choice(heads)}{sep}{tail}"
-        elif roll < 0.75:
-            title = f"{base['title']}"
-        else:
-            head = rng.choice(heads) if heads else base["title"]
-            title = f"{head}: {theme_words.title()} for {rng.choice(tails)[1] if tails else 'Everyone'}"
-        if rng.random() < 0.35:
-            title = f"{title} with {theme_words}"
-        own = sentences[samples.index(base)]
-        body = [own[0]]
-        for _ in range(rng.randint(3, 7)):
-            pool = sentences[rng.randrange(len(sentences))]
-            body.append(pool[rng.randrange(len(pool))])
-        body.insert(rng.randint(1, len(body)), f"We study {theme_words} in this setting.")
-        abstract = " ".join(body)
-        authors = rng.sample(author_pool, min(len(author_pool), max(1, int(rng.lognormvariate(1.6, 0.55)))))
-        primary = rng.choices(cat_names, cum_weights=cat_weights)[0]
-        cats = list(dict.fromkeys([primary, *rng.choices(cat_names, cum_weights=cat_weights, k=rng.randint(0, 2))]))
-        pid = f"{now:%y%m}.{10000 + n:05d}"
-        abs_url, pdf_url = arxiv_urls(pid)
-        first_seen = now - timedelta(seconds=rng.randint(60, 6 * 3600))
-        upvotes = None if rng.random() < 0.6 else int(rng.paretovariate(1.3)) - 1
-        yield {
-            "id": pid,
-            "title": title,
-            "authors": authors,
-            "abstract": abstract,
-            "categories": cats,
-            "published": first_seen - timedelta(hours=rng.randint(6, 48)),
-            "abs_url": abs_url,
-            "pdf_url": pdf_url,
-            "upvotes": upvotes,
-            "sources": ["arxiv", "hf-daily-papers"] if upvotes is not None else ["arxiv"],
-            "authoritative": True,
-            "first_seen": first_seen,
-            "updated_at": first_seen,
-        }
+        yield _paper(rng, material, n, now)
 
 
 def make_subscribers(rng: random.Random, count: int, queries: Sequence[str], now: datetime) -> Iterator[dict[str, Any]]:
@@ -335,8 +406,7 @@ def reset_deliveries(engine: Engine) -> int:
 def generate(engine: Engine, subscribers: int, papers: int, seed: int, now: datetime) -> Day:
     """Fill the database with the day: `papers` new papers and `subscribers` readers, in batches."""
     rng = random.Random(seed)
-    authors = [f"{f} {la}" for f in FIRST_NAMES for la in LAST_NAMES]
-    queries = make_queries(random.Random(seed + 1), authors)
+    queries = make_queries(random.Random(seed + 1), AUTHORS)
     clear(engine)
     paper_table = Paper.__table__  # type: ignore[attr-defined]
     sub_table = Subscriber.__table__  # type: ignore[attr-defined]
@@ -349,7 +419,7 @@ def generate(engine: Engine, subscribers: int, papers: int, seed: int, now: date
     return Day(now=now, subscribers=subscribers, papers=papers, seed=seed, queries=queries)
 
 
-def topic_stats(engine: Engine) -> dict[str, Any]:
+def topic_stats(engine: Engine) -> TopicStats:
     """How the topics are spread (distinct topics in use, share of the most common)."""
     from collections import Counter
 
@@ -369,10 +439,9 @@ def topic_stats(engine: Engine) -> dict[str, Any]:
                 total += len(topics)
             last = rows[-1][0]
         readers = conn.execute(sa_select(func.count()).select_from(sub)).scalar_one()
-    top = counts.most_common(5)
-    return {
-        "readers": readers,
-        "distinct_topics": len(counts),
-        "topics_per_reader": round(total / max(1, readers), 2),
-        "top_topics": [{"topic": t, "readers": c} for t, c in top],
-    }
+    return TopicStats(
+        readers=readers,
+        distinct_topics=len(counts),
+        topics_per_reader=round(total / max(1, readers), 2),
+        top_topics=[TopTopic(t, c) for t, c in counts.most_common(5)],
+    )

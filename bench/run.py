@@ -11,30 +11,82 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
+
+from sqlalchemy.engine import Engine
 
 from bench import celery_run, db, generate, report, smtp
+from bench.celery_run import CeleryConfig
+from bench.records import (
+    Ceiling,
+    CeleryResult,
+    DigestConfig,
+    DigestResult,
+    E2eConfig,
+    E2eResult,
+    GenerateStats,
+    MatchConfig,
+    MatchResult,
+    Meta,
+    NaiveConfig,
+    NaiveResult,
+    RunResult,
+    Setup,
+    StageConfig,
+    StageResult,
+    Stages,
+    dumps,
+    load,
+)
 from digest.config import PROJECT_ROOT
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FULL = {
-    "subscribers": 100_000,
-    "papers": 2_000,
-    "sample": 1_000,
-    "naive": 200,
-    "source_messages": 20_000,
-    "budget": 300.0,
-}
-QUICK = {"subscribers": 2_000, "papers": 300, "sample": 60, "naive": 20, "source_messages": 2_000, "budget": 10.0}
+R = TypeVar("R", bound=StageResult)
+Say = Callable[[str], None]
 
 
 class BenchError(RuntimeError):
     """The benchmark could not run (a missing tool or service, a stage that failed)."""
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+@dataclass(frozen=True)
+class Preset:
+    subscribers: int
+    papers: int
+    sample: int
+    naive: int
+    source_messages: int
+    budget: float
+
+
+FULL = Preset(subscribers=100_000, papers=2_000, sample=1_000, naive=200, source_messages=20_000, budget=300.0)
+QUICK = Preset(subscribers=2_000, papers=300, sample=60, naive=20, source_messages=2_000, budget=10.0)
+
+
+@dataclass(frozen=True)
+class Options:
+    """The command line, with the preset's sizes filled in."""
+
+    subscribers: int
+    papers: int
+    seed: int
+    quick: bool
+    database: str | None
+    redis: str
+    sample: int
+    naive_sample: int
+    source_messages: int
+    budget: float
+    out: Path
+    skip_celery: bool
+    profile: bool
+
+
+def parse_args(argv: list[str] | None) -> Options:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--quick", action="store_true", help="the CI preset: 2,000 subscribers, 300 papers, small samples")
     p.add_argument("--subscribers", type=int, help="readers to generate (default 100,000; quick 2,000)")
@@ -52,14 +104,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true", help="also cProfile match, the per-digest path and send_chunk")
     args = p.parse_args(argv)
     preset = QUICK if args.quick else FULL
-    args.subscribers = args.subscribers or preset["subscribers"]
-    args.papers = args.papers or preset["papers"]
-    args.sample = args.sample or preset["sample"]
-    args.naive_sample = args.naive_sample or preset["naive"]
-    args.source_messages = preset["source_messages"]
-    if args.budget is None:
-        args.budget = preset["budget"]
-    return args
+    return Options(
+        subscribers=args.subscribers or preset.subscribers,
+        papers=args.papers or preset.papers,
+        seed=args.seed,
+        quick=bool(args.quick),
+        database=args.database,
+        redis=args.redis,
+        sample=args.sample or preset.sample,
+        naive_sample=args.naive_sample or preset.naive,
+        source_messages=preset.source_messages,
+        budget=preset.budget if args.budget is None else args.budget,
+        out=args.out,
+        skip_celery=args.skip_celery,
+        profile=args.profile,
+    )
+
+
+# ---- the code under test ---------------------------------------------------------------------------
 
 
 def code_fingerprint() -> str:
@@ -91,23 +153,208 @@ def _git_commit() -> str:
         return ""
 
 
-def run_stage(name: str, cfg: dict[str, Any], work: Path, timeout: float = 3600) -> dict[str, Any]:
-    """Run one stage in a fresh Python process and return its JSON result."""
+@dataclass(frozen=True)
+class CodeState:
+    """The code under test when the run began."""
+
+    fingerprint: str
+    dirty: bool
+
+    @classmethod
+    def read(cls) -> CodeState:
+        return cls(code_fingerprint(), _git_dirty())
+
+
+# ---- one stage, in a process of its own ---------------------------------------------------------------
+
+
+def run_stage(name: str, cfg: StageConfig, kind: type[R], work: Path, timeout: float = 3600) -> R:
+    """Run one stage in a fresh Python process and return its result."""
     cfg_path, out_path = work / f"{name}.config.json", work / f"{name}.result.json"
-    cfg_path.write_text(json.dumps(cfg))
+    cfg_path.write_text(dumps(cfg))
     out_path.unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     env["PYTHONPATH"] = str(PROJECT_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "bench.stages", cfg["stage"], str(cfg_path), str(out_path)],
+        [sys.executable, "-m", "bench.stages", cfg.stage, str(cfg_path), str(out_path)],
         cwd=work, env=env, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
     if done.returncode != 0 or not out_path.exists():
         raise BenchError(f"stage {name} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(out_path.read_text())
-    result["process_wall_s"] = round(time.perf_counter() - started, 2)
-    return result
+    result = load(kind, json.loads(out_path.read_text()))
+    return replace(result, process_wall_s=round(time.perf_counter() - started, 2))
+
+
+# ---- the run ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    """One run: its options, work folder, smtp-sink and database, and how it reports progress."""
+
+    opts: Options
+    work: Path
+    sink: smtp.Sink
+    tools: dict[str, str]
+    say: Say
+    setup: Setup
+    engine: Engine
+
+    def generate(self) -> GenerateStats:
+        """Fill the database with the day."""
+        n, m = self.opts.subscribers, self.opts.papers
+        t0 = time.perf_counter()
+        day = generate.generate(self.engine, n, m, self.opts.seed, self.setup.now)
+        seconds = time.perf_counter() - t0
+        topics = generate.topic_stats(self.engine)
+        self.say(
+            f"generated {n:,} subscribers and {m:,} papers in {seconds:.1f}s ({topics.distinct_topics} distinct topics)"
+        )
+        return GenerateStats.of(topics, seconds=round(seconds, 2), queries_defined=len(day.queries))
+
+    def stages(self) -> tuple[Stages, Ceiling]:
+        """Every stage, in order (the smtp-source ceiling sends the digest stage's typical message)."""
+        quarter, full = self.match()
+        digest = self.digest()
+        ceiling = self.ceiling()
+        naive = self.naive()
+        e2e = self.e2e()
+        return Stages(match_quarter=quarter, match=full, digest=digest, naive=naive, e2e=e2e), ceiling
+
+    def match(self) -> tuple[MatchResult, MatchResult]:
+        """The match stage at N/4 and at N, for the memory growth."""
+        n = self.opts.subscribers
+        quarter = run_stage(
+            "match_quarter", MatchConfig(setup=self.setup, limit=max(1, n // 4)), MatchResult, self.work
+        )
+        full = run_stage("match", MatchConfig(setup=self.setup, limit=n), MatchResult, self.work)
+        self.say(f"match: {full.subscribers_per_s:,.0f} subscribers/s, {full.match_s}s for {n:,}")
+        return quarter, full
+
+    def digest(self) -> DigestResult:
+        before = self.sink.received()
+        cfg = DigestConfig(setup=self.setup, sample=self.opts.sample, sample_message=self.sample_message)
+        d = run_stage("digest", cfg, DigestResult, self.work)
+        self.check_sink(before, d.messages_sent, "render/MIME/send stage")
+        self.say(
+            f"render {d.render.per_s:,.0f}/s, MIME {d.mime.per_s:,.0f}/s, send {d.send.per_s:,.0f} msg/s, "
+            f"per digest {d.per_digest.cpu_ms_each} ms CPU ({d.digests} digests, {d.mean_message_bytes:,} B)"
+        )
+        return d
+
+    @property
+    def sample_message(self) -> Path:
+        return self.work / "sample-digest.eml"
+
+    def ceiling(self) -> Ceiling:
+        message = self.sample_message.read_bytes()
+        found = smtp.ceiling(self.tools["smtp-source"], self.sink, message, self.opts.source_messages)
+        self.say(f"smtp-source ceiling: {found.msg_per_s:,.0f} msg/s (16 sessions, {found.message_bytes:,} B messages)")
+        return found
+
+    def naive(self) -> NaiveResult:
+        before = self.sink.received()
+        naive = run_stage("naive", NaiveConfig(setup=self.setup, sample=self.opts.naive_sample), NaiveResult, self.work)
+        self.check_sink(before, naive.digests, "naive baseline")
+        self.say(f"naive baseline: {naive.per_s} digests/s ({naive.steps_ms_each} ms each)")
+        return naive
+
+    def e2e(self) -> E2eResult:
+        generate.reset_deliveries(self.engine)
+        before = self.sink.received()
+        cfg = E2eConfig(setup=self.setup, budget=self.opts.budget)
+        e = run_stage("e2e", cfg, E2eResult, self.work, timeout=(self.opts.budget or 3000) + 900)
+        self.check_sink(before, e.digests_sent, "end-to-end send_chunk run")
+        self.say(
+            f"end to end in one process: {e.digests_per_s} digests/s, {e.subscribers_processed:,} subscribers in "
+            f"{e.wall_s}s{' (stopped at the budget)' if e.stopped_at_budget else ''}"
+        )
+        return e
+
+    def celery(self) -> dict[str, CeleryResult]:
+        """The day through 1, then 2 Celery worker processes, each from an empty delivery table."""
+        cfg = CeleryConfig(
+            settings=self.setup.settings(broker_url=self.opts.redis), now=self.setup.now,
+            expected=self.opts.subscribers, folder=self.work, budget=self.opts.budget, sink_pid=self.sink.pid,
+        )  # fmt: skip
+        runs: dict[str, CeleryResult] = {}
+        for workers in (1, 2):
+            generate.reset_deliveries(self.engine)
+            before = self.sink.received()
+            got = runs[str(workers)] = celery_run.run(workers, cfg, self.engine)
+            self.check_sink(before, got.digests_sent, f"Celery run with {workers} worker(s)", at_least=True)
+            self.say(
+                f"Celery, {workers} worker process(es): {got.digests_per_s} digests/s, {got.settled:,} settled in "
+                f"{got.wall_s}s{' (stopped at the budget)' if got.stopped_at_budget else ''}"
+            )
+        return runs
+
+    def profile(self) -> dict[str, str]:
+        """Extra runs under cProfile (never the measured ones): match, the per-digest path, send_chunk."""
+        folder = self.opts.out.resolve() / "profiles"
+        shutil.rmtree(folder, ignore_errors=True)
+        setup = replace(self.setup, profile_dir=folder)
+        match = MatchConfig(setup=setup, limit=min(self.opts.subscribers, 20_000))
+        run_stage("profile_match", match, MatchResult, self.work)
+        message = self.work / "profile-digest.eml"
+        digest = DigestConfig(setup=setup, sample=min(self.opts.sample, 300), repeats=1, sample_message=message)
+        run_stage("profile_digest", digest, DigestResult, self.work)
+        generate.reset_deliveries(self.engine)
+        budget = min(self.opts.budget or 90.0, 90.0)
+        run_stage("profile_e2e", E2eConfig(setup=setup, budget=budget), E2eResult, self.work, timeout=budget + 900)
+        generate.reset_deliveries(self.engine)
+        self.say(f"profiles written to {folder}")
+        return {p.stem: str(p) for p in sorted(folder.glob("*.txt"))}
+
+    def check_sink(self, before: int, sent: int, what: str, at_least: bool = False) -> None:
+        """smtp-sink's own counter must agree with what the code says it handed over."""
+        got = self.sink.wait_received(before + sent) - before
+        if got < sent or (got != sent and not at_least):
+            raise BenchError(f"{what}: the code reports {sent} messages sent, smtp-sink counted {got}")
+
+    def meta(self, code: CodeState, profiles: dict[str, str]) -> Meta:
+        """What was run, where and on which code."""
+        return Meta(
+            started=self.setup.now.isoformat(),
+            finished=datetime.now(UTC).isoformat(timespec="seconds"),
+            subscribers=self.opts.subscribers,
+            papers=self.opts.papers,
+            seed=self.opts.seed,
+            quick=self.opts.quick,
+            budget_s=self.opts.budget,
+            database=db.describe(self.setup.database_url),
+            redis=self.opts.redis,
+            git_commit=_git_commit(),
+            code_fingerprint=code.fingerprint,
+            code_uncommitted_changes=code.dirty or _git_dirty(),
+            code_changed_during_run=code_fingerprint() != code.fingerprint,
+            python=platform.python_version(),
+            cpus=os.cpu_count() or 1,
+            load_average=[round(x, 2) for x in os.getloadavg()],
+            smtp_tools=self.tools,
+            profiles=profiles,
+        )
+
+
+def _run(opts: Options, work: Path, sink: smtp.Sink, tools: dict[str, str], say: Say) -> RunResult:
+    """Generate the day, measure every stage and Celery run on it, and evaluate the targets."""
+    code = CodeState.read()
+    url = db.prepare(opts.database, work)
+    setup = Setup(database_url=url, now=generate.bench_now(), smtp_url=sink.url)
+    bench = Bench(opts, work, sink, tools, say, setup, db.engine_for(url))
+    generated = bench.generate()
+    stages, ceiling = bench.stages()
+    celery = {} if opts.skip_celery else bench.celery()
+    generate.reset_deliveries(bench.engine)
+    profiles = bench.profile() if opts.profile else {}
+    bench.engine.dispose()
+    meta = bench.meta(code, profiles)
+    result = RunResult(meta=meta, generate=generated, smtp_source=ceiling, stages=stages, celery=celery)
+    return replace(result, targets=report.targets(result))
+
+
+# ---- the command --------------------------------------------------------------------------------------
 
 
 def _remove_stale_runs() -> None:
@@ -120,170 +367,48 @@ def _remove_stale_runs() -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    began = time.perf_counter()
-    out: Path = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
+def _work_folder() -> Path:
+    """This run's own, empty work folder (old runs' folders are removed once their process is gone)."""
     _remove_stale_runs()
     work = RESULTS / "tmp" / f"run-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    log: list[str] = []
+    return work
 
-    def say(line: str) -> None:
-        stamp = f"[{time.perf_counter() - began:7.1f}s]"
-        print(f"{stamp} {line}", flush=True)
-        log.append(line)
 
-    tools = smtp.ensure_tools(log)
-    sink = smtp.Sink(tools["smtp-sink"], work / "sink").start()
-    say(f"smtp-sink listening on 127.0.0.1:{sink.port}")
-    result: dict[str, Any] = {}
-    try:
-        result = _run(args, work, sink, tools, say)
-    finally:
-        sink.stop()
-    result["meta"]["total_wall_s"] = round(time.perf_counter() - began, 1)
-    result["log"] = log
-    (out / "latest.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+def _write(result: RunResult, out: Path) -> None:
+    (out / "latest.json").write_text(dumps(result) + "\n")
     table = report.markdown(result)
     (out / "latest.md").write_text(table)
     print()
     print(table)
     print(f"written: {out / 'latest.json'} and {out / 'latest.md'}")
-    if args.database is None and not args.profile:
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    began = time.perf_counter()
+    out = opts.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    work = _work_folder()
+    log: list[str] = []
+
+    def say(line: str) -> None:
+        print(f"[{time.perf_counter() - began:7.1f}s] {line}", flush=True)
+        log.append(line)
+
+    tools = smtp.ensure_tools(log)
+    sink = smtp.Sink(tools["smtp-sink"], work / "sink").start()
+    say(f"smtp-sink listening on 127.0.0.1:{sink.port}")
+    try:
+        result = _run(opts, work, sink, tools, say)
+    finally:
+        sink.stop()
+    meta = replace(result.meta, total_wall_s=round(time.perf_counter() - began, 1))
+    _write(replace(result, meta=meta, log=log), out)
+    if opts.database is None and not opts.profile:
         shutil.rmtree(work, ignore_errors=True)
     return 0
-
-
-def _run(args: argparse.Namespace, work: Path, sink: smtp.Sink, tools: dict[str, str], say: Any) -> dict[str, Any]:
-    n, m = args.subscribers, args.papers
-    code_before, dirty_before = code_fingerprint(), _git_dirty()
-    url = db.prepare(args.database, work)
-    engine = db.engine_for(url)
-    now = generate.bench_now()
-    t0 = time.perf_counter()
-    day = generate.generate(engine, n, m, args.seed, now)
-    gen_s = time.perf_counter() - t0
-    topics = generate.topic_stats(engine)
-    say(f"generated {n:,} subscribers and {m:,} papers in {gen_s:.1f}s ({topics['distinct_topics']} distinct topics)")
-    base = {"database_url": url, "now": now.isoformat(), "smtp_url": sink.url, "batch_size": 200}
-    stages: dict[str, Any] = {}
-
-    quarter = max(1, n // 4)
-    stages["match_quarter"] = run_stage("match_quarter", {**base, "stage": "match", "limit": quarter}, work)
-    stages["match"] = run_stage("match", {**base, "stage": "match", "limit": n}, work)
-    say(f"match: {stages['match']['subscribers_per_s']:,.0f} subscribers/s, {stages['match']['match_s']}s for {n:,}")
-
-    before = sink.received()
-    sample_message = work / "sample-digest.eml"
-    digest_cfg = {**base, "stage": "digest", "sample": args.sample, "repeats": 3, "sample_message": str(sample_message)}
-    stages["digest"] = run_stage("digest", digest_cfg, work)
-    _check_sink(sink, before, stages["digest"]["messages_sent"], "render/MIME/send stage")
-    d = stages["digest"]
-    say(
-        f"render {d['render']['per_s']:,.0f}/s, MIME {d['mime']['per_s']:,.0f}/s, "
-        f"send {d['send']['per_s']:,.0f} msg/s, "
-        f"per digest {d['per_digest']['cpu_ms_each']} ms CPU ({d['digests']} digests, {d['mean_message_bytes']:,} B)"
-    )
-
-    ceiling = smtp.ceiling(tools["smtp-source"], sink, sample_message.read_bytes(), args.source_messages)
-    say(
-        f"smtp-source ceiling: {ceiling['msg_per_s']:,.0f} msg/s (16 sessions, {ceiling['message_bytes']:,} B messages)"
-    )
-
-    before = sink.received()
-    stages["naive"] = run_stage("naive", {**base, "stage": "naive", "sample": args.naive_sample}, work)
-    _check_sink(sink, before, stages["naive"]["digests"], "naive baseline")
-    say(f"naive baseline: {stages['naive']['per_s']} digests/s ({stages['naive']['steps_ms_each']} ms each)")
-
-    generate.reset_deliveries(engine)
-    before = sink.received()
-    e2e_cfg = {**base, "stage": "e2e", "budget": args.budget}
-    stages["e2e"] = run_stage("e2e", e2e_cfg, work, timeout=(args.budget or 3000) + 900)
-    _check_sink(sink, before, stages["e2e"]["digests_sent"], "end-to-end send_chunk run")
-    e = stages["e2e"]
-    say(
-        f"end to end in one process: {e['digests_per_s']} digests/s, {e['subscribers_processed']:,} subscribers in "
-        f"{e['wall_s']}s{' (stopped at the budget)' if e['stopped_at_budget'] else ''}"
-    )
-
-    celery: dict[str, Any] = {}
-    if not args.skip_celery:
-        for workers in (1, 2):
-            generate.reset_deliveries(engine)
-            before = sink.received()
-            celery[str(workers)] = celery_run.run(
-                workers, engine=engine, database_url=url, broker_url=args.redis, smtp_url=sink.url,
-                now_iso=now.isoformat(), expected=n, folder=work / f"celery-{workers}", budget=args.budget,
-                sink_pid=sink.pid,
-            )  # fmt: skip
-            got = celery[str(workers)]
-            _check_sink(sink, before, got["digests_sent"], f"Celery run with {workers} worker(s)", at_least=True)
-            say(
-                f"Celery, {workers} worker process(es): {got['digests_per_s']} digests/s, "
-                f"{got['settled']:,} settled in "
-                f"{got['wall_s']}s{' (stopped at the budget)' if got['stopped_at_budget'] else ''}"
-            )
-    generate.reset_deliveries(engine)
-    profiles = _profile(args, base, work, engine, say) if args.profile else {}
-    engine.dispose()
-
-    result: dict[str, Any] = {
-        "meta": {
-            "started": now.isoformat(),
-            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-            "subscribers": n,
-            "papers": m,
-            "seed": args.seed,
-            "quick": bool(args.quick),
-            "budget_s": args.budget,
-            "database": db.describe(url),
-            "redis": args.redis,
-            "git_commit": _git_commit(),
-            "code_fingerprint": code_before,
-            "code_uncommitted_changes": dirty_before or _git_dirty(),
-            "code_changed_during_run": code_fingerprint() != code_before,
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "load_average": [round(x, 2) for x in os.getloadavg()],
-            "smtp_tools": tools,
-            "profiles": profiles,
-        },
-        "generate": {"seconds": round(gen_s, 2), "queries_defined": len(day.queries), **topics},
-        "smtp_source": ceiling,
-        "stages": stages,
-        "celery": celery,
-    }
-    result["targets"] = report.targets(result)
-    return result
-
-
-def _profile(args: argparse.Namespace, base: dict[str, Any], work: Path, engine: Any, say: Any) -> dict[str, str]:
-    """Extra runs under cProfile (never the measured ones): match, the per-digest path, send_chunk."""
-    folder = args.out.resolve() / "profiles"
-    shutil.rmtree(folder, ignore_errors=True)
-    cfg = {**base, "profile_dir": str(folder)}
-    run_stage("profile_match", {**cfg, "stage": "match", "limit": min(args.subscribers, 20_000)}, work)
-    sample = min(args.sample, 300)
-    message = str(work / "profile-digest.eml")
-    run_stage(
-        "profile_digest", {**cfg, "stage": "digest", "sample": sample, "repeats": 1, "sample_message": message}, work
-    )
-    generate.reset_deliveries(engine)
-    budget = min(args.budget or 90.0, 90.0)
-    run_stage("profile_e2e", {**cfg, "stage": "e2e", "budget": budget}, work, timeout=budget + 900)
-    generate.reset_deliveries(engine)
-    say(f"profiles written to {folder}")
-    return {p.stem: str(p) for p in sorted(folder.glob("*.txt"))}
-
-
-def _check_sink(sink: smtp.Sink, before: int, sent: int, what: str, at_least: bool = False) -> None:
-    """smtp-sink's own counter must agree with what the code says it handed over."""
-    got = sink.wait_received(before + sent) - before
-    if got < sent or (got != sent and not at_least):
-        raise BenchError(f"{what}: the code reports {sent} messages sent, smtp-sink counted {got}")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import psutil
 
+from bench.records import Ceiling
+
 POLICY_RC = Path("/usr/sbin/policy-rc.d")
 SBIN = ("/usr/sbin", "/usr/bin", "/sbin")
 
@@ -182,37 +184,38 @@ class Sink:
         self.popen = None
 
 
-def ceiling(
-    source: str, sink: Sink, message: bytes, messages: int, sessions: int = 16, runs: int = 3
-) -> dict[str, object]:
+def ceiling(source: str, sink: Sink, message: bytes, messages: int, sessions: int = 16, runs: int = 3) -> Ceiling:
     """smtp-source → the same sink: `sessions` parallel sessions, each reusing its connection (as
     our transport does), sending `message` (a real digest) `messages` times; the median of `runs`."""
-    rates = []
     with tempfile.NamedTemporaryFile("wb", suffix=".eml", delete=False) as f:
         # smtp-source appends CRLF to each line and dot-stuffs: give it the message with bare LFs.
         f.write(message.replace(b"\r\n", b"\n"))
         path = f.name
     try:
-        for _ in range(runs):
-            before = sink.received()
-            args = [source, "-d", "-s", str(sessions), "-m", str(messages), "-F", path]
-            args += ["-f", "digest@example.org", "-t", "reader@example.org", f"127.0.0.1:{sink.port}"]
-            started = time.perf_counter()
-            done = subprocess.run(args, capture_output=True, text=True, timeout=600)
-            elapsed = time.perf_counter() - started
-            if done.returncode != 0:
-                raise SmtpToolsError(f"smtp-source failed: {done.stderr[-1000:]}")
-            got = sink.wait_received(before + messages) - before
-            if got < messages:
-                raise SmtpToolsError(f"smtp-sink counted {got} of {messages} messages from smtp-source")
-            rates.append(messages / elapsed)
+        rates = [_source_rate(source, sink, path, messages, sessions) for _ in range(runs)]
     finally:
         os.unlink(path)
-    return {
-        "msg_per_s": round(statistics.median(rates), 1),
-        "runs_msg_per_s": [round(r, 1) for r in rates],
-        "sessions": sessions,
-        "messages_per_run": messages,
-        "message_bytes": len(message),
-        "connection_reuse": True,
-    }
+    return Ceiling(
+        msg_per_s=round(statistics.median(rates), 1),
+        runs_msg_per_s=[round(r, 1) for r in rates],
+        sessions=sessions,
+        messages_per_run=messages,
+        message_bytes=len(message),
+        connection_reuse=True,
+    )
+
+
+def _source_rate(source: str, sink: Sink, path: str, messages: int, sessions: int) -> float:
+    """One smtp-source run of `messages` messages: messages per second, checked against the sink's count."""
+    before = sink.received()
+    args = [source, "-d", "-s", str(sessions), "-m", str(messages), "-F", path]
+    args += ["-f", "digest@example.org", "-t", "reader@example.org", f"127.0.0.1:{sink.port}"]
+    started = time.perf_counter()
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SmtpToolsError(f"smtp-source failed: {done.stderr[-1000:]}")
+    got = sink.wait_received(before + messages) - before
+    if got < messages:
+        raise SmtpToolsError(f"smtp-sink counted {got} of {messages} messages from smtp-source")
+    return messages / elapsed
