@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, ViewportSize
 from sqlmodel import select
 
 from digest.config import Settings
@@ -26,8 +26,8 @@ from tests.conftest import FreshDatabase, free_port
 from tests.factories import add_papers, paper
 from tests.smtpserver import SmtpServer, smtp_server  # noqa: F401
 
-PHONE = {"width": 375, "height": 812}
-DESKTOP = {"width": 1280, "height": 900}
+PHONE: ViewportSize = {"width": 375, "height": 812}
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
 
 
 class LiveServer:
@@ -109,53 +109,12 @@ def test_sign_up_confirm_receive_unsubscribe(browser: Browser, live: LiveServer,
     send_hour = (now + timedelta(hours=1)).hour
     page = browser.new_page(viewport=PHONE)
     try:
-        page.goto(live.settings.base_url + "/")
-        assert page.title().startswith("Subscribe")
-        page.fill("#email", "Reader@Example.org")
-        page.fill("#topics", '"KV cache"\ncat:cs.CV segmentation')
-        page.wait_for_selector("#preview:not([hidden]) .papers li")  # the live preview, with a little JavaScript
-        assert "Efficient KV Cache Compression" in page.inner_text("#preview")
-        page.select_option("#timezone", "UTC")
-        page.select_option("#send_hour", str(send_hour))
-        _shot(page, "1-signup")
-        page.click("button.primary")
-        page.wait_for_selector("text=Check your inbox")
-        _shot(page, "2-check-inbox")
-
-        _wait_for_mail(smtp_server, "reader@example.org", 1)
-        confirmation = smtp_server.to("reader@example.org")[0].message
-        assert confirmation["Subject"] == "Confirm your subscription to Paper Digest"
-        assert confirmation["List-Unsubscribe"] is None
-        confirm_link = _link(confirmation.get_body(("plain",)).get_content(), "confirm")  # type: ignore[union-attr]
-
-        page.goto(confirm_link)
-        page.wait_for_selector("#confirm-button")
-        _shot(page, "3-confirm")
-        with open_session(live.engine) as session:
-            (sub,) = session.exec(select(Subscriber))
-            assert sub.status is SubscriberStatus.PENDING  # opening the link alone changes nothing
-        page.click("#confirm-button")
-        page.wait_for_selector("text=You are subscribed")
-        _shot(page, "4-confirmed")
-
+        _sign_up(page, live, send_hour)
+        _confirm(page, live, smtp_server)
         send_at = datetime.combine((now + timedelta(hours=1)).date(), datetime.min.time(), tzinfo=UTC)
         send_at += timedelta(hours=send_hour, minutes=5)
-        with open_session(live.engine) as session:
-            report = run_send(session, live.settings, make_transport(live.settings), send_at)
-        assert report.counts["sent"] == 1
-        digest = smtp_server.to("reader@example.org")[1].message
-        assert digest["Subject"].startswith("1 new paper on KV cache")
-        html = digest.get_body(("html",)).get_content()  # type: ignore[union-attr]
-        unsubscribe_link = _link(html, "unsubscribe")
-        assert digest["List-Unsubscribe"] == f"<{unsubscribe_link}>"
-
-        page.goto(unsubscribe_link)
-        page.wait_for_selector("#unsubscribe-button")
-        _shot(page, "5-unsubscribe")
-        page.click("#unsubscribe-button")
-        page.wait_for_selector("text=You are unsubscribed")
-        _shot(page, "6-unsubscribed")
-
+        unsubscribe_link = _receive_digest(live, smtp_server, send_at)
+        _unsubscribe(page, unsubscribe_link)
         with open_session(live.engine) as session:
             add_papers(session, paper("2611.04003", "More KV Cache Tricks", first_seen=send_at + timedelta(hours=2)))
             again = run_send(session, live.settings, make_transport(live.settings), send_at + timedelta(days=1))
@@ -164,6 +123,64 @@ def test_sign_up_confirm_receive_unsubscribe(browser: Browser, live: LiveServer,
         assert len(smtp_server.to("reader@example.org")) == 2  # the confirmation and one digest, nothing after
     finally:
         page.close()
+
+
+def _sign_up(page: Page, live: LiveServer, send_hour: int) -> None:
+    page.goto(live.settings.base_url + "/")
+    assert page.title().startswith("Subscribe")
+    page.fill("#email", "Reader@Example.org")
+    page.fill("#topics", '"KV cache"\ncat:cs.CV segmentation')
+    page.wait_for_selector("#preview:not([hidden]) .papers li")  # the live preview, with a little JavaScript
+    assert "Efficient KV Cache Compression" in page.inner_text("#preview")
+    page.select_option("#timezone", "UTC")
+    page.select_option("#send_hour", str(send_hour))
+    _shot(page, "1-signup")
+    page.click("button.primary")
+    page.wait_for_selector("text=Check your inbox")
+    _shot(page, "2-check-inbox")
+
+
+def _confirm(page: Page, live: LiveServer, smtp_server: SmtpServer) -> None:
+    _wait_for_mail(smtp_server, "reader@example.org", 1)
+    confirmation = smtp_server.to("reader@example.org")[0].message
+    assert confirmation["Subject"] == "Confirm your subscription to Paper Digest"
+    assert confirmation["List-Unsubscribe"] is None
+    text = confirmation.get_body(("plain",))
+    assert text is not None
+    confirm_link = _link(text.get_content(), "confirm")
+
+    page.goto(confirm_link)
+    page.wait_for_selector("#confirm-button")
+    _shot(page, "3-confirm")
+    with open_session(live.engine) as session:
+        (sub,) = session.exec(select(Subscriber))
+        assert sub.status is SubscriberStatus.PENDING  # opening the link alone changes nothing
+    page.click("#confirm-button")
+    page.wait_for_selector("text=You are subscribed")
+    _shot(page, "4-confirmed")
+
+
+def _receive_digest(live: LiveServer, smtp_server: SmtpServer, send_at: datetime) -> str:
+    """Send the digests due at send_at; the reader's one digest's unsubscribe link."""
+    with open_session(live.engine) as session:
+        report = run_send(session, live.settings, make_transport(live.settings), send_at)
+    assert report.counts["sent"] == 1
+    digest = smtp_server.to("reader@example.org")[1].message
+    assert digest["Subject"].startswith("1 new paper on KV cache")
+    html = digest.get_body(("html",))
+    assert html is not None
+    unsubscribe_link = _link(html.get_content(), "unsubscribe")
+    assert digest["List-Unsubscribe"] == f"<{unsubscribe_link}>"
+    return unsubscribe_link
+
+
+def _unsubscribe(page: Page, unsubscribe_link: str) -> None:
+    page.goto(unsubscribe_link)
+    page.wait_for_selector("#unsubscribe-button")
+    _shot(page, "5-unsubscribe")
+    page.click("#unsubscribe-button")
+    page.wait_for_selector("text=You are unsubscribed")
+    _shot(page, "6-unsubscribed")
 
 
 def test_signup_works_without_javascript(browser: Browser, live: LiveServer, smtp_server: SmtpServer) -> None:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import email
+import html
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
@@ -21,9 +24,12 @@ from digest.db import open_session
 from digest.models import Notice, NoticeKind, Subscriber, SubscriberStatus
 from digest.notices import send_notices
 from digest.send import OutboxTransport
+from digest.signup import stamp_of
+from digest.tokens import Purpose, make_token
 from digest.web.app import create_app
 from digest.web.security import CSRF_COOKIE, CSRF_FIELD, MemoryRateLimiter, RateLimiter
 from tests.conftest import NOW
+from tests.factories import add_papers, paper
 from tests.factories import subscriber as make_subscriber
 
 # The settings fixture signs links for https://digest.example.org; TestClient talks to the app over
@@ -92,16 +98,16 @@ class Site:
         self.settings = settings
         self.engine = engine
         self.clock = clock or Clock()
+        # No broker in tests: count the "send queued notices now" prompts instead of calling Celery.
+        self.kicks = 0
         self.app = create_app(
             settings,
             engine=engine,
             clock=self.clock,
             limiter=limiter or MemoryRateLimiter(clock=lambda: FIXED_EPOCH),
             send_in_process=False,
+            kick=self._kick,
         )
-        # No broker in tests: count the "send queued notices now" prompts instead of calling Celery.
-        self.kicks = 0
-        self.app.app.state.web.kick = self._kick  # type: ignore[attr-defined]
         self.client = self.new_client()
         self.outbox = OutboxTransport(settings.outbox_dir)
         self.seen_files: set[str] = set()
@@ -139,17 +145,20 @@ class Site:
         return form
 
     def signup(self, email: str = "ada@example.org", topics: str = "diffusion", **fields: str) -> httpx.Response:
-        return self.client.post("/subscribe", data=self.signup_form(email, topics, **fields))
+        response: httpx.Response = self.client.post("/subscribe", data=self.signup_form(email, topics, **fields))
+        return response
 
     def post(self, path: str, fields: dict[str, str] | None = None, *, csrf: bool = True) -> httpx.Response:
         """A form POST from the browser that has our CSRF cookie (or without the token)."""
         data = dict(fields or {})
         if csrf:
             data[CSRF_FIELD] = self.csrf()
-        return self.client.post(path, data=data)
+        response: httpx.Response = self.client.post(path, data=data)
+        return response
 
     def csrf_cookie(self) -> str | None:
-        return self.client.cookies.get(CSRF_COOKIE)
+        cookie: str | None = self.client.cookies.get(CSRF_COOKIE)
+        return cookie
 
     # --- the database ------------------------------------------------------------------------------
 
@@ -229,3 +238,236 @@ def json_prefs(**values: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"topics": ["diffusion"], "frequency": "daily", "send_hour": 8, "timezone": "UTC"}
     body.update(values)
     return body
+
+
+ADA = "ada@example.org"
+CHECK_INBOX = "Check your inbox"
+BAD_LINK = "This link does not work"
+PENDING, ACTIVE, PAUSED, UNSUBSCRIBED = (
+    SubscriberStatus.PENDING,
+    SubscriberStatus.ACTIVE,
+    SubscriberStatus.PAUSED,
+    SubscriberStatus.UNSUBSCRIBED,
+)
+
+
+# --- fixtures (a test module imports the ones it uses) ------------------------------------------------
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(NOW)
+
+
+@pytest.fixture
+def site(settings: Settings, engine: Engine, clock: Clock) -> Site:
+    return Site(settings, engine, clock)
+
+
+@pytest.fixture
+def papers(site: Site) -> None:
+    """Three papers: two seen this week (one on diffusion), one on diffusion seen 8 days ago."""
+    with open_session(site.engine) as session:
+        add_papers(
+            session,
+            paper("2611.00001", "Diffusion models for text", "We study diffusion.", first_seen=NOW - timedelta(days=1)),
+            paper("2611.00002", "A survey of graph networks", "Graphs.", first_seen=NOW - timedelta(days=2)),
+            paper("2611.00003", "Old diffusion results", "Diffusion again.", first_seen=NOW - timedelta(days=8)),
+        )
+
+
+# --- reading pages --------------------------------------------------------------------------------
+
+
+def field_block(page: str, name: str) -> str:
+    """The `<div class="field">` that holds the input called `name`."""
+    for block in re.findall(r'<div class="field[^"]*">(.*?)</div>', page, re.S):
+        if f'id="{name}"' in block:
+            return str(block)
+    raise AssertionError(f"no field {name!r} on the page")
+
+
+def field_error(page: str, name: str) -> str | None:
+    """The error shown next to a field (role="alert", inside the field's block), unescaped."""
+    found = re.search(rf'<p class="error" id="{name}-error" role="alert">(.*?)</p>', field_block(page, name), re.S)
+    return html.unescape(found.group(1)) if found else None
+
+
+def all_errors(page: str) -> list[str]:
+    return [html.unescape(e) for e in re.findall(r'<p class="error" id="[^"]+" role="alert">(.*?)</p>', page, re.S)]
+
+
+def textarea(page: str) -> str:
+    found = re.search(r'<textarea id="topics"[^>]*>(.*?)</textarea>', page, re.S)
+    assert found, "no topics box"
+    return html.unescape(found.group(1))
+
+
+def input_value(page: str, name: str) -> str:
+    found = re.search(rf'<input id="{name}" name="{name}"[^>]*value="([^"]*)"', page)
+    assert found, f"no input {name}"
+    return html.unescape(found.group(1))
+
+
+def selected(page: str, name: str) -> str:
+    select_box = re.search(rf'<select id="{name}" name="{name}"[^>]*>(.*?)</select>', page, re.S)
+    assert select_box, f"no select {name}"
+    chosen = re.findall(r"<option(?: value=\"([^\"]*)\")? selected>([^<]*)</option>", select_box.group(1))
+    assert len(chosen) == 1, chosen
+    value, label = chosen[0]
+    return html.unescape(value or label)
+
+
+# --- what every answer of a kind looks like ---------------------------------------------------------
+
+
+def assert_bad_link(response: httpx.Response) -> None:
+    """The neutral page for any link that does not work: 400, and a form to ask for a new one."""
+    assert response.status_code == 400, response.text[:300]
+    assert BAD_LINK in response.text
+    assert 'action="/resend"' in response.text
+    assert 'name="email"' in response.text
+    assert csrf_of(response.text)
+
+
+def assert_forbidden(response: httpx.Response) -> None:
+    assert response.status_code == 403, response.text[:300]
+    assert "Please try again" in response.text
+
+
+def assert_security_headers(response: httpx.Response) -> None:
+    csp = response.headers.get("content-security-policy", "")
+    assert "form-action 'self'" in csp, (response.request.url, csp)
+    assert "frame-ancestors 'none'" in csp, (response.request.url, csp)
+    assert response.headers.get("x-content-type-options") == "nosniff"
+    assert response.headers.get("referrer-policy") == "no-referrer"
+
+
+def assert_not_off_site(response: httpx.Response) -> None:
+    location = response.headers.get("location")
+    if location is None:
+        return
+    parts = urlsplit(location)
+    assert parts.netloc in ("", "testserver"), f"{response.request.url} redirects off-site to {location}"
+    assert not location.startswith(("//", "/\\", "\\")), f"{response.request.url} -> {location}"
+    assert parts.scheme in ("", "https", "http"), location
+
+
+def nothing_stored(site: Site) -> None:
+    assert site.subscribers() == []
+    assert site.notices() == []
+
+
+# --- a reader's steps -------------------------------------------------------------------------------
+
+
+def pending_with_token(site: Site, email: str = ADA, topics: str = "diffusion") -> str:
+    """Sign up on the page and return the confirmation token from the email."""
+    response = site.signup(email, topics)
+    assert response.status_code == 200, response.text[:300]
+    return site.confirm_token(email)
+
+
+def confirmed(site: Site, email: str = ADA, topics: str = "diffusion") -> dict[str, str]:
+    """Sign up and confirm through the pages; returns the reader's manage and unsubscribe tokens."""
+    token = pending_with_token(site, email, topics)
+    assert site.post(f"/confirm/{token}").status_code == 200
+    assert status_of(site, email) is ACTIVE
+    return site.tokens(email)
+
+
+def manage_form(**overrides: str) -> dict[str, str]:
+    form = {
+        "topics": '"long context"\ncat:cs.CL retrieval',
+        "frequency": "weekly",
+        "send_hour": "6",
+        "timezone": "Europe/Paris",
+        "weekly_day": "4",
+        "min_upvotes": "3",
+        "max_papers": "10",
+        "action": "save",
+    }
+    form.update(overrides)
+    return form
+
+
+def four_addresses(site: Site) -> dict[str, str]:
+    """An address in each state: new, pending (asked in the last hour), active, unsubscribed."""
+    addresses = {s: f"{s}@example.org" for s in ("new", "pending", "active", "unsubscribed")}
+    site.add_subscriber(addresses["active"], ("graph neural networks",), ACTIVE)
+    site.add_subscriber(addresses["unsubscribed"], ("graph neural networks",), UNSUBSCRIBED)
+    site.clock.advance(minutes=-60)
+    assert site.signup(addresses["pending"]).status_code == 200
+    site.clock.advance(minutes=60)
+    site.send()  # the pending address's confirmation went out an hour ago
+    return addresses
+
+
+def bad_confirm_token(site: Site, kind: str) -> str:
+    """A confirmation link for ADA that must not work, and leaves ADA not active."""
+    if kind == "expired":
+        assert site.signup(ADA).status_code == 200
+        token = site.confirm_token(ADA)
+        site.clock.advance(hours=site.settings.confirm_link_hours + 1)
+        return token
+    token = pending_with_token(site, ADA)
+    if kind.startswith("replayed"):
+        return _replayed(site, token, kind)
+    if kind == "after-unsubscribing":
+        return _confirmed_then_unsubscribed(site, token)
+    return _broken(site, token)[kind]
+
+
+def _broken(site: Site, token: str) -> dict[str, str]:
+    """ADA's confirmation token spoilt in every way that needs no more steps, by kind."""
+    sub = site.subscriber(ADA)
+    assert sub is not None and sub.id is not None
+    another_key = make_token(
+        ["someone-elses-key"], Purpose.CONFIRM, sub.id, sub.email, stamp_of(sub.requested_at), now=site.clock()
+    )
+    tokens = site.tokens(ADA)
+    return {
+        "tampered": tamper(token),
+        "truncated": token[:-6],
+        "garbage": "not-a-token",
+        "too-long": token + "A" * 600,
+        "signed-with-another-key": another_key,
+        "manage-token": tokens["manage"],
+        "unsubscribe-token": tokens["unsubscribe"],
+    }
+
+
+def _replayed(site: Site, token: str, kind: str) -> str:
+    """The old token, after a new sign-up or a resend issued a newer one."""
+    site.clock.advance(hours=site.settings.confirm_cooldown_hours + 1)
+    if kind == "replayed-after-new-signup":
+        assert site.signup(ADA).status_code == 200
+    else:
+        assert site.post("/resend", {"email": ADA}).status_code == 200
+    newer = site.confirm_token(ADA)
+    assert newer != token
+    return token
+
+
+def _confirmed_then_unsubscribed(site: Site, token: str) -> str:
+    assert site.post(f"/confirm/{token}").status_code == 200
+    leave = site.tokens(ADA)["unsubscribe"]
+    assert site.post(f"/unsubscribe/{leave}").status_code == 200
+    assert status_of(site, ADA) is UNSUBSCRIBED
+    return token
+
+
+def one_click(site: Site, token: str, encoding: str) -> httpx.Response:
+    """An RFC 8058 one-click POST, as a mail provider sends it: no cookies, no CSRF token."""
+    client = site.new_client()
+    assert not client.cookies
+    response: httpx.Response
+    if encoding == "urlencoded":
+        response = client.post(
+            f"/unsubscribe/{token}",
+            content=b"List-Unsubscribe=One-Click",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+    else:
+        response = client.post(f"/unsubscribe/{token}", files={"List-Unsubscribe": (None, "One-Click")})
+    return response

@@ -5,55 +5,51 @@ endpoints need no CSRF token; link tokens still authorise everything about a sub
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import asdict
+from contextlib import suppress
+from dataclasses import asdict, fields
 
 from fastapi import APIRouter, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlmodel import Session
 
-from digest.db import open_session
-from digest.models import Frequency, Subscriber, SubscriberStatus
-from digest.signup import (
-    LinkError,
-    confirm,
-    request_new_link,
-    request_signup,
-    set_paused,
-    subscriber_for,
-    update_preferences,
-)
-from digest.subscribers import SubscriberError, unsubscribe
+from digest.models import DEFAULT_PREFERENCES, Frequency, Preferences, Subscriber, SubscriberStatus
+from digest.signup import LinkError, confirm, request_new_link, request_signup, set_paused, update_preferences
+from digest.subscribers import MAX_CAP, MAX_TOPICS, SubscriberError, unsubscribe
 from digest.tokens import Purpose
-from digest.web.app import Web, limited, preview, web
-from digest.web.forms import read_preferences, read_signup
+from digest.web.deps import INVALID_LINK, LimitsDep, NowDep, ReadersDep, SessionDep, SettingsDep, WebDep
+from digest.web.forms import form_values, read_preferences, read_signup
+from digest.web.previews import preview
 
 router = APIRouter(prefix="/api", tags=["subscriptions"])
 ACCEPTED = "If this address can receive the digest, a confirmation email is on its way to it."
+PREVIEWS_PER_WINDOW = 300
+_DEFAULT = DEFAULT_PREFERENCES
+_PREFERENCE_FIELDS = {f.name for f in fields(Preferences)}
+
+
+def _one_line(topic: str) -> str:
+    """A topic as one line: a line break in it would make two topics of it."""
+    return topic.replace("\r", " ").replace("\n", " ")
 
 
 class PreferencesIn(BaseModel):
-    topics: list[str] = Field(min_length=1, max_length=20, examples=[['"long context"', "cat:cs.CL retrieval"]])
-    frequency: Frequency = Frequency.DAILY
-    send_hour: int = Field(default=8, ge=0, le=23)
-    timezone: str = "UTC"
-    weekly_day: int = Field(default=0, ge=0, le=6)
-    min_upvotes: int | None = Field(default=None, ge=0)
-    max_papers: int = Field(default=25, ge=1, le=100)
+    topics: list[str] = Field(min_length=1, max_length=MAX_TOPICS, examples=[['"long context"', "cat:cs.CL retrieval"]])
+    frequency: Frequency = _DEFAULT.frequency
+    send_hour: int = Field(default=_DEFAULT.send_hour, ge=0, le=23)
+    timezone: str = _DEFAULT.timezone
+    weekly_day: int = Field(default=_DEFAULT.weekly_day, ge=0, le=6)
+    min_upvotes: int | None = Field(default=_DEFAULT.min_upvotes, ge=0)
+    max_papers: int = Field(default=_DEFAULT.max_papers, ge=1, le=MAX_CAP)
+
+    def preferences(self) -> Preferences:
+        """The preferences as sent, each topic kept on one line."""
+        values = self.model_dump(include=_PREFERENCE_FIELDS)
+        return Preferences(**{**values, "topics": [_one_line(t) for t in self.topics]})
 
     def form(self) -> dict[str, str]:
         """The same fields as the HTML form, so both share one validator."""
-        return {
-            "topics": "\n".join(t.replace("\r", " ").replace("\n", " ") for t in self.topics),
-            "frequency": self.frequency.value,
-            "send_hour": str(self.send_hour),
-            "timezone": self.timezone,
-            "weekly_day": str(self.weekly_day),
-            "min_upvotes": "" if self.min_upvotes is None else str(self.min_upvotes),
-            "max_papers": str(self.max_papers),
-        }
+        return form_values(self.preferences())
 
 
 class SubscribeIn(PreferencesIn):
@@ -65,7 +61,7 @@ class EmailIn(BaseModel):
 
 
 class PreviewIn(BaseModel):
-    topics: list[str] = Field(min_length=1, max_length=20)
+    topics: list[str] = Field(min_length=1, max_length=MAX_TOPICS)
 
 
 class Status(BaseModel):
@@ -78,6 +74,12 @@ class SubscriptionOut(PreferencesIn):
     status: SubscriberStatus
 
 
+def invalid_body(_request: Request, exc: Exception) -> JSONResponse:
+    """API bodies that do not fit the schema: one message per field, like the form errors."""
+    problems = exc.errors() if isinstance(exc, RequestValidationError) else []
+    return _invalid({".".join(str(p) for p in e["loc"] if p != "body"): str(e["msg"]) for e in problems})
+
+
 def _invalid(errors: dict[str, str]) -> JSONResponse:
     return JSONResponse({"errors": errors}, status_code=422)
 
@@ -86,125 +88,98 @@ def _rate_limited(wait: int) -> JSONResponse:
     return JSONResponse({"error": "too many requests"}, status_code=429, headers={"Retry-After": str(wait)})
 
 
-@contextmanager
-def _session(w: Web) -> Iterator[Session]:
-    with open_session(w.engine) as session:
-        yield session
-
-
-def _linked(session: Session, w: Web, purpose: Purpose, token: str) -> Subscriber:
-    try:
-        return subscriber_for(session, w.settings, purpose, token, now=w.clock())
-    except LinkError as exc:
-        raise HTTPException(status_code=400, detail="This link is not valid.") from exc
-
-
 @router.post("/subscribe", status_code=202, response_model=Status, responses={422: {}, 429: {}})
-def subscribe(request: Request, body: SubscribeIn) -> JSONResponse | Status:
+def subscribe(
+    body: SubscribeIn, limits: LimitsDep, session: SessionDep, web: WebDep, now: NowDep
+) -> JSONResponse | Status:
     """Sign up (double opt-in): the answer is the same whatever state the address is in."""
-    w = web(request)
-    if (wait := limited(request, "signup", w.settings.signup_rate_limit)) is not None:
+    if (wait := limits.wait("signup", web.settings.signup_rate_limit)) is not None:
         return _rate_limited(wait)
     result = read_signup({**body.form(), "email": body.email})
     if result.errors or result.prefs is None:
         return _invalid(result.errors)
-    with _session(w) as session:
-        try:
-            request_signup(session, w.settings, result.email, result.prefs, w.clock())
-        except SubscriberError as exc:
-            return _invalid({"email": str(exc)})
-    w.kick()
+    try:
+        request_signup(session, web.settings, result.email, result.prefs, now)
+    except SubscriberError as exc:
+        return _invalid({"email": str(exc)})
+    web.kick()
     return Status(status="accepted", message=ACCEPTED)
 
 
 @router.post("/resend", status_code=202, response_model=Status, responses={429: {}})
-def resend(request: Request, body: EmailIn) -> JSONResponse | Status:
+def resend(body: EmailIn, limits: LimitsDep, session: SessionDep, web: WebDep, now: NowDep) -> JSONResponse | Status:
     """Ask for a new confirmation link for a pending sign-up (same answer for every address)."""
-    w = web(request)
-    if (wait := limited(request, "signup", w.settings.signup_rate_limit)) is not None:
+    if (wait := limits.wait("signup", web.settings.signup_rate_limit)) is not None:
         return _rate_limited(wait)
-    with _session(w) as session, suppress(SubscriberError):
-        request_new_link(session, w.settings, body.email, w.clock())
-    w.kick()
+    with suppress(SubscriberError):
+        request_new_link(session, web.settings, body.email, now)
+    web.kick()
     return Status(status="accepted", message=ACCEPTED)
 
 
 @router.post("/preview", responses={422: {}, 429: {}})
-def preview_topics(request: Request, body: PreviewIn) -> JSONResponse:
+def preview_topics(body: PreviewIn, limits: LimitsDep, web: WebDep, now: NowDep) -> JSONResponse:
     """The papers of the last 7 days these topics match, as the digest would show them."""
-    if (wait := limited(request, "preview", 300)) is not None:
+    if (wait := limits.wait("preview", PREVIEWS_PER_WINDOW)) is not None:
         return _rate_limited(wait)
     errors: dict[str, str] = {}
-    read_preferences({"topics": "\n".join(t.replace("\r", " ").replace("\n", " ") for t in body.topics)}, errors)
+    read_preferences({"topics": "\n".join(_one_line(t) for t in body.topics)}, errors)
     if "topics" in errors:
-        return JSONResponse({"errors": {"topics": errors["topics"]}}, status_code=422)
-    w = web(request)
-    papers, more = preview(w, [t.strip() for t in body.topics if t.strip()], w.clock())
+        return _invalid({"topics": errors["topics"]})
+    papers, more = preview(web.previews, [t.strip() for t in body.topics if t.strip()], now)
     return JSONResponse({"papers": [{**asdict(p), "meta": p.meta} for p in papers], "more": more})
 
 
 @router.post("/confirm/{token}", response_model=Status, responses={400: {}})
-def confirm_subscription(request: Request, token: str) -> Status:
+def confirm_subscription(token: str, session: SessionDep, settings: SettingsDep, now: NowDep) -> Status:
     """Confirm a sign-up with the token from the confirmation email."""
-    w = web(request)
-    with _session(w) as session:
-        try:
-            sub = confirm(session, w.settings, token, w.clock())
-        except LinkError as exc:
-            raise HTTPException(status_code=400, detail="This link is not valid.") from exc
-        return Status(status=sub.status.value)
+    try:
+        sub = confirm(session, settings, token, now)
+    except LinkError as exc:
+        raise HTTPException(status_code=400, detail=INVALID_LINK) from exc
+    return Status(status=sub.status.value)
 
 
 def _out(sub: Subscriber) -> SubscriptionOut:
-    return SubscriptionOut(
-        email=sub.email, status=sub.status, topics=sub.topics, frequency=sub.frequency, send_hour=sub.send_hour,
-        timezone=sub.timezone, weekly_day=sub.weekly_day, min_upvotes=sub.min_upvotes, max_papers=sub.max_papers,
-    )  # fmt: skip
+    return SubscriptionOut(email=sub.email, status=sub.status, **asdict(sub.preferences))
 
 
 @router.get("/manage/{token}", response_model=SubscriptionOut, responses={400: {}})
-def get_subscription(request: Request, token: str) -> SubscriptionOut:
+def get_subscription(token: str, readers: ReadersDep) -> SubscriptionOut:
     """The subscription a manage token is for."""
-    w = web(request)
-    with _session(w) as session:
-        return _out(_linked(session, w, Purpose.MANAGE, token))
+    return _out(readers.for_api(Purpose.MANAGE, token))
 
 
 @router.put("/manage/{token}", response_model=SubscriptionOut, responses={400: {}, 422: {}})
-def put_subscription(request: Request, token: str, body: PreferencesIn) -> JSONResponse | SubscriptionOut:
+def put_subscription(
+    token: str, body: PreferencesIn, readers: ReadersDep, session: SessionDep
+) -> JSONResponse | SubscriptionOut:
     """Replace the topics and schedule."""
-    w = web(request)
     errors: dict[str, str] = {}
     prefs = read_preferences(body.form(), errors)
     if prefs is None:
         return _invalid(errors)
-    with _session(w) as session:
-        sub = _linked(session, w, Purpose.MANAGE, token)
-        try:
-            return _out(update_preferences(session, sub, prefs))
-        except LinkError as exc:
-            raise HTTPException(status_code=409, detail="Unsubscribed: sign up again.") from exc
+    sub = readers.for_api(Purpose.MANAGE, token)
+    try:
+        return _out(update_preferences(session, sub, prefs))
+    except LinkError as exc:
+        raise HTTPException(status_code=409, detail="Unsubscribed: sign up again.") from exc
 
 
 @router.post("/manage/{token}/{action}", response_model=SubscriptionOut, responses={400: {}, 404: {}, 409: {}})
-def pause_or_resume(request: Request, token: str, action: str) -> SubscriptionOut:
+def pause_or_resume(token: str, action: str, readers: ReadersDep, session: SessionDep, now: NowDep) -> SubscriptionOut:
     """`pause` or `resume` the digests."""
     if action not in ("pause", "resume"):
         raise HTTPException(status_code=404, detail="Use pause or resume.")
-    w = web(request)
-    with _session(w) as session:
-        sub = _linked(session, w, Purpose.MANAGE, token)
-        try:
-            return _out(set_paused(session, sub, action == "pause", w.clock()))
-        except LinkError as exc:
-            raise HTTPException(status_code=409, detail=str(exc)) from exc
+    sub = readers.for_api(Purpose.MANAGE, token)
+    try:
+        return _out(set_paused(session, sub, action == "pause", now))
+    except LinkError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
 
 
 @router.post("/unsubscribe/{token}", response_model=Status, responses={400: {}})
-def unsubscribe_api(request: Request, token: str) -> Status:
+def unsubscribe_api(token: str, readers: ReadersDep, session: SessionDep, now: NowDep) -> Status:
     """Unsubscribe (idempotent)."""
-    w = web(request)
-    with _session(w) as session:
-        sub = _linked(session, w, Purpose.UNSUBSCRIBE, token)
-        unsubscribe(session, sub, w.clock())
-        return Status(status="unsubscribed")
+    unsubscribe(session, readers.for_api(Purpose.UNSUBSCRIBE, token), now)
+    return Status(status="unsubscribed")

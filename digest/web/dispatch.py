@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 
+from celery import Celery
 from sqlalchemy.engine import Engine
 
 from digest.config import Settings
@@ -57,16 +58,29 @@ class NoticeThread:
                 log.exception("sending notices failed")
 
 
+SEND_NOTICES = "digest.send_notices"  # the worker's task (workers/tasks.py), sent by name
+
+
+def celery_client(settings: Settings) -> Celery:
+    """A Celery app that only sends: JSON messages onto the workers' queue (no import of workers.*)."""
+    # The same broker fallback as workers/celery_app.py: without a broker URL, the local Redis.
+    client = Celery("paper_digest", broker=settings.broker_url or "redis://127.0.0.1:6379/0", set_as_current=False)
+    client.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_default_queue=settings.celery_queue,
+    )
+    return client
+
+
 def celery_kick(settings: Settings) -> Callable[[], None]:
     """A kick that enqueues the `digest.send_notices` task (best effort; beat sweeps anyway)."""
-    from workers.celery_app import make_celery
-
-    app = make_celery(settings)
+    client = celery_client(settings)
 
     def kick() -> None:
         try:
-            app.send_task("digest.send_notices", retry=False)
+            client.send_task(SEND_NOTICES, retry=False)
         except Exception as exc:
-            log.warning("could not enqueue digest.send_notices (beat will pick it up): %s", exc)
+            log.warning("could not enqueue %s (beat will pick it up): %s", SEND_NOTICES, exc)
 
     return kick

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from zoneinfo import available_timezones
 
-from digest.models import Frequency, Preferences
+from digest.models import DEFAULT_PREFERENCES, Frequency, Preferences
 from digest.query import QueryError, parse_query
 from digest.subscribers import MAX_CAP, MAX_TOPICS, SubscriberError, normalize_email
 
@@ -46,22 +46,29 @@ def topic_errors(topics: list[str]) -> str | None:
     return None
 
 
-def _int(value: str, name: str, low: int, high: int, errors: dict[str, str], default: int | None) -> int | None:
+def _optional_int(form: Mapping[str, str], name: str, low: int, high: int, errors: dict[str, str]) -> int | None:
+    """A whole number from low to high; None if the field is missing or blank, or not a number (then
+    with its error)."""
+    value = form.get(name, "")
     if "\r" in value or "\n" in value:
         errors[name] = "This field cannot contain line breaks."
-        return default
+        return None
     value = value.strip()
     if not value:
-        if default is None:
-            return None
-        return default
+        return None
     if not value.isascii() or not value.lstrip("-").isdigit():
         errors[name] = "Enter a whole number."
-        return default
+        return None
     number = int(value)
     if not low <= number <= high:
         errors[name] = f"Enter a number from {low} to {high}."
     return number
+
+
+def _int(form: Mapping[str, str], name: str, low: int, high: int, errors: dict[str, str], default: int) -> int:
+    """A whole number from low to high, or `default` if the field is missing or blank."""
+    number = _optional_int(form, name, low, high, errors)
+    return default if number is None else number
 
 
 def _one_line(form: Mapping[str, str], name: str, errors: dict[str, str]) -> str:
@@ -85,20 +92,22 @@ def _email(form: Mapping[str, str], errors: dict[str, str]) -> str:
 
 
 def _schedule(form: Mapping[str, str], errors: dict[str, str]) -> tuple[Frequency, int, str, int]:
-    frequency = form.get("frequency", Frequency.DAILY.value)
+    default = DEFAULT_PREFERENCES
+    frequency = form.get("frequency", default.frequency.value)
     if frequency not in {f.value for f in Frequency}:
         errors["frequency"] = "Choose daily, weekdays or weekly."
-        frequency = Frequency.DAILY.value
-    hour = _int(form.get("send_hour", "8"), "send_hour", 0, 23, errors, 8) or 0
-    tz = _one_line(form, "timezone", errors) or "UTC"
+        frequency = default.frequency.value
+    hour = _int(form, "send_hour", 0, 23, errors, default.send_hour)
+    tz = _one_line(form, "timezone", errors) or default.timezone
     if "timezone" not in errors and tz not in _ZONE_SET:
         errors["timezone"] = "Choose a time zone from the list."
-    weekly_day = _int(form.get("weekly_day", "0"), "weekly_day", 0, 6, errors, 0) or 0
+    weekly_day = _int(form, "weekly_day", 0, 6, errors, default.weekly_day)
     return Frequency(frequency), hour, tz, weekly_day
 
 
 def read_preferences(form: Mapping[str, str], errors: dict[str, str]) -> Preferences | None:
-    """Preferences from form fields (everything but the email); problems go into `errors`."""
+    """Preferences from form fields (everything but the email); problems go into `errors`. A field
+    that is missing or blank takes its value from DEFAULT_PREFERENCES."""
     raw_topics = form.get("topics", "")
     topics = topic_lines(raw_topics)
     if len(raw_topics) > MAX_TOPICS_CHARS:
@@ -106,11 +115,25 @@ def read_preferences(form: Mapping[str, str], errors: dict[str, str]) -> Prefere
     elif problem := topic_errors(topics):
         errors["topics"] = problem
     frequency, hour, tz, weekly_day = _schedule(form, errors)
-    min_upvotes = _int(form.get("min_upvotes", ""), "min_upvotes", 0, 100_000, errors, None)
-    cap = _int(form.get("max_papers", "25"), "max_papers", 1, MAX_CAP, errors, 25) or 25
+    min_upvotes = _optional_int(form, "min_upvotes", 0, 100_000, errors)
+    cap = _int(form, "max_papers", 1, MAX_CAP, errors, DEFAULT_PREFERENCES.max_papers)
     if errors:
         return None
     return Preferences(topics, frequency, hour, tz, weekly_day, min_upvotes, cap)
+
+
+def form_values(prefs: Preferences) -> dict[str, str]:
+    """Preferences as the form's fields: the sign-up page's defaults, the manage page's current
+    values, and what the API's bodies are checked as."""
+    return {
+        "topics": "\n".join(prefs.topics),
+        "frequency": prefs.frequency.value,
+        "send_hour": str(prefs.send_hour),
+        "timezone": prefs.timezone,
+        "weekly_day": str(prefs.weekly_day),
+        "min_upvotes": "" if prefs.min_upvotes is None else str(prefs.min_upvotes),
+        "max_papers": str(prefs.max_papers),
+    }
 
 
 def read_signup(form: Mapping[str, str]) -> FormResult:

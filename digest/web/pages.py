@@ -4,279 +4,208 @@ token, except the RFC 8058 one-click unsubscribe, which mail providers send with
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from contextlib import suppress
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from sqlmodel import Session
 
 from digest.compose import links, schedule_text
-from digest.models import Frequency, Subscriber, SubscriberStatus
-from digest.signup import (
-    LinkError,
-    confirm,
-    confirm_max_age,
-    request_new_link,
-    request_signup,
-    set_paused,
-    subscriber_for,
-    update_preferences,
-)
+from digest.models import DEFAULT_PREFERENCES, Frequency, Subscriber, SubscriberStatus
+from digest.signup import LinkError, confirm, request_new_link, request_signup, set_paused, update_preferences
 from digest.subscribers import SubscriberError, unsubscribe
 from digest.tokens import Purpose
-from digest.web.app import check_csrf, limited, preview, render_page, web
-from digest.web.forms import read_preferences, read_signup, topic_lines
+from digest.web.deps import (
+    CSRF_CHECKED,
+    BadLink,
+    ConfirmReader,
+    CsrfFailed,
+    FormDep,
+    LimitsDep,
+    ManageReader,
+    NowDep,
+    ReadersDep,
+    SessionDep,
+    SettingsDep,
+    UnsubscribeReader,
+    WebDep,
+    csrf_passed,
+)
+from digest.web.forms import form_values, read_preferences, read_signup, topic_lines
+from digest.web.html import PageDep, Renderer, too_many
+from digest.web.previews import preview
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 ONE_CLICK = "One-Click"
+PREVIEWS_PER_WINDOW = 120
 
 
-def _form_values(form: Any) -> dict[str, str]:
-    return {k: v for k, v in form.items() if isinstance(v, str)}
+def _shown(form: Mapping[str, str]) -> dict[str, str]:
+    """The preference fields a form shows: what was sent, and the defaults for what was not."""
+    return {**form_values(DEFAULT_PREFERENCES), **form}
 
 
-def _defaults() -> dict[str, str]:
-    return {"frequency": "daily", "send_hour": "8", "timezone": "UTC", "weekly_day": "0", "max_papers": "25"}
-
-
-def _index(request: Request, status: int = 200, **values: Any) -> HTMLResponse:
-    w = web(request)
-    values.setdefault("form", _defaults())
+def _index(page: Renderer, status: int = 200, **values: Any) -> HTMLResponse:
+    values["form"] = _shown(values.get("form", {}))
     values.setdefault("errors", {})
-    return render_page(request, "index.html", status, zones=w.zones, frequencies=list(Frequency), **values)
-
-
-def _forbidden(request: Request) -> HTMLResponse:
-    return render_page(
-        request, "message.html", 403, title="Please try again",
-        text="This form expired or was sent from somewhere else. Reload the page and send it again.",
-    )  # fmt: skip
-
-
-def _too_many(request: Request, wait: int) -> HTMLResponse:
-    when = f"{-(-wait // 60)} minutes" if wait >= 60 else f"{wait} seconds"
-    response = render_page(
-        request, "message.html", 429, title="Too many requests", text=f"Please wait {when} and try again."
-    )
-    response.headers["Retry-After"] = str(wait)
-    return response
+    return page.render("index.html", status, zones=page.web.zones, frequencies=list(Frequency), **values)
 
 
 @router.get("/", response_class=HTMLResponse)
-def index(request: Request) -> HTMLResponse:
+def index(page: PageDep) -> HTMLResponse:
     """The sign-up form."""
-    return _index(request)
+    return _index(page)
 
 
-@router.post("/preview", response_class=HTMLResponse)
-async def preview_page(request: Request) -> HTMLResponse:
+@router.post("/preview", response_class=HTMLResponse, dependencies=[CSRF_CHECKED])
+def preview_page(page: PageDep, form: FormDep, limits: LimitsDep, now: NowDep) -> HTMLResponse:
     """The sign-up form again, with the papers of the last week the topics would have brought."""
-    form = await request.form()
-    if not check_csrf(request, form):
-        return _forbidden(request)
-    if (wait := limited(request, "preview", 120)) is not None:
-        return _too_many(request, wait)
-    values = _form_values(form)
+    if (wait := limits.wait("preview", PREVIEWS_PER_WINDOW)) is not None:
+        return too_many(page, wait)
     errors: dict[str, str] = {}
-    read_preferences(values, errors)
-    papers: list[Any] = []
-    more = 0
-    if "topics" not in errors:
-        papers, more = preview(web(request), topic_lines(values.get("topics", "")), web(request).clock())
-    return _index(request, 400 if "topics" in errors else 200, form=values, errors=errors, preview=papers, more=more)
+    read_preferences(form, errors)
+    if "topics" in errors:
+        return _index(page, 400, form=form, errors=errors, preview=[], more=0)
+    papers, more = preview(page.web.previews, topic_lines(form.get("topics", "")), now)
+    return _index(page, form=form, errors=errors, preview=papers, more=more)
 
 
-@router.post("/subscribe", response_class=HTMLResponse)
-async def subscribe(request: Request) -> HTMLResponse:
+@router.post("/subscribe", response_class=HTMLResponse, dependencies=[CSRF_CHECKED])
+def subscribe(
+    page: PageDep, form: FormDep, limits: LimitsDep, session: SessionDep, web: WebDep, now: NowDep
+) -> HTMLResponse:
     """Validate, record a pending sign-up, queue the email; the answer never reveals the address's state."""
-    w = web(request)
-    form = await request.form()
-    if not check_csrf(request, form):
-        return _forbidden(request)
-    if (wait := limited(request, "signup", w.settings.signup_rate_limit)) is not None:
-        return _too_many(request, wait)
-    values = _form_values(form)
-    if values.get("website"):  # the honeypot: people never see this field, bots fill it in
-        log.info("honeypot filled from %s", request.client.host if request.client else "?")
-        return render_page(request, "check_inbox.html")
-    result = read_signup(values)
+    if (wait := limits.wait("signup", web.settings.signup_rate_limit)) is not None:
+        return too_many(page, wait)
+    if form.get("website"):  # the honeypot: people never see this field, bots fill it in
+        log.info("honeypot filled from %s", limits.visitor)
+        return page.render("check_inbox.html")
+    result = read_signup(form)
     if result.errors or result.prefs is None:
-        return _index(request, 400, form=values, errors=result.errors)
-    with _session(request) as session:
-        try:
-            outcome = request_signup(session, w.settings, result.email, result.prefs, w.clock())
-        except SubscriberError as exc:
-            return _index(request, 400, form=values, errors={"email": str(exc)})
+        return _index(page, 400, form=form, errors=result.errors)
+    try:
+        outcome = request_signup(session, web.settings, result.email, result.prefs, now)
+    except SubscriberError as exc:
+        return _index(page, 400, form=form, errors={"email": str(exc)})
     log.info("sign-up request: %s", outcome.outcome.value)
-    w.kick()
-    return render_page(request, "check_inbox.html")
+    web.kick()
+    return page.render("check_inbox.html")
 
 
-@router.post("/resend", response_class=HTMLResponse)
-async def resend(request: Request) -> HTMLResponse:
+@router.post("/resend", response_class=HTMLResponse, dependencies=[CSRF_CHECKED])
+def resend(
+    page: PageDep, form: FormDep, limits: LimitsDep, session: SessionDep, web: WebDep, now: NowDep
+) -> HTMLResponse:
     """'Send me a new link' from an expired or broken confirmation link (same neutral answer)."""
-    w = web(request)
-    form = await request.form()
-    if not check_csrf(request, form):
-        return _forbidden(request)
-    if (wait := limited(request, "signup", w.settings.signup_rate_limit)) is not None:
-        return _too_many(request, wait)
-    with _session(request) as session, suppress(SubscriberError):  # the same answer either way
-        request_new_link(session, w.settings, str(form.get("email", "")), w.clock())
-    w.kick()
-    return render_page(request, "check_inbox.html")
-
-
-def _session(request: Request) -> Any:
-    from digest.db import open_session
-
-    return open_session(web(request).engine)
-
-
-def _bad_link(request: Request) -> HTMLResponse:
-    return render_page(request, "bad_link.html", 400)
+    if (wait := limits.wait("signup", web.settings.signup_rate_limit)) is not None:
+        return too_many(page, wait)
+    with suppress(SubscriberError):  # the same answer either way
+        request_new_link(session, web.settings, form.get("email", ""), now)
+    web.kick()
+    return page.render("check_inbox.html")
 
 
 @router.get("/confirm/{token}", response_class=HTMLResponse)
-def confirm_page(request: Request, token: str) -> HTMLResponse:
+def confirm_page(page: PageDep, sub: ConfirmReader, now: NowDep) -> HTMLResponse:
     """One button: mail scanners fetch links, so a GET never confirms anything."""
-    w = web(request)
-    with _session(request) as session:
-        try:
-            sub = subscriber_for(
-                session, w.settings, Purpose.CONFIRM, token, now=w.clock(), max_age=confirm_max_age(w.settings)
-            )
-        except LinkError:
-            return _bad_link(request)
-    if sub.status is SubscriberStatus.UNSUBSCRIBED:
-        return _bad_link(request)
-    return render_page(
-        request, "confirm.html", topics=sub.topics, email=sub.email, schedule=schedule_text(sub),
-        done=sub.status is not SubscriberStatus.PENDING, manage_url=links(w.settings, sub, w.clock()).manage,
+    return page.render(
+        "confirm.html", topics=sub.topics, email=sub.email, schedule=schedule_text(sub),
+        done=sub.status is not SubscriberStatus.PENDING, manage_url=links(page.web.settings, sub, now).manage,
     )  # fmt: skip
 
 
-@router.post("/confirm/{token}", response_class=HTMLResponse)
-async def confirm_post(request: Request, token: str) -> HTMLResponse:
+@router.post("/confirm/{token}", response_class=HTMLResponse, dependencies=[CSRF_CHECKED])
+def confirm_post(page: PageDep, token: str, session: SessionDep, settings: SettingsDep, now: NowDep) -> HTMLResponse:
     """Activate the subscription."""
-    w = web(request)
-    form = await request.form()
-    if not check_csrf(request, form):
-        return _forbidden(request)
-    with _session(request) as session:
-        try:
-            sub = confirm(session, w.settings, token, w.clock())
-        except LinkError:
-            return _bad_link(request)
-        manage_url = links(w.settings, sub, w.clock()).manage
-        return render_page(
-            request, "confirmed.html", email=sub.email, schedule=schedule_text(sub), manage_url=manage_url
-        )
+    try:
+        sub = confirm(session, settings, token, now)
+    except LinkError as exc:
+        raise BadLink from exc
+    manage_url = links(settings, sub, now).manage
+    return page.render("confirmed.html", email=sub.email, schedule=schedule_text(sub), manage_url=manage_url)
 
 
-def _manage_values(sub: Subscriber) -> dict[str, str]:
-    return {
-        "topics": "\n".join(sub.topics),
-        "frequency": sub.frequency.value,
-        "send_hour": str(sub.send_hour),
-        "timezone": sub.timezone,
-        "weekly_day": str(sub.weekly_day),
-        "min_upvotes": "" if sub.min_upvotes is None else str(sub.min_upvotes),
-        "max_papers": str(sub.max_papers),
-    }
-
-
-def _manage(request: Request, sub: Subscriber, status: int = 200, **values: Any) -> HTMLResponse:
-    w = web(request)
-    values.setdefault("form", _manage_values(sub))
+def _manage(page: Renderer, sub: Subscriber, now: datetime, status: int = 200, **values: Any) -> HTMLResponse:
+    values["form"] = _shown(values.get("form", form_values(sub.preferences)))
     values.setdefault("errors", {})
-    return render_page(
-        request, "manage.html", status, sub=sub, zones=w.zones, frequencies=list(Frequency),
-        unsubscribe_url=links(w.settings, sub, w.clock()).unsubscribe, **values,
+    return page.render(
+        "manage.html", status, sub=sub, zones=page.web.zones, frequencies=list(Frequency),
+        unsubscribe_url=links(page.web.settings, sub, now).unsubscribe, **values,
     )  # fmt: skip
 
 
 @router.get("/manage/{token}", response_class=HTMLResponse)
-def manage_page(request: Request, token: str) -> HTMLResponse:
+def manage_page(page: PageDep, sub: ManageReader, now: NowDep) -> HTMLResponse:
     """The reader's preferences, editable."""
-    with _session(request) as session:
-        try:
-            sub = subscriber_for(session, web(request).settings, Purpose.MANAGE, token, now=web(request).clock())
-        except LinkError:
-            return _bad_link(request)
-        if sub.status is SubscriberStatus.UNSUBSCRIBED:
-            return render_page(request, "unsubscribed.html", email=sub.email)
-        return _manage(request, sub)
+    return _manage(page, sub, now)
 
 
-@router.post("/manage/{token}", response_class=HTMLResponse)
-async def manage_post(request: Request, token: str) -> HTMLResponse:
+@router.post("/manage/{token}", response_class=HTMLResponse, dependencies=[CSRF_CHECKED])
+def manage_post(page: PageDep, form: FormDep, sub: ManageReader, session: SessionDep, now: NowDep) -> HTMLResponse:
     """Save, pause, resume, or unsubscribe."""
-    w = web(request)
-    form = await request.form()
-    if not check_csrf(request, form):
-        return _forbidden(request)
-    values = _form_values(form)
-    action = values.get("action", "save")
-    with _session(request) as session:
-        try:
-            sub = subscriber_for(session, w.settings, Purpose.MANAGE, token, now=w.clock())
-            if sub.status is SubscriberStatus.UNSUBSCRIBED:
-                return render_page(request, "unsubscribed.html", email=sub.email)
-            return _apply_action(request, session, sub, action, values)
-        except LinkError:
-            return _bad_link(request)
+    try:
+        return _apply_action(page, session, sub, now, form)
+    except LinkError as exc:  # pausing a reader who never confirmed
+        raise BadLink from exc
 
 
-def _apply_action(request: Request, session: Any, sub: Subscriber, action: str, values: dict[str, str]) -> HTMLResponse:
-    w = web(request)
-    now = w.clock()
+def _apply_action(
+    page: Renderer, session: Session, sub: Subscriber, now: datetime, form: Mapping[str, str]
+) -> HTMLResponse:
+    action = form.get("action", "save")
     if action == "unsubscribe":
         unsubscribe(session, sub, now)
-        return render_page(request, "unsubscribed.html", email=sub.email)
-    if action not in ("save", "pause", "resume"):
-        return _manage(request, sub, 400, errors={"action": "Unknown action."})
+        return page.render("unsubscribed.html", email=sub.email)
     if action in ("pause", "resume"):
         set_paused(session, sub, action == "pause", now)
-        return _manage(request, sub, saved="Paused: no digests until you resume." if action == "pause" else "Resumed.")
+        saved = "Paused: no digests until you resume." if action == "pause" else "Resumed."
+        return _manage(page, sub, now, saved=saved)
+    if action != "save":
+        return _manage(page, sub, now, 400, errors={"action": "Unknown action."})
     errors: dict[str, str] = {}
-    prefs = read_preferences(values, errors)
+    prefs = read_preferences(form, errors)
     if prefs is None:
-        return _manage(request, sub, 400, form=values, errors=errors)
+        return _manage(page, sub, now, 400, form=form, errors=errors)
     update_preferences(session, sub, prefs)
-    return _manage(request, sub, saved="Saved. Your next digest follows these settings.")
+    return _manage(page, sub, now, saved="Saved. Your next digest follows these settings.")
 
 
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
-def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
+def unsubscribe_page(page: PageDep, sub: UnsubscribeReader) -> HTMLResponse:
     """One button; the GET changes nothing (mail scanners fetch every link)."""
-    with _session(request) as session:
-        try:
-            sub = subscriber_for(session, web(request).settings, Purpose.UNSUBSCRIBE, token, now=web(request).clock())
-        except LinkError:
-            return _bad_link(request)
-        if sub.status is SubscriberStatus.UNSUBSCRIBED:
-            return render_page(request, "unsubscribed.html", email=sub.email)
-        return render_page(request, "unsubscribe.html", email=sub.email)
+    return page.render("unsubscribe.html", email=sub.email)
+
+
+def one_click(request: Request, form: FormDep, settings: SettingsDep) -> bool:
+    """Whether an unsubscribe POST is RFC 8058's one-click (mail providers send it without cookies);
+    any other must pass the CSRF check (else CsrfFailed)."""
+    if form.get("List-Unsubscribe") == ONE_CLICK:
+        return True
+    if not csrf_passed(request, form, settings):
+        raise CsrfFailed
+    return False
+
+
+OneClickDep = Annotated[bool, Depends(one_click)]
 
 
 @router.post("/unsubscribe/{token}", response_model=None)
-async def unsubscribe_post(request: Request, token: str) -> Response:
+def unsubscribe_post(
+    page: PageDep, is_one_click: OneClickDep, token: str, readers: ReadersDep, session: SessionDep, now: NowDep
+) -> Response:
     """The button's POST (CSRF-checked), or RFC 8058 one-click (no cookies, answered 200, idempotent)."""
-    form = await request.form()
-    one_click = form.get("List-Unsubscribe") == ONE_CLICK
-    if not one_click and not check_csrf(request, form):
-        return _forbidden(request)
-    with _session(request) as session:
-        try:
-            sub = subscriber_for(session, web(request).settings, Purpose.UNSUBSCRIBE, token, now=web(request).clock())
-        except LinkError:
-            if one_click:
-                return PlainTextResponse("This unsubscribe link is not valid.", status_code=400)
-            return _bad_link(request)
-        unsubscribe(session, sub, web(request).clock())
-        log.info("unsubscribed subscriber %s (%s)", sub.id, "one-click" if one_click else "page")
-        if one_click:
-            return PlainTextResponse("You are unsubscribed.")
-        return render_page(request, "unsubscribed.html", email=sub.email)
+    try:
+        sub = readers.find(Purpose.UNSUBSCRIBE, token)
+    except LinkError as exc:
+        if is_one_click:
+            return PlainTextResponse("This unsubscribe link is not valid.", status_code=400)
+        raise BadLink from exc
+    unsubscribe(session, sub, now)
+    log.info("unsubscribed subscriber %s (%s)", sub.id, "one-click" if is_one_click else "page")
+    if is_one_click:
+        return PlainTextResponse("You are unsubscribed.")
+    return page.render("unsubscribed.html", email=sub.email)

@@ -11,7 +11,9 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
-from fastapi import HTTPException
+import redis
+from fastapi import HTTPException, Request
+from fastapi.responses import PlainTextResponse
 
 from digest import logs
 
@@ -93,6 +95,11 @@ class BodyTooLarge(HTTPException):
         super().__init__(status_code=413, detail="Request too large.")
 
 
+def too_large(_request: Request, _exc: Exception) -> PlainTextResponse:
+    """The app's answer to BodyTooLarge."""
+    return PlainTextResponse("Request too large.", status_code=413)
+
+
 async def _too_large(send: Send) -> None:
     body = b"Request too large."
     headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
@@ -146,8 +153,6 @@ class RedisRateLimiter:
     """Shared by every web process: counters in Redis with an expiry of one window."""
 
     def __init__(self, url: str, clock: Callable[[], float] = time.time) -> None:
-        import redis
-
         self.redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self.clock = clock
 

@@ -1,0 +1,201 @@
+"""What request handlers share, as FastAPI dependencies: the app's state, the settings, a database
+session, the clock's now, the posted form and its CSRF check, rate limits, and the subscriber a
+link token names. Handlers take them as the `...Dep` types below."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+from jinja2 import Environment
+from prometheus_client import CollectorRegistry
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from digest.config import Settings
+from digest.db import open_session
+from digest.models import Subscriber, SubscriberStatus
+from digest.signup import LinkError, confirm_max_age, subscriber_for
+from digest.tokens import Purpose
+from digest.web.previews import IndexCache
+from digest.web.security import CSRF_COOKIE, CSRF_FIELD, RateLimiter, csrf_ok
+
+INVALID_LINK = "This link is not valid."
+
+
+@dataclass
+class Web:
+    """Everything a request handler needs, kept on `app.state.web` by create_app."""
+
+    settings: Settings
+    engine: Engine
+    limiter: RateLimiter
+    clock: Callable[[], datetime]
+    kick: Callable[[], None]  # prompts the notice sender after a request queues an email
+    pages: Environment
+    previews: IndexCache
+    zones: list[str]
+    metrics: CollectorRegistry
+
+
+def get_web(request: Request) -> Web:
+    """The shared state of the app handling this request."""
+    state: Web = request.app.state.web
+    return state
+
+
+WebDep = Annotated[Web, Depends(get_web)]
+
+
+def get_settings(web: WebDep) -> Settings:
+    return web.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_session(web: WebDep) -> Iterator[Session]:
+    """One session per request, closed when the handler returns (before the answer is sent)."""
+    with open_session(web.engine) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def get_now(web: WebDep) -> datetime:
+    """The app's clock, read once per request: every token is signed and checked at this time."""
+    return web.clock()
+
+
+NowDep = Annotated[datetime, Depends(get_now)]
+
+
+# --- forms ------------------------------------------------------------------------------------------
+
+
+async def posted_form(request: Request) -> dict[str, str]:
+    """The text fields of a posted form (awaited here, so the handlers taking it can be plain `def`)."""
+    form = await request.form()
+    return {name: value for name, value in form.items() if isinstance(value, str)}
+
+
+FormDep = Annotated[dict[str, str], Depends(posted_form)]
+
+
+class CsrfFailed(Exception):
+    """A form POST without the CSRF field that matches the visitor's cookie (pages answer 403)."""
+
+
+def csrf_passed(request: Request, form: Mapping[str, str], settings: Settings) -> bool:
+    """Whether a browser form POST carries the CSRF field matching the visitor's cookie."""
+    return csrf_ok(settings.secret_key, request.cookies.get(CSRF_COOKIE), form.get(CSRF_FIELD))
+
+
+def require_csrf(request: Request, form: FormDep, settings: SettingsDep) -> None:
+    """Raise CsrfFailed unless the posted form passes the CSRF check."""
+    if not csrf_passed(request, form, settings):
+        raise CsrfFailed
+
+
+# For a route's `dependencies=[...]`: those are solved before the handler's own parameters, so the
+# CSRF check comes before anything else the route does (a token look-up included).
+CSRF_CHECKED = Depends(require_csrf)
+
+
+# --- rate limits ------------------------------------------------------------------------------------
+
+
+def client_ip(request: Request) -> str:
+    """The visitor's address (run uvicorn with --proxy-headers behind a reverse proxy)."""
+    return request.client.host if request.client else "unknown"
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """This visitor's counters in the app's rate limiter."""
+
+    limiter: RateLimiter
+    visitor: str
+    window: int
+
+    def wait(self, what: str, limit: int) -> int | None:
+        """Count one `what` for this visitor: seconds to wait if that goes over `limit`, else None."""
+        return self.limiter.hit(f"{what}:{self.visitor}", limit, self.window)
+
+
+def get_limits(request: Request, web: WebDep) -> RateLimits:
+    return RateLimits(web.limiter, client_ip(request), web.settings.rate_window_seconds)
+
+
+LimitsDep = Annotated[RateLimits, Depends(get_limits)]
+
+
+# --- link tokens ------------------------------------------------------------------------------------
+
+
+class BadLink(Exception):
+    """A link on a page that does not work: answered with the neutral bad-link page (400)."""
+
+
+class Unsubscribed(Exception):
+    """A page's link for a reader who has left: answered with the 'You are unsubscribed' page."""
+
+    def __init__(self, email: str) -> None:
+        super().__init__(email)
+        self.email = email
+
+
+@dataclass(frozen=True)
+class Readers:
+    """Finds the subscriber a link token names, in this request's session, at the app's now."""
+
+    session: Session
+    settings: Settings
+    now: datetime
+
+    def find(self, purpose: Purpose, token: str) -> Subscriber:
+        """The subscriber, or LinkError (a confirmation link also expires)."""
+        max_age = confirm_max_age(self.settings) if purpose is Purpose.CONFIRM else None
+        return subscriber_for(self.session, self.settings, purpose, token, now=self.now, max_age=max_age)
+
+    def for_api(self, purpose: Purpose, token: str) -> Subscriber:
+        """The subscriber, or the API's 400 for a link that does not work."""
+        try:
+            return self.find(purpose, token)
+        except LinkError as exc:
+            raise HTTPException(status_code=400, detail=INVALID_LINK) from exc
+
+    def for_page(self, purpose: Purpose, token: str) -> Subscriber:
+        """The subscriber, or BadLink; for a reader who has left, Unsubscribed (a confirmation link: BadLink)."""
+        try:
+            sub = self.find(purpose, token)
+        except LinkError as exc:
+            raise BadLink from exc
+        if sub.status is SubscriberStatus.UNSUBSCRIBED:
+            raise BadLink if purpose is Purpose.CONFIRM else Unsubscribed(sub.email)
+        return sub
+
+
+def get_readers(session: SessionDep, settings: SettingsDep, now: NowDep) -> Readers:
+    return Readers(session, settings, now)
+
+
+ReadersDep = Annotated[Readers, Depends(get_readers)]
+
+
+def _page_reader(purpose: Purpose) -> Any:
+    """A dependency: the subscriber the `token` path parameter names, as `Readers.for_page` finds it."""
+
+    def reader(token: str, readers: ReadersDep) -> Subscriber:
+        return readers.for_page(purpose, token)
+
+    return Depends(reader)
+
+
+ConfirmReader = Annotated[Subscriber, _page_reader(Purpose.CONFIRM)]
+ManageReader = Annotated[Subscriber, _page_reader(Purpose.MANAGE)]
+UnsubscribeReader = Annotated[Subscriber, _page_reader(Purpose.UNSUBSCRIBE)]

@@ -1,0 +1,257 @@
+"""The JSON API under /api/: the same actions as the pages, with the same answers for every address
+and the same validation.
+
+Each test gets its own database, a clock it controls and an in-memory rate limiter (tests/webclient.py)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from digest.models import NoticeKind
+from digest.web.api import ACCEPTED
+from tests.conftest import NOW
+from tests.webclient import (  # noqa: F401  (clock, site, papers: fixtures)
+    ACTIVE,
+    ADA,
+    PAUSED,
+    PENDING,
+    UNSUBSCRIBED,
+    Site,
+    bad_confirm_token,
+    clock,
+    confirmed,
+    four_addresses,
+    json_prefs,
+    nothing_stored,
+    papers,
+    site,
+    status_of,
+    tamper,
+)
+
+
+def test_api_subscribe_answers_the_same_for_every_state(site: Site) -> None:
+    addresses = four_addresses(site)
+    answers = {}
+    for state, address in addresses.items():
+        response = site.client.post("/api/subscribe", json=json_prefs(email=address.upper(), topics=["diffusion"]))
+        answers[state] = (response.status_code, response.json())
+    assert answers["new"] == (202, {"status": "accepted", "message": ACCEPTED})
+    assert answers["pending"] == answers["active"] == answers["unsubscribed"] == answers["new"]
+    kinds = {state: [n.kind for n in site.notices(address)] for state, address in addresses.items()}
+    assert kinds == {
+        "new": [NoticeKind.CONFIRM],
+        "pending": [NoticeKind.CONFIRM],
+        "active": [NoticeKind.ALREADY],
+        "unsubscribed": [NoticeKind.CONFIRM],
+    }
+    new = site.subscriber(addresses["new"])
+    assert new is not None and (new.status, new.topics) == (PENDING, ["diffusion"])
+
+
+def test_api_subscribe_stores_the_preferences(site: Site) -> None:
+    body = json_prefs(
+        email="Ada@Example.org", topics=["Schrödinger bridge", "数学"], frequency="weekdays", send_hour=6,
+        timezone="Asia/Tokyo", min_upvotes=2, max_papers=5,
+    )  # fmt: skip
+    response = site.client.post("/api/subscribe", json=body)
+    assert response.status_code == 202
+    sub = site.subscriber(ADA)
+    assert sub is not None
+    assert sub.topics == ["Schrödinger bridge", "数学"]
+    assert (sub.frequency.value, sub.send_hour, sub.timezone, sub.min_upvotes, sub.max_papers) == (
+        "weekdays", 6, "Asia/Tokyo", 2, 5,
+    )  # fmt: skip
+    assert [n.kind for n in site.notices(ADA)] == [NoticeKind.CONFIRM]
+
+
+BAD_API_SIGNUPS = [
+    ({"email": "nope"}, "email", "Enter a valid email address"),
+    ({"email": ""}, "email", "Enter a valid email address"),
+    ({"email": "ada@example.org\r\nBcc: eve@example.org"}, "email", "line breaks"),
+    ({"topics": ["agents AND"]}, "topics", "column 8: AND needs a term after it"),
+    ({"topics": ["diffusion", '"long context']}, "topics", "line 2, column 1: this quote is never closed"),
+    ({"topics": ["-survey"]}, "topics", "column 1"),
+    ({"topics": [""]}, "topics", "Add at least one topic"),
+    ({"topics": ["x " * 50_000]}, "topics", "too much text"),
+    ({"timezone": "UTC\r\nX-Injected: 1"}, "timezone", ""),
+    ({"timezone": "Mars/Base"}, "timezone", "time zone"),
+]
+
+
+@pytest.mark.parametrize(("change", "field", "message"), BAD_API_SIGNUPS)
+def test_api_subscribe_with_bad_input_is_422_with_errors(
+    site: Site, change: dict[str, Any], field: str, message: str
+) -> None:
+    response = site.client.post("/api/subscribe", json={**json_prefs(email=ADA), **change})
+    assert response.status_code == 422
+    errors = response.json()["errors"]
+    assert message in errors[field], errors
+    nothing_stored(site)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"email": ADA}, {"email": ADA, "topics": []}, {"email": ADA, "topics": "diffusion"},
+     json_prefs(email=ADA, send_hour=24), json_prefs(email=ADA, frequency="hourly"),
+     json_prefs(email=ADA, max_papers=0), json_prefs(email="a" * 300 + "@example.org")],
+)  # fmt: skip
+def test_api_subscribe_with_a_malformed_body_is_422(site: Site, body: dict[str, Any]) -> None:
+    response = site.client.post("/api/subscribe", json=body)
+    assert response.status_code == 422
+    nothing_stored(site)
+
+
+def test_api_resend(site: Site) -> None:
+    site.clock.advance(hours=-30)
+    assert site.client.post("/api/subscribe", json=json_prefs(email=ADA)).status_code == 202
+    site.clock.advance(hours=30)
+    answers = [site.client.post("/api/resend", json={"email": e}) for e in (ADA, "nobody@example.org", "bad")]
+    assert {(r.status_code, r.json()["message"]) for r in answers} == {(202, ACCEPTED)}
+    assert [n.kind for n in site.notices(ADA)] == [NoticeKind.CONFIRM, NoticeKind.CONFIRM]
+    assert len(site.notices()) == 2
+    assert site.client.post("/api/resend", json={}).status_code == 422
+
+
+def test_api_preview_returns_this_weeks_matches_with_title_segments(site: Site, papers: None) -> None:
+    response = site.client.post("/api/preview", json={"topics": ["diffusion"]})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["more"] == 0
+    [found] = body["papers"]
+    assert "".join(s["text"] for s in found["title"]) == "Diffusion models for text"
+    assert {"text": "Diffusion", "hit": True} in found["title"]
+    assert found["url"] == "https://arxiv.org/abs/2611.00001"
+    assert found["topics"] == ["diffusion"]
+    titles = [
+        "".join(s["text"] for s in p["title"])
+        for p in site.client.post("/api/preview", json={"topics": ["diffusion", "graph"]}).json()["papers"]
+    ]
+    assert sorted(titles) == ["A survey of graph networks", "Diffusion models for text"]
+    assert site.client.post("/api/preview", json={"topics": ["quantum"]}).json() == {"papers": [], "more": 0}
+    nothing_stored(site)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [({"topics": ["agents AND"]}, "column 8"), ({"topics": ["ok", "(x"]}, "line 2, column 1"), ({"topics": []}, None),
+     ({}, None), ({"topics": [" "]}, "Add at least one topic")],
+)  # fmt: skip
+def test_api_preview_with_bad_topics_is_422(site: Site, body: dict[str, Any], message: str | None) -> None:
+    response = site.client.post("/api/preview", json=body)
+    assert response.status_code == 422
+    if message:
+        assert message in response.json()["errors"]["topics"]
+
+
+def test_api_confirm(site: Site) -> None:
+    assert site.client.post("/api/subscribe", json=json_prefs(email=ADA)).status_code == 202
+    token = site.confirm_token(ADA)
+    tokens = site.tokens(ADA)
+    for bad in (tamper(token), tokens["manage"], tokens["unsubscribe"], "nope"):
+        response = site.client.post(f"/api/confirm/{bad}")
+        assert response.status_code == 400
+        assert response.json() == {"detail": "This link is not valid."}
+    assert status_of(site, ADA) is PENDING
+    assert site.client.post(f"/api/confirm/{token}").json() == {"status": "active", "message": ""}
+    assert site.client.post(f"/api/confirm/{token}").json() == {"status": "active", "message": ""}
+    assert status_of(site, ADA) is ACTIVE
+
+
+@pytest.mark.parametrize("kind", ["expired", "replayed-after-new-signup", "after-unsubscribing"])
+def test_api_confirm_refuses_dead_links(site: Site, kind: str) -> None:
+    token = bad_confirm_token(site, kind)
+    before = status_of(site, ADA)
+    assert site.client.post(f"/api/confirm/{token}").status_code == 400
+    assert status_of(site, ADA) is before
+
+
+def test_api_manage_round_trip(site: Site) -> None:
+    tokens = confirmed(site, ADA, "diffusion")
+    url = f"/api/manage/{tokens['manage']}"
+    got = site.client.get(url)
+    assert got.status_code == 200
+    assert got.json() == {
+        "email": ADA, "status": "active", "topics": ["diffusion"], "frequency": "daily", "send_hour": 8,
+        "timezone": "UTC", "weekly_day": 0, "min_upvotes": None, "max_papers": 25,
+    }  # fmt: skip
+    new = json_prefs(topics=['"long context"', "cat:cs.CL"], frequency="weekly", weekly_day=3, send_hour=21,
+                     timezone="America/New_York", min_upvotes=10, max_papers=50)  # fmt: skip
+    put = site.client.put(url, json=new)
+    assert put.status_code == 200
+    assert put.json() == {**new, "email": ADA, "status": "active"}
+    assert site.client.get(url).json() == put.json()
+    sub = site.subscriber(ADA)
+    assert sub is not None
+    assert (sub.topics, sub.timezone, sub.weekly_day) == (['"long context"', "cat:cs.CL"], "America/New_York", 3)
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [({"topics": ["agents AND"]}, "topics", "column 8"), ({"topics": ["a", "b AND"]}, "topics", "line 2, column 3"),
+     ({"timezone": "Nowhere"}, "timezone", "time zone"), ({"timezone": "UTC\n"}, "timezone", "line breaks")],
+)  # fmt: skip
+def test_api_manage_put_with_bad_values_is_422_and_changes_nothing(
+    site: Site, change: dict[str, Any], field: str, message: str
+) -> None:
+    tokens = confirmed(site, ADA, "diffusion")
+    before = site.subscriber(ADA)
+    response = site.client.put(f"/api/manage/{tokens['manage']}", json={**json_prefs(), **change})
+    assert response.status_code == 422
+    assert message in response.json()["errors"][field]
+    after = site.subscriber(ADA)
+    assert after is not None and before is not None
+    assert after.model_dump() == before.model_dump()
+
+
+def test_api_manage_with_bad_tokens_is_400(site: Site) -> None:
+    tokens = confirmed(site)
+    for bad in (tamper(tokens["manage"]), tokens["unsubscribe"], "x"):
+        assert site.client.get(f"/api/manage/{bad}").status_code == 400
+        assert site.client.put(f"/api/manage/{bad}", json=json_prefs(topics=["x"])).status_code == 400
+        assert site.client.post(f"/api/manage/{bad}/pause").status_code == 400
+    sub = site.subscriber(ADA)
+    assert sub is not None and (sub.status, sub.topics) == (ACTIVE, ["diffusion"])
+
+
+def test_api_pause_and_resume(site: Site) -> None:
+    tokens = confirmed(site)
+    url = f"/api/manage/{tokens['manage']}"
+    paused = site.client.post(f"{url}/pause")
+    assert paused.status_code == 200
+    assert paused.json()["status"] == "paused"
+    assert status_of(site, ADA) is PAUSED
+    site.clock.advance(days=1)
+    resumed = site.client.post(f"{url}/resume")
+    assert resumed.json()["status"] == "active"
+    sub = site.subscriber(ADA)
+    assert sub is not None and (sub.status, sub.confirmed_at) == (ACTIVE, NOW + timedelta(days=1))
+    assert site.client.post(f"{url}/explode").status_code == 404
+    assert status_of(site, ADA) is ACTIVE
+
+
+def test_api_pause_of_a_pending_reader_is_refused(site: Site) -> None:
+    assert site.signup(ADA).status_code == 200
+    tokens = site.tokens(ADA)
+    assert site.client.post(f"/api/manage/{tokens['manage']}/pause").status_code == 409
+    assert status_of(site, ADA) is PENDING
+
+
+def test_api_unsubscribe(site: Site) -> None:
+    tokens = confirmed(site)
+    for bad in (tamper(tokens["unsubscribe"]), tokens["manage"], "x"):
+        assert site.client.post(f"/api/unsubscribe/{bad}").status_code == 400
+    assert status_of(site, ADA) is ACTIVE
+    first = site.client.post(f"/api/unsubscribe/{tokens['unsubscribe']}")
+    assert (first.status_code, first.json()) == (200, {"status": "unsubscribed", "message": ""})
+    second = site.client.post(f"/api/unsubscribe/{tokens['unsubscribe']}")
+    assert (second.status_code, second.json()["status"]) == (200, "unsubscribed")
+    assert status_of(site, ADA) is UNSUBSCRIBED
+    put = site.client.put(f"/api/manage/{tokens['manage']}", json=json_prefs(topics=["back"]))
+    assert put.status_code == 409
+    assert site.client.post(f"/api/manage/{tokens['manage']}/resume").status_code == 409
+    sub = site.subscriber(ADA)
+    assert sub is not None and (sub.status, sub.topics) == (UNSUBSCRIBED, ["diffusion"])

@@ -1,0 +1,320 @@
+"""The sign-up form and its live preview: good and bad input, the honeypot, and answers that never
+say what state an address is in.
+
+Each test gets its own database, a clock it controls and an in-memory rate limiter (tests/webclient.py)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from digest.models import NoticeKind
+from digest.web.security import CSRF_FIELD
+from tests.conftest import NOW
+from tests.webclient import (  # noqa: F401  (clock, site, papers: fixtures)
+    ACTIVE,
+    ADA,
+    CHECK_INBOX,
+    PENDING,
+    Site,
+    all_errors,
+    assert_forbidden,
+    clock,
+    confirmed,
+    csrf_of,
+    field_error,
+    four_addresses,
+    input_value,
+    nothing_stored,
+    papers,
+    selected,
+    site,
+    status_of,
+    textarea,
+    without_csrf,
+)
+
+
+def test_the_signup_page_has_the_form_and_sets_the_csrf_cookie(site: Site) -> None:
+    page = site.client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert 'action="/subscribe"' in page.text
+    for name in ("email", "topics", "frequency", "send_hour", "timezone", "weekly_day", "max_papers", "website"):
+        assert f'name="{name}"' in page.text
+    assert site.csrf_cookie()
+    assert csrf_of(page.text)
+    assert selected(page.text, "timezone") == "UTC"
+    assert selected(page.text, "send_hour") == "8"
+
+
+def test_a_valid_signup_records_a_pending_reader_and_queues_one_confirmation(site: Site) -> None:
+    response = site.signup(
+        "Ada.Lovelace@Example.ORG",
+        'diffusion\n"long context" -survey\r\nauthor:"Yann LeCun"',
+        frequency="weekly",
+        weekly_day="2",
+        send_hour="7",
+        timezone="Europe/Paris",
+        min_upvotes="5",
+        max_papers="10",
+    )
+    assert response.status_code == 200
+    assert CHECK_INBOX in response.text
+    assert site.kicks >= 1  # the sender was prompted, the email was not sent inside the request
+
+    [sub] = site.subscribers()
+    assert sub.email == "ada.lovelace@example.org"
+    assert sub.status is PENDING
+    assert sub.topics == ["diffusion", '"long context" -survey', 'author:"Yann LeCun"']
+    assert (sub.frequency.value, sub.weekly_day, sub.send_hour, sub.timezone) == ("weekly", 2, 7, "Europe/Paris")
+    assert (sub.min_upvotes, sub.max_papers) == (5, 10)
+    assert sub.requested_at == NOW
+
+    [notice] = site.notices()
+    assert notice.kind is NoticeKind.CONFIRM
+    assert notice.subscriber_id == sub.id
+
+    [mail] = site.send()
+    assert mail.to == "ada.lovelace@example.org"
+    assert "Confirm your subscription" in mail.subject
+    assert "confirm" in mail.tokens
+    assert site.send() == []  # sent once
+
+
+def test_the_same_address_in_any_case_is_one_subscriber(site: Site) -> None:
+    assert site.signup("Alice@Example.COM").status_code == 200
+    assert site.signup("alice@example.com", "transformers").status_code == 200
+    assert site.signup("  ALICE@example.com ", "transformers").status_code == 200
+    [sub] = site.subscribers()
+    assert sub.email == "alice@example.com"
+    assert len(site.notices()) == 1
+    assert sub.topics == ["transformers"]  # a corrected form still counts while pending
+
+
+def test_unicode_topics_are_accepted_and_stored_exactly(site: Site) -> None:
+    topics = ["Schrödinger bridge", "数学", '"Pérez" OR author:Müller', "équation de la chaleur"]
+    response = site.signup(ADA, "\n".join(topics))
+    assert response.status_code == 200, all_errors(response.text)
+    sub = site.subscriber(ADA)
+    assert sub is not None
+    assert sub.topics == topics
+    token = site.confirm_token(ADA)
+    page = site.client.get(f"/confirm/{token}")
+    assert "Schrödinger bridge" in page.text
+    assert "数学" in page.text
+
+
+def test_a_100kb_topic_is_refused_with_a_clear_error_and_nothing_stored(site: Site) -> None:
+    response = site.signup(ADA, "diffusion " * 10_000)
+    assert response.status_code in (400, 413)
+    if response.status_code == 400:
+        message = field_error(response.text, "topics")
+        assert message and "too much text" in message
+    nothing_stored(site)
+
+
+BAD_SIGNUP_FIELDS = [
+    # (field, value, field the error is shown next to, words of the message)
+    ("email", "not-an-email", "email", "Enter a valid email address"),
+    ("email", "", "email", "Enter a valid email address"),
+    ("email", "ada@", "email", "Enter a valid email address"),
+    ("email", "ada@example", "email", "Enter a valid email address"),
+    ("email", "ada example@example.org", "email", "Enter a valid email address"),
+    ("email", "a" * 250 + "@example.org", "email", "too long"),
+    ("email", "ada@example.org\r\nBcc: eve@example.org", "email", "line breaks"),
+    ("email", "ada@example.org\n", "email", "line breaks"),
+    ("email", "ada@example.org\r", "email", "line breaks"),
+    ("timezone", "Mars/Olympus_Mons", "timezone", "time zone"),
+    ("timezone", "UTC\r\nX-Injected: 1", "timezone", ""),  # any error: the zone check has the last word
+    ("timezone", "Europe/Paris\n", "timezone", "line breaks"),
+    ("frequency", "hourly", "frequency", "daily, weekdays or weekly"),
+    ("send_hour", "24", "send_hour", "from 0 to 23"),
+    ("send_hour", "-1", "send_hour", "from 0 to 23"),
+    ("send_hour", "eight", "send_hour", "whole number"),
+    ("send_hour", "８", "send_hour", "whole number"),
+    ("weekly_day", "7", "weekly_day", "from 0 to 6"),
+    ("min_upvotes", "-5", "min_upvotes", "from 0 to 100000"),
+    ("min_upvotes", "many", "min_upvotes", "whole number"),
+    ("max_papers", "0", "max_papers", "from 1 to 100"),
+    ("max_papers", "101", "max_papers", "from 1 to 100"),
+    ("topics", "", "topics", "Add at least one topic"),
+    ("topics", "   \n \r\n ", "topics", "Add at least one topic"),
+    ("topics", "\n".join(f"topic{n}" for n in range(21)), "topics", "At most 20 topics"),
+    ("topics", "agents AND", "topics", "column 8: AND needs a term after it"),
+    ("topics", '"long context AND agents', "topics", 'column 1: this quote is never closed; add a closing "'),
+    ("topics", "-survey", "topics", "column 1"),
+    ("topics", "foo:bar", "topics", "unknown field 'foo:'"),
+    ("topics", "(vision OR image", "topics", "this '(' is never closed"),
+    ("topics", "diffusion\nagents AND", "topics", "line 2, column 8: AND needs a term after it"),
+    ("topics", 'diffusion\n"long context', "topics", "line 2, column 1: this quote is never closed"),
+    ("topics", "diffusion\r\nrag\r\ncat:cs..x", "topics", "line 3, column"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "shown_at", "message"), BAD_SIGNUP_FIELDS)
+def test_a_bad_signup_field_is_refused_with_the_error_next_to_it(
+    site: Site, name: str, value: str, shown_at: str, message: str
+) -> None:
+    response = site.client.post("/subscribe", data=site.signup_form(**{name: value}))
+    assert response.status_code == 400
+    assert 'id="signup"' in response.text  # the form again, ready to correct
+    error = field_error(response.text, shown_at)
+    assert error is not None, all_errors(response.text)
+    assert message in error
+    assert f'aria-describedby="{shown_at}-error"' in response.text or shown_at not in ("email", "topics")
+    nothing_stored(site)
+
+
+def test_the_form_shown_with_an_error_can_be_corrected_and_sent(site: Site) -> None:
+    first = site.client.post("/subscribe", data=site.signup_form(topics="agents AND", timezone="Asia/Tokyo"))
+    assert first.status_code == 400
+    assert selected(first.text, "timezone") == "Asia/Tokyo"  # what was typed is kept
+    corrected = {
+        CSRF_FIELD: csrf_of(first.text),
+        "email": input_value(first.text, "email"),
+        "topics": "agents AND tools",
+        "frequency": selected(first.text, "frequency"),
+        "send_hour": selected(first.text, "send_hour"),
+        "timezone": selected(first.text, "timezone"),
+        "weekly_day": selected(first.text, "weekly_day"),
+        "max_papers": input_value(first.text, "max_papers"),
+    }
+    second = site.client.post("/subscribe", data=corrected)
+    assert second.status_code == 200
+    sub = site.subscriber(ADA)
+    assert sub is not None and (sub.topics, sub.timezone) == (["agents AND tools"], "Asia/Tokyo")
+
+
+ONE_LINE_FIELDS = {
+    "email": ADA,
+    "timezone": "Europe/Paris",
+    "frequency": "daily",
+    "send_hour": "8",
+    "weekly_day": "0",
+    "min_upvotes": "5",
+    "max_papers": "25",
+}
+
+
+@pytest.mark.parametrize("shape", ["{v}\r\nX-Injected: 1", "{v}\r\n", "\n{v}"])
+@pytest.mark.parametrize("name", list(ONE_LINE_FIELDS))
+def test_a_line_break_in_any_one_line_field_is_refused(site: Site, name: str, shape: str) -> None:
+    value = shape.format(v=ONE_LINE_FIELDS[name])
+    response = site.client.post("/subscribe", data=site.signup_form(**{name: value}))
+    assert response.status_code == 400, f"{name}={value!r} was accepted"
+    assert field_error(response.text, name), all_errors(response.text)
+    nothing_stored(site)
+
+
+def test_the_honeypot_gets_the_same_page_and_stores_nothing(site: Site) -> None:
+    trapped = site.signup(ADA, website="https://spam.example")
+    assert trapped.status_code == 200
+    assert CHECK_INBOX in trapped.text
+    nothing_stored(site)
+    real = site.signup("grace@example.org")
+    assert (real.status_code, without_csrf(real.text)) == (trapped.status_code, without_csrf(trapped.text))
+    assert [s.email for s in site.subscribers()] == ["grace@example.org"]
+
+
+# --- the answer never says what state an address is in --------------------------------------------
+
+
+def _emails_by_kind(site: Site) -> dict[str, list[str]]:
+    sent: dict[str, list[str]] = {}
+    for mail in site.send():
+        sent.setdefault(mail.to, []).append(mail.subject)
+    return sent
+
+
+def test_signup_answers_the_same_for_new_pending_active_and_unsubscribed(site: Site) -> None:
+    addresses = four_addresses(site)
+    answers = {}
+    for state, address in addresses.items():
+        response = site.signup(address, "diffusion")
+        answers[state] = (
+            response.status_code,
+            response.headers["content-type"],
+            "set-cookie" in response.headers,
+            without_csrf(response.text),
+        )
+    assert answers["new"][0] == 200
+    assert CHECK_INBOX in answers["new"][3]
+    assert answers["pending"] == answers["new"]
+    assert answers["active"] == answers["new"]
+    assert answers["unsubscribed"] == answers["new"]
+
+    # Only the owner of each address can tell the difference, from what arrives.
+    kinds = {state: [n.kind for n in site.notices(address)] for state, address in addresses.items()}
+    assert kinds == {
+        "new": [NoticeKind.CONFIRM],
+        "pending": [NoticeKind.CONFIRM],  # the one from an hour ago: nothing more within 24 h
+        "active": [NoticeKind.ALREADY],
+        "unsubscribed": [NoticeKind.CONFIRM],
+    }
+    sent = _emails_by_kind(site)
+    assert set(sent) == {addresses["new"], addresses["active"], addresses["unsubscribed"]}
+    assert "Confirm your subscription" in sent[addresses["new"]][0]
+    assert "already subscribed" in sent[addresses["active"]][0]
+    assert "Confirm your subscription" in sent[addresses["unsubscribed"]][0]
+
+    # A stranger's sign-up never changes a confirmed reader; a returning one must confirm again.
+    active = site.subscriber(addresses["active"])
+    assert active is not None
+    assert (active.status, active.topics) == (ACTIVE, ["graph neural networks"])
+    assert status_of(site, addresses["unsubscribed"]) is PENDING
+
+
+def test_at_most_one_email_per_address_per_24_hours(site: Site) -> None:
+    assert site.signup(ADA).status_code == 200
+    assert len(site.send()) == 1
+    for hours in (1, 12, 22):
+        site.clock.now = NOW + timedelta(hours=hours)
+        assert site.signup(ADA).status_code == 200
+        assert site.post("/resend", {"email": ADA}).status_code == 200
+    assert [n.kind for n in site.notices(ADA)] == [NoticeKind.CONFIRM]
+    assert site.send() == []
+
+    site.clock.now = NOW + timedelta(hours=24, minutes=1)
+    assert site.signup(ADA).status_code == 200
+    assert [n.kind for n in site.notices(ADA)] == [NoticeKind.CONFIRM, NoticeKind.CONFIRM]
+    assert len(site.send()) == 1
+
+
+def test_an_active_reader_gets_one_already_subscribed_email_per_24_hours(site: Site) -> None:
+    site.add_subscriber(ADA)
+    for _ in range(3):
+        assert site.signup(ADA).status_code == 200
+    assert [n.kind for n in site.notices(ADA)] == [NoticeKind.ALREADY]
+    [mail] = site.send()
+    assert "already subscribed" in mail.subject
+    assert "manage" in mail.tokens  # the owner gets the way to change things instead
+    site.clock.advance(hours=25)
+    assert site.signup(ADA).status_code == 200
+    assert [n.kind for n in site.notices(ADA)] == [NoticeKind.ALREADY, NoticeKind.ALREADY]
+
+
+# --- the preview of the last week's papers --------------------------------------------------------
+
+
+def test_the_preview_page_shows_this_weeks_matching_papers(site: Site, papers: None) -> None:
+    response = site.post("/preview", site.signup_form(topics="diffusion"))
+    assert response.status_code == 200
+    assert "<mark>Diffusion</mark> models for text" in response.text
+    assert "Old diffusion results" not in response.text
+    assert "graph networks" not in response.text
+    assert textarea(response.text) == "diffusion"  # the form is kept for the sign-up
+    nothing_stored(site)
+
+
+def test_the_preview_page_with_bad_topics_or_no_csrf(site: Site, papers: None) -> None:
+    bad = site.client.post("/preview", data=site.signup_form(topics="diffusion\nagents AND"))
+    assert bad.status_code == 400
+    assert field_error(bad.text, "topics") == "line 2, column 8: AND needs a term after it"
+    nothing = site.client.post("/preview", data=site.signup_form(topics="quantum chromodynamics"))
+    assert nothing.status_code == 200
+    assert "No paper of the last 7 days matches" in nothing.text
+    form = site.signup_form()
+    del form[CSRF_FIELD]
+    assert_forbidden(site.client.post("/preview", data=form))
