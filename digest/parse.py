@@ -23,6 +23,7 @@ MAX_AUTHORS = 1_000
 MAX_AUTHOR_NAME = 200
 MAX_CATEGORIES = 20
 MAX_ID = 500
+MAX_COUNT = 1_000_000_000
 
 _NEW_ID = r"\d{4}\.\d{4,5}"
 _OLD_ID = r"[a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7}"
@@ -139,7 +140,18 @@ def _finish(paper: ParsedPaper, result: ParseResult) -> None:
     result.papers.append(paper)
 
 
+_CHARREF = re.compile(rb"&#(?:[xX]([0-9A-Fa-f]{1,16})|([0-9]{1,24}));")
+
+
+def _charref(match: re.Match[bytes]) -> bytes:
+    """A numeric character reference, or U+FFFD for one no character has (feedparser would raise)."""
+    hexa, decimal = match.groups()
+    code = int(hexa, 16) if hexa else int(decimal)
+    return match.group() if code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else b"&#65533;"
+
+
 def _parse_xml(content: bytes) -> Any:
+    content = _CHARREF.sub(_charref, content) if b"&#" in content else content
     feed = feedparser.parse(content, sanitize_html=True, resolve_relative_uris=False)
     if not feed.entries and (feed.bozo or not feed.get("version")):
         reason = feed.get("bozo_exception") or "no RSS or Atom document found"
@@ -167,36 +179,51 @@ def _arxiv_paper(entry: Any, ident: str, abstract: str, authors: list[str]) -> P
     )
 
 
+def _each(items: Iterable[Any], result: ParseResult, read: Callable[[Any, ParseResult], None]) -> None:
+    """Read every entry; one that breaks a parser is skipped with its reason, and the rest are kept."""
+    for n, item in enumerate(items, start=1):
+        try:
+            read(item, result)
+        except Exception as exc:  # untrusted input: one odd entry must not lose the whole feed
+            result.skipped.append(f"entry {n}: unreadable ({type(exc).__name__}: {squash(str(exc))[:120]})")
+
+
+def _arxiv_rss_entry(entry: Any, result: ParseResult) -> None:
+    announce = str(entry.get("arxiv_announce_type") or "new").strip().lower()
+    ident = arxiv_id(str(entry.get("id") or "")) or arxiv_id(str(entry.get("link") or ""))
+    if announce not in KEEP_ANNOUNCE:
+        result.skipped.append(f"{ident or 'entry'}: announce type {announce!r}")
+        return
+    if ident is None:
+        result.skipped.append(f"entry {clip(str(entry.get('id') or ''), 80)!r}: no arXiv id")
+        return
+    abstract = _RSS_PREFIX.sub("", _entry_text(entry, "summary", MAX_ABSTRACT))
+    authors = _split_creators(str(entry.get("author") or ""))
+    _finish(_arxiv_paper(entry, ident, abstract, authors), result)
+
+
 def parse_arxiv_rss(content: bytes) -> ParseResult:
     """arXiv listing RSS (rss.arxiv.org): keep `new` and `cross` announcements, skip replacements."""
     feed = _parse_xml(content)
     result = ParseResult(warning=_bozo_warning(feed), entries=len(feed.entries))
-    for entry in feed.entries:
-        announce = str(entry.get("arxiv_announce_type") or "new").strip().lower()
-        ident = arxiv_id(str(entry.get("id") or "")) or arxiv_id(str(entry.get("link") or ""))
-        if announce not in KEEP_ANNOUNCE:
-            result.skipped.append(f"{ident or 'entry'}: announce type {announce!r}")
-            continue
-        if ident is None:
-            result.skipped.append(f"entry {clip(str(entry.get('id') or ''), 80)!r}: no arXiv id")
-            continue
-        abstract = _RSS_PREFIX.sub("", _entry_text(entry, "summary", MAX_ABSTRACT))
-        authors = _split_creators(str(entry.get("author") or ""))
-        _finish(_arxiv_paper(entry, ident, abstract, authors), result)
+    _each(feed.entries, result, _arxiv_rss_entry)
     return result
+
+
+def _arxiv_atom_entry(entry: Any, result: ParseResult) -> None:
+    ident = arxiv_id(str(entry.get("id") or ""))
+    if ident is None:
+        result.skipped.append(f"entry {clip(str(entry.get('id') or ''), 80)!r}: no arXiv id")
+        return
+    authors = [str(a.get("name") or "") for a in entry.get("authors") or []]
+    _finish(_arxiv_paper(entry, ident, _entry_text(entry, "summary", MAX_ABSTRACT), authors), result)
 
 
 def parse_arxiv_atom(content: bytes) -> ParseResult:
     """An arXiv API response (export.arxiv.org/api/query), Atom 1.0."""
     feed = _parse_xml(content)
     result = ParseResult(warning=_bozo_warning(feed), entries=len(feed.entries))
-    for entry in feed.entries:
-        ident = arxiv_id(str(entry.get("id") or ""))
-        if ident is None:
-            result.skipped.append(f"entry {clip(str(entry.get('id') or ''), 80)!r}: no arXiv id")
-            continue
-        authors = [str(a.get("name") or "") for a in entry.get("authors") or []]
-        _finish(_arxiv_paper(entry, ident, _entry_text(entry, "summary", MAX_ABSTRACT), authors), result)
+    _each(feed.entries, result, _arxiv_atom_entry)
     return result
 
 
@@ -211,32 +238,35 @@ def _is_http(url: Any) -> bool:
     return isinstance(url, str) and url.lower().startswith(("http://", "https://"))
 
 
+def _rss_entry(entry: Any, result: ParseResult) -> None:
+    link = str(entry.get("link") or "")
+    entry_id = str(entry.get("id") or "")
+    mentions_arxiv = "arxiv" in (link + entry_id).lower()
+    ident = (arxiv_id(link) or arxiv_id(entry_id)) if mentions_arxiv else None
+    key = ident or squash(entry_id) or squash(link)
+    if not key:
+        result.skipped.append("entry without id or link")
+        return
+    abs_url, pdf_url = arxiv_urls(ident) if ident else (link if _is_http(link) else "", _pdf_link(entry))
+    paper = ParsedPaper(
+        id=clip(key, MAX_ID),
+        title=_entry_text(entry, "title", MAX_TITLE),
+        abstract=_entry_text(entry, "summary", MAX_ABSTRACT),
+        authors=_clean_authors(str(a.get("name") or "") for a in entry.get("authors") or []),
+        categories=_categories(entry, arxiv_only=False),
+        published=_struct_to_dt(entry.get("published_parsed") or entry.get("updated_parsed")),
+        abs_url=abs_url,
+        pdf_url=pdf_url,
+        authoritative=False,
+    )
+    _finish(paper, result)
+
+
 def parse_rss(content: bytes) -> ParseResult:
     """Any RSS or Atom feed. arXiv links are recognised so the paper merges with arXiv's row."""
     feed = _parse_xml(content)
     result = ParseResult(warning=_bozo_warning(feed), entries=len(feed.entries))
-    for entry in feed.entries:
-        link = str(entry.get("link") or "")
-        entry_id = str(entry.get("id") or "")
-        mentions_arxiv = "arxiv" in (link + entry_id).lower()
-        ident = (arxiv_id(link) or arxiv_id(entry_id)) if mentions_arxiv else None
-        key = ident or squash(entry_id) or squash(link)
-        if not key:
-            result.skipped.append("entry without id or link")
-            continue
-        abs_url, pdf_url = arxiv_urls(ident) if ident else (link if _is_http(link) else "", _pdf_link(entry))
-        paper = ParsedPaper(
-            id=clip(key, MAX_ID),
-            title=_entry_text(entry, "title", MAX_TITLE),
-            abstract=_entry_text(entry, "summary", MAX_ABSTRACT),
-            authors=_clean_authors(str(a.get("name") or "") for a in entry.get("authors") or []),
-            categories=_categories(entry, arxiv_only=False),
-            published=_struct_to_dt(entry.get("published_parsed") or entry.get("updated_parsed")),
-            abs_url=abs_url,
-            pdf_url=pdf_url,
-            authoritative=False,
-        )
-        _finish(paper, result)
+    _each(feed.entries, result, _rss_entry)
     return result
 
 
@@ -261,14 +291,26 @@ def _hf_item(item: Any) -> tuple[ParsedPaper | None, str | None]:
         published=_iso_to_dt(paper.get("publishedAt")) or _iso_to_dt(item.get("publishedAt")),
         abs_url=abs_url,
         pdf_url=pdf_url,
-        upvotes=upvotes if isinstance(upvotes, int) and not isinstance(upvotes, bool) and upvotes >= 0 else None,
+        upvotes=_count(upvotes),
     ), None
+
+
+def _json_int(digits: str) -> int | None:
+    """A JSON integer, or None for one too long to be a count (Python refuses over 4,300 digits)."""
+    return int(digits) if len(digits) <= 18 else None
+
+
+def _count(value: Any) -> int | None:
+    """An upvote count a database column holds: a plain non-negative int below a billion, else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_COUNT:
+        return value
+    return None
 
 
 def parse_hf_json(content: bytes) -> ParseResult:
     """Hugging Face Daily Papers API JSON: a list of {paper: {...}, ...}; withdrawn papers dropped."""
     try:
-        items = json.loads(content)
+        items = json.loads(content, parse_int=_json_int)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FeedError(f"not JSON: {exc}") from exc
     except RecursionError as exc:
@@ -276,13 +318,16 @@ def parse_hf_json(content: bytes) -> ParseResult:
     if not isinstance(items, list):
         raise FeedError("expected a JSON list of daily papers")
     result = ParseResult(entries=len(items))
-    for item in items:
-        paper, problem = _hf_item(item)
-        if paper is None:
-            result.skipped.append(problem or "unreadable item")
-        else:
-            _finish(paper, result)
+    _each(items, result, _hf_entry)
     return result
+
+
+def _hf_entry(item: Any, result: ParseResult) -> None:
+    paper, problem = _hf_item(item)
+    if paper is None:
+        result.skipped.append(problem or "unreadable item")
+    else:
+        _finish(paper, result)
 
 
 PARSERS: dict[SourceKind, Callable[[bytes], ParseResult]] = {
@@ -294,5 +339,12 @@ PARSERS: dict[SourceKind, Callable[[bytes], ParseResult]] = {
 
 
 def parse(kind: SourceKind, content: bytes) -> ParseResult:
-    """Parse the bytes of a source of the given kind."""
-    return PARSERS[kind](content)
+    """Parse the bytes of a source of the given kind; FeedError (one clear line) for anything that
+    stops the parser itself — never another exception, whatever the bytes hold."""
+    try:
+        return PARSERS[kind](content)
+    except FeedError:
+        raise
+    except Exception as exc:  # a parser bug on one hostile feed is that feed's error, not a crash
+        reason = squash(f"{type(exc).__name__}: {exc}")[:200]
+        raise FeedError(f"the {kind.value} parser could not read this feed: {reason}") from exc

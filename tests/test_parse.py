@@ -9,8 +9,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from xml.sax.saxutils import escape
 
+import feedparser
 import pytest
 
+from digest import parse as parse_module
 from digest.config import SourceKind
 from digest.parse import MAX_ABSTRACT, FeedError, ParsedPaper, ParseResult, arxiv_id, arxiv_urls, parse
 from tests.conftest import FIXTURES
@@ -829,3 +831,48 @@ def test_a_hostile_multi_megabyte_abstract_costs_only_its_limit(flavor: str, mon
     # The 3 MB field went through the bound before any cleaning: what reaches the regexes and the
     # HTML parser is at most the limit's worth.
     assert [kept for raw, kept in calls if raw >= 3_000_000] == [MAX_ABSTRACT * text.RAW_SLACK]
+
+
+@pytest.mark.parametrize("kind", [SourceKind.ARXIV_RSS, SourceKind.ARXIV_ATOM, SourceKind.RSS])
+def test_a_parser_that_breaks_on_a_feed_is_that_feeds_one_line_error(
+    kind: SourceKind, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: object, **_kwargs: object) -> object:
+        raise IndexError("list index out of range\nin the loose parser")
+
+    monkeypatch.setattr(feedparser, "parse", broken)
+    with pytest.raises(FeedError, match="parser could not read this feed: IndexError: list index out of range in"):
+        parse(kind, b"<rss/>")
+
+
+def test_an_entry_that_breaks_the_parser_is_skipped_and_the_others_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = parse_module._finish
+
+    def finish(paper: ParsedPaper, result: ParseResult) -> None:
+        if paper.id.endswith("2406.00002"):
+            raise OverflowError("int too large")
+        real(paper, result)
+
+    monkeypatch.setattr(parse_module, "_finish", finish)
+    entries = [entry(), entry(pid="2406.00002"), entry(pid="2406.00003")]
+    for flavor in FLAVORS:
+        result, key = parse_flavor(flavor, entries)
+        assert [p.id for p in result.papers] == [key("2406.00001"), key("2406.00003")]
+        assert result.skipped == ["entry 2: unreadable (OverflowError: int too large)"]
+
+
+@pytest.mark.parametrize(
+    ("ref", "kept"), [("&#1114112;", "\ufffd"), ("&#xD800;", "\ufffd"), ("&#x1F600;", "😀"), ("&#233;", "é")]
+)
+def test_character_references_no_character_has_become_the_replacement_character(ref: str, kept: str) -> None:
+    doc = f'<rss version="2.0"><channel><title>t</title><item><title>a {ref} b</title><link>https://arxiv.org/abs/2406.00001</link></item></channel></rss>'
+    [paper] = parse(SourceKind.RSS, doc.encode()).papers
+    assert paper.title == f"a {kept} b"
+
+
+@pytest.mark.parametrize("upvotes", ["9" * 5000, str(2**64), "-3", "1e9"])
+def test_an_upvote_count_no_column_holds_is_dropped_not_the_feed(upvotes: str) -> None:
+    bad = f'{{"paper": {{"id": "2406.00001", "title": "A", "upvotes": {upvotes}}}}}'
+    doc = f'[{bad}, {{"paper": {{"id": "2406.00002", "title": "B", "upvotes": 4}}}}]'
+    result = parse(SourceKind.HF_JSON, doc.encode())
+    assert [(p.id, p.upvotes) for p in result.papers] == [("2406.00001", None), ("2406.00002", 4)]
