@@ -59,6 +59,13 @@ def test_signup_without_a_matching_csrf_token_is_forbidden(site: Site, how: str)
     nothing_stored(site)
 
 
+def test_a_link_post_without_csrf_is_forbidden_before_its_token_is_read(site: Site) -> None:
+    """The CSRF check comes first on every form POST: a forged one gets 403 whatever its link."""
+    for path in ("/confirm/not-a-token", "/manage/not-a-token", "/unsubscribe/not-a-token"):
+        assert_forbidden(site.post(path, manage_form(), csrf=False))
+        assert_forbidden(site.new_client().post(path, data={CSRF_FIELD: site.csrf()}))
+
+
 def test_the_csrf_cookie_is_httponly_strict_and_secure(site: Site) -> None:
     page = site.new_client().get("/")
     cookie = page.headers["set-cookie"]

@@ -198,8 +198,8 @@ class Site:
         """The manage and unsubscribe tokens of a subscriber, as a digest's footer carries them."""
         sub = self.subscriber(email)
         assert sub is not None
-        manage, leave = links(self.settings, sub, self.clock())
-        return {"manage": token_of(manage), "unsubscribe": token_of(leave)}
+        signed = links(self.settings, sub, self.clock())
+        return {"manage": token_of(signed.manage), "unsubscribe": token_of(signed.unsubscribe)}
 
     # --- the outbox --------------------------------------------------------------------------------
 
