@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
@@ -16,6 +18,7 @@ from digest.config import USER_AGENT
 
 ARXIV_HOSTS = frozenset({"arxiv.org", "export.arxiv.org", "rss.arxiv.org", "www.arxiv.org"})
 MAX_RETRY_AFTER = timedelta(days=1)
+MAX_REDIRECTS = 5
 TOTAL_TIMEOUT_FACTOR = 4
 
 
@@ -40,6 +43,14 @@ class Throttle:
             if remaining > 0:
                 self.sleep(remaining)
         self.last[host] = self.clock()
+
+
+@dataclass(frozen=True)
+class Validators:
+    """What a previous good fetch of a URL said about its version, sent back to get a 304."""
+
+    etag: str | None = None
+    last_modified: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,9 +88,51 @@ def make_client(timeout: float) -> httpx.Client:
     return httpx.Client(
         headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"},
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-        follow_redirects=True,
-        max_redirects=5,
+        follow_redirects=False,  # followed by hand, each hop checked (`redirect_problem`)
     )
+
+
+def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses a host name or literal stands for ([] if it does not resolve)."""
+    try:
+        return [ipaddress.ip_address(host.strip("[]"))]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return []
+    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+
+
+def is_local(url: str) -> bool:
+    """Whether a configured URL names this machine or a private network: `localhost`, or an address
+    literal that is loopback, link-local or private (a name is not looked up: the operator chose it)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return not ipaddress.ip_address(host.strip("[]")).is_global
+    except ValueError:
+        return False
+
+
+def redirect_problem(origin: str, current: str, target: str) -> str | None:
+    """Why a feed at `current` (configured as `origin`) may not be followed to `target`, or None:
+    only to http(s), never from https to http, and to a non-public address only when the configured
+    URL is itself local."""
+    scheme = urlsplit(target).scheme.lower()
+    if scheme not in ("http", "https") or not urlsplit(target).hostname:
+        return f"redirect to {target[:80]!r} refused: not an http(s) URL"
+    if urlsplit(current).scheme.lower() == "https" and scheme != "https":
+        return "redirect from https to http refused"
+    if not is_local(origin):
+        found = _addresses(urlsplit(target).hostname or "")
+        if not found:
+            return f"redirect to {urlsplit(target).hostname!r} refused: it does not resolve"
+        if any(not a.is_global for a in found):
+            return f"redirect to {urlsplit(target).hostname!r} refused: not a public address"
+    return None
 
 
 class _TooSlow(Exception):
@@ -107,30 +160,58 @@ def fetch(
     url: str,
     *,
     now: datetime,
-    etag: str | None = None,
-    last_modified: str | None = None,
+    validators: Validators | None = None,
     max_bytes: int = 50 * 1024 * 1024,
     throttle: Throttle | None = None,
+    origin: str | None = None,
 ) -> Fetched:
-    """GET a feed, sending the validators we kept; never raises for network or HTTP trouble."""
+    """GET a feed, sending the validators we kept, following at most MAX_REDIRECTS redirects that
+    `redirect_problem` allows (judged from `origin`, the configured URL: `url` by default); never
+    raises for network or HTTP trouble."""
     headers = {}
-    if etag:
-        headers["If-None-Match"] = etag
-    if last_modified:
-        headers["If-Modified-Since"] = last_modified
-    if throttle is not None:
-        throttle.wait(url)
+    if validators and validators.etag:
+        headers["If-None-Match"] = validators.etag
+    if validators and validators.last_modified:
+        headers["If-Modified-Since"] = validators.last_modified
     # Each read has the client's timeout; the whole download gets a few of them at most.
     total = TOTAL_TIMEOUT_FACTOR * (client.timeout.read or 30.0)
+    request = _Request(client, headers, now, max_bytes, time.monotonic() + total, throttle)
     try:
-        with client.stream("GET", url, headers=headers) as response:
-            return _outcome(response, now, max_bytes, time.monotonic() + total)
+        return _follow(request, origin or url, url)
     except _TooSlow:
         return Fetched("error", error=f"download took longer than {total:g}s")
     except httpx.TimeoutException:
         return Fetched("error", error=f"timed out after {client.timeout.read:g}s")
     except httpx.HTTPError as exc:
         return Fetched("error", error=f"{type(exc).__name__}: {exc}"[:300])
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What every hop of one fetch shares."""
+
+    client: httpx.Client
+    headers: dict[str, str]
+    now: datetime
+    max_bytes: int
+    deadline: float
+    throttle: Throttle | None
+
+
+def _follow(request: _Request, origin: str, url: str) -> Fetched:
+    """GET `url`, following the redirects `redirect_problem` allows."""
+    current = url
+    for _hop in range(MAX_REDIRECTS + 1):
+        if request.throttle is not None:
+            request.throttle.wait(current)
+        with request.client.stream("GET", current, headers=request.headers) as response:
+            if not response.has_redirect_location:
+                return _outcome(response, request.now, request.max_bytes, request.deadline)
+            target = urljoin(current, response.headers.get("location", ""))
+        if problem := redirect_problem(origin, current, target):
+            return Fetched("error", error=problem)
+        current = target
+    return Fetched("error", error=f"more than {MAX_REDIRECTS} redirects")
 
 
 def _outcome(response: httpx.Response, now: datetime, max_bytes: int, deadline: float) -> Fetched:

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from digest.config import Settings, SourceConfig, SourceKind
-from digest.fetch import Fetched, Throttle, fetch, make_client
+from digest.fetch import Fetched, Throttle, Validators, fetch, make_client
 from digest.models import Paper, SourceState
 from digest.parse import FeedError, ParsedPaper, ParseResult, parse
 
@@ -180,9 +180,8 @@ def run_source(
     for url in source_urls(source, now):
         mine = url == state.validators_url  # validators belong to one URL (dated URLs change daily)
         fetched = fetch(
-            client, url, now=now, etag=state.etag if mine else None,
-            last_modified=state.last_modified if mine else None,
-            max_bytes=settings.fetch_max_bytes, throttle=throttle,
+            client, url, now=now, validators=Validators(state.etag, state.last_modified) if mine else None,
+            max_bytes=settings.fetch_max_bytes, throttle=throttle, origin=source.url,
         )  # fmt: skip
         _absorb(session, source, fetched, report, now)
         validators = validators or ((url, fetched) if fetched.status == "ok" else None)
