@@ -241,8 +241,9 @@ def _is_http(url: Any) -> bool:
 def _rss_entry(entry: Any, result: ParseResult) -> None:
     link = str(entry.get("link") or "")
     entry_id = str(entry.get("id") or "")
-    mentions_arxiv = "arxiv" in (link + entry_id).lower()
-    ident = (arxiv_id(link) or arxiv_id(entry_id)) if mentions_arxiv else None
+    # An entry naming an arXiv paper (its link, an `arXiv:` id, or a bare arXiv id as its guid) is
+    # that paper: its links are built from the id, never taken from the feed.
+    ident = arxiv_id(link) or arxiv_id(entry_id)
     key = ident or squash(entry_id) or squash(link)
     if not key:
         result.skipped.append("entry without id or link")

@@ -282,3 +282,21 @@ def test_ingest_bytes_rejects_non_feed_bytes_and_stores_nothing(
     assert snapshot(engine) == before
     # The session is still usable afterwards.
     assert ingest(session, HF, now=NOW + timedelta(hours=2)) == (3, 1)
+
+
+@pytest.mark.parametrize("guid", ["2406.12345", "arXiv:2406.12345", "https://arxiv.org/abs/2406.12345v2"])
+def test_a_generic_feed_cannot_give_an_arxiv_paper_its_own_link(session: Session, engine: Engine, guid: str) -> None:
+    blog = (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>Blog</title>'
+        f'<item><title>Free download</title><guid isPermaLink="false">{guid}</guid>'
+        "<link>https://evil.example/landing</link><description>Click here.</description></item>"
+        "<item><title>Our own post</title><link>https://blog.example.org/posts/7</link></item>"
+        "</channel></rss>"
+    )
+    ingest_bytes(session, blog.encode(), SourceKind.RSS, "reading-group", NOW)
+    rows = stored(engine)
+    paper = rows["2406.12345"]
+    assert (paper.abs_url, paper.pdf_url) == ("https://arxiv.org/abs/2406.12345", "https://arxiv.org/pdf/2406.12345")
+    assert not paper.authoritative  # arXiv's own description replaces the blog's when it arrives
+    # A generic feed's links stay on its own entries.
+    assert rows["https://blog.example.org/posts/7"].abs_url == "https://blog.example.org/posts/7"
