@@ -15,6 +15,8 @@ from digest.dkim import DkimKey, load_key
 from digest.retry import RetryPolicy
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Where Celery looks for its broker when DIGEST_BROKER_URL is not set (a Redis on this machine).
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 USER_AGENT = "paper-digest/0.1 (+https://github.com/paper-digest/paper-digest; daily research digest)"
 
 
@@ -171,6 +173,11 @@ class Settings(BaseSettings):
     def retry_policy(self) -> RetryPolicy:
         """How temporary SMTP failures are retried."""
         return RetryPolicy(base=timedelta(seconds=self.retry_base_seconds), max_attempts=self.retry_max_attempts)
+
+    @property
+    def celery_broker(self) -> str:
+        """The broker Celery connects to: DIGEST_BROKER_URL, or a Redis on this machine."""
+        return self.broker_url or DEFAULT_BROKER_URL
 
     @property
     def smtp(self) -> SmtpConfig | None:

@@ -21,7 +21,7 @@ BEAT_LOCK_TIMEOUT = 30  # a dead beat's lock expires after this; the standby tak
 
 def make_celery(settings: Settings) -> Celery:
     """The Celery app: JSON only, UTC, late acks, one task prefetched per worker process."""
-    broker = settings.broker_url or "redis://127.0.0.1:6379/0"
+    broker = settings.celery_broker
     app = Celery("paper_digest", broker=broker, include=["workers.tasks"])
     app.conf.update(
         task_serializer="json",

@@ -64,7 +64,7 @@ SEND_NOTICES = "digest.send_notices"  # the worker's task (workers/tasks.py), se
 def celery_client(settings: Settings) -> Celery:
     """A Celery app that only sends: JSON messages onto the workers' queue (no import of workers.*)."""
     # The same broker fallback as workers/celery_app.py: without a broker URL, the local Redis.
-    client = Celery("paper_digest", broker=settings.broker_url or "redis://127.0.0.1:6379/0", set_as_current=False)
+    client = Celery("paper_digest", broker=settings.celery_broker, set_as_current=False)
     client.conf.update(
         task_serializer="json",
         accept_content=["json"],
