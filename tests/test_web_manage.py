@@ -21,6 +21,7 @@ from tests.webclient import (  # noqa: F401  (clock, site: fixtures)
     all_errors,
     assert_bad_link,
     assert_forbidden,
+    bad_link_tokens,
     clock,
     confirmed,
     field_error,
@@ -176,18 +177,7 @@ def test_manage_post_without_csrf_is_forbidden(site: Site, action: str) -> None:
 
 @pytest.mark.parametrize("kind", ["tampered", "garbage", "unsubscribe-token", "confirm-token", "another-key"])
 def test_manage_with_a_bad_token_shows_the_neutral_page(site: Site, kind: str) -> None:
-    tokens = confirmed(site)
-    sub = site.subscriber(ADA)
-    assert sub is not None and sub.id is not None
-    token = {
-        "tampered": tamper(tokens["manage"]),
-        "garbage": "abc.def.ghi",
-        "unsubscribe-token": tokens["unsubscribe"],
-        "confirm-token": make_token(
-            site.settings.signing_keys, Purpose.CONFIRM, sub.id, sub.email, 1, now=site.clock()
-        ),
-        "another-key": make_token(["other-key"], Purpose.MANAGE, sub.id, sub.email, now=site.clock()),
-    }[kind]
+    token = bad_link_tokens(site, ADA, confirmed(site), "manage")[kind]
     assert_bad_link(site.client.get(f"/manage/{token}"))
     for action in ("save", "pause", "unsubscribe"):
         assert_bad_link(site.post(f"/manage/{token}", manage_form(action=action)))

@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import pytest
 
-from digest.tokens import Purpose, make_token
 from digest.web.security import CSRF_FIELD
 from tests.conftest import NOW
 from tests.webclient import (  # noqa: F401  (clock, site: fixtures)
@@ -18,6 +17,7 @@ from tests.webclient import (  # noqa: F401  (clock, site: fixtures)
     Site,
     assert_bad_link,
     assert_forbidden,
+    bad_link_tokens,
     clock,
     confirmed,
     one_click,
@@ -90,17 +90,7 @@ def test_a_normal_unsubscribe_post_without_csrf_is_forbidden(site: Site, body: d
 
 @pytest.mark.parametrize("kind", ["tampered", "garbage", "manage-token", "confirm-token"])
 def test_unsubscribe_with_a_bad_token_shows_the_neutral_page(site: Site, kind: str) -> None:
-    tokens = confirmed(site)
-    sub = site.subscriber(ADA)
-    assert sub is not None and sub.id is not None
-    token = {
-        "tampered": tamper(tokens["unsubscribe"]),
-        "garbage": "garbage",
-        "manage-token": tokens["manage"],
-        "confirm-token": make_token(
-            site.settings.signing_keys, Purpose.CONFIRM, sub.id, sub.email, 1, now=site.clock()
-        ),
-    }[kind]
+    token = bad_link_tokens(site, ADA, confirmed(site), "unsubscribe")[kind]
     assert_bad_link(site.client.get(f"/unsubscribe/{token}"))
     assert_bad_link(site.post(f"/unsubscribe/{token}"))
     assert status_of(site, ADA) is ACTIVE

@@ -471,3 +471,19 @@ def one_click(site: Site, token: str, encoding: str) -> httpx.Response:
     else:
         response = client.post(f"/unsubscribe/{token}", files={"List-Unsubscribe": (None, "One-Click")})
     return response
+
+
+def bad_link_tokens(site: Site, email: str, good: dict[str, str], mine: str) -> dict[str, str]:
+    """Tokens that must not work as a `mine` ("manage" or "unsubscribe") link for `email`: tampered,
+    garbage, the other link's token, a confirmation token, one signed with another key."""
+    sub = site.subscriber(email)
+    assert sub is not None and sub.id is not None
+    keys, now = site.settings.signing_keys, site.clock()
+    other = "unsubscribe" if mine == "manage" else "manage"
+    return {
+        "tampered": tamper(good[mine]),
+        "garbage": "abc.def.ghi",
+        f"{other}-token": good[other],
+        "confirm-token": make_token(keys, Purpose.CONFIRM, sub.id, sub.email, 1, now=now),
+        "another-key": make_token(["other-key"], Purpose(mine), sub.id, sub.email, now=now),
+    }
