@@ -83,7 +83,7 @@ class Setup:
             "sources": [],
             "from_address": "Paper Digest <digest@example.org>",
             "base_url": "https://digest.example.org",
-            "secret_key": "bench-secret-key",
+            "secret_key": "bench-secret-key-of-32-bytes-at-least",
             "smtp_connections": self.smtp_connections,
             "send_batch_size": self.batch_size,
         }

@@ -30,6 +30,7 @@ from digest.models import Frequency, Paper, Preferences, Subscriber
 from digest.parse import FeedError
 from digest.pipeline import SendReport, run_fetch, run_send
 from digest.pipeline import preview as preview_digest
+from digest.secret import SecretError, ensure_secret
 from digest.send import make_transport
 from digest.signup import cleanup_pending
 from digest.subscribers import SubscriberError, by_email, normalize_email, subscribe_active
@@ -59,7 +60,10 @@ def load_settings() -> Settings:
             else f"bad configuration: {first['msg']}"
         )
     logs.configure(logging.getLogger().level or logging.WARNING, settings.log_json)
-    return settings
+    try:
+        return ensure_secret(settings)
+    except SecretError as exc:
+        fail(str(exc))
 
 
 @contextmanager

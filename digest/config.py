@@ -101,11 +101,15 @@ class Settings(BaseSettings):
         validation_alias="DIGEST_FROM",
     )
     base_url: str = "http://localhost:8000"
+    # Refused outside local use unless strong (digest/secret.py); for local use with SQLite, a random
+    # key is made once and kept beside the database when none is set.
     secret_key: str = "dev-insecure-change-me"
     # Previous keys, still accepted when verifying links already sent (rotate without breaking them).
     old_secret_keys: list[str] = Field(default_factory=list)
     list_name: str = "Paper Digest"
     log_json: bool = False  # DIGEST_LOG_JSON=1: one JSON object per log line
+    # /metrics is served only to `Authorization: Bearer <this token>`; unset, it answers 404.
+    metrics_token: str | None = None
     log_level: str = "INFO"
 
     sources: list[SourceConfig] = Field(default_factory=lambda: list(DEFAULT_SOURCES))

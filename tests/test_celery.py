@@ -84,7 +84,7 @@ def test_worker_fetches_and_sends_end_to_end(
         smtp_url=smtp_server.url,
         from_address="Paper Digest <digest@example.org>",
         base_url="https://digest.example.org",
-        secret_key="worker-test",
+        secret_key="worker-test-secret-key-of-32-bytes-at-least",
         sources=sources,
         arxiv_min_interval=0,
         window_lag_seconds=0,  # send what was fetched a second ago (production waits 10 min)

@@ -28,7 +28,7 @@ def run(tmp_path: Path, fresh_database: FreshDatabase) -> Run:
     env.update(
         DIGEST_DATABASE_URL=fresh_database("cli"),
         DIGEST_OUTBOX_DIR=str(tmp_path / "outbox"),
-        DIGEST_SECRET_KEY="cli-test-secret",
+        DIGEST_SECRET_KEY="cli-test-secret-key-of-32-bytes-at-least",
         DIGEST_BASE_URL="https://digest.example.org",
         DIGEST_SOURCES="[]",
         COLUMNS="200",

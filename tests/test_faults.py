@@ -130,7 +130,7 @@ def _settings(database: str, smtp: SmtpServer, broker: str, **changes: object) -
         "smtp_connections": 2,
         "from_address": "Paper Digest <digest@example.org>",
         "base_url": "https://digest.example.org",
-        "secret_key": "faults",
+        "secret_key": "faults-test-secret-key-of-32-bytes-at-least",
         "sources": [],
         "send_batch_size": 25,
         "retry_base_seconds": 1.0,

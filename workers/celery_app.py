@@ -8,6 +8,7 @@ from celery import Celery, signals
 
 from digest import logs
 from digest.config import Settings
+from digest.secret import SecretError, ensure_secret
 from workers.beat import beat_schedule
 
 # Tasks must finish well inside the broker's visibility timeout, or Redis would hand an
@@ -55,6 +56,16 @@ def _logging(**_: Any) -> None:
     """Our log format (JSON with DIGEST_LOG_JSON=1, run ids, masked addresses) in workers and beat."""
     settings = Settings()
     logs.configure(settings.log_level, settings.log_json)
+
+
+@signals.worker_init.connect
+@signals.beat_init.connect
+def _refuse_a_weak_key(**_: Any) -> None:
+    """A worker or beat never starts with a key anyone could forge links with (one line, exit 1)."""
+    try:
+        ensure_secret(Settings())
+    except SecretError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 @signals.task_prerun.connect

@@ -15,6 +15,7 @@ from digest.deliveries import sweep
 from digest.notices import send_notices
 from digest.pipeline import run_fetch, send_chunk
 from digest.plan import plan_due
+from digest.secret import ensure_secret
 from digest.send import make_transport
 from digest.signup import cleanup_pending
 from workers.celery_app import app
@@ -22,7 +23,7 @@ from workers.celery_app import app
 
 @cache
 def _settings() -> Settings:
-    return Settings()
+    return ensure_secret(Settings())
 
 
 @cache
