@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
@@ -14,7 +15,7 @@ from digest.clock import Clock
 from digest.compose import notice_message
 from digest.config import Settings
 from digest.models import DeliveryStatus, Notice, NoticeKind, Subscriber, SubscriberStatus
-from digest.send import Outcome, Result, Transport
+from digest.send import Outcome, Outgoing, Result, Transport
 from digest.suppress import suppress
 
 log = logging.getLogger(__name__)
@@ -41,19 +42,9 @@ def send_notices(
     """Send every notice that is due; each is claimed first, so two workers never send one twice."""
     clock = clock or (lambda: now)
     counts: Counter[str] = Counter()
-    claimed: dict[int, tuple[Notice, Subscriber]] = {}
-    for notice in _waiting(session, now):
-        assert notice.id is not None
-        if deliveries.claim(session, notice.id, clock(), table=Notice, readers=READERS[notice.kind]):
-            sub = session.get(Subscriber, notice.subscriber_id)
-            assert sub is not None
-            session.refresh(notice)
-            claimed[notice.id] = (notice, sub)
-        else:
-            _skip_if_moot(session, notice)
-    outgoing = [notice_message(settings, sub, key, notice.kind, clock()) for key, (notice, sub) in claimed.items()]
+    claimed = _claim(session, now, clock())
 
-    def on_result(result: Result) -> None:
+    def settle(result: Result) -> None:
         notice, sub = claimed[result.key]
         give_up = notice.created_at + timedelta(days=1)
         deliveries.settle(session, result, clock(), notice.attempts, give_up, Notice, settings.retry_policy)
@@ -63,10 +54,40 @@ def send_notices(
         if result.outcome is not Outcome.SENT:
             log.warning("notice %s (%s): %s (%s)", notice.id, notice.kind.value, result.outcome, result.detail)
 
-    transport.deliver(outgoing, on_result)
+    transport.deliver(_compose_all(settings, claimed, clock(), settle), settle)
     for notice, _sub in claimed.values():
         session.expire(notice)  # settled by bulk updates: re-read on next access
     return counts
+
+
+def _claim(session: Session, now: datetime, at: datetime) -> dict[int, tuple[Notice, Subscriber]]:
+    """The due notices this caller won, with their readers; the moot ones are closed."""
+    claimed: dict[int, tuple[Notice, Subscriber]] = {}
+    for notice in _waiting(session, now):
+        assert notice.id is not None
+        if deliveries.claim(session, notice.id, at, table=Notice, readers=READERS[notice.kind]):
+            sub = session.get(Subscriber, notice.subscriber_id)
+            assert sub is not None
+            session.refresh(notice)
+            claimed[notice.id] = (notice, sub)
+        else:
+            _skip_if_moot(session, notice)
+    return claimed
+
+
+def _compose_all(
+    settings: Settings, claimed: dict[int, tuple[Notice, Subscriber]], now: datetime, settle: Callable[[Result], None]
+) -> list[Outgoing]:
+    """The claimed notices' messages; one that cannot be built is settled `failed` with its reason,
+    and the rest of the batch goes out."""
+    outgoing = []
+    for key, (notice, sub) in claimed.items():
+        try:
+            outgoing.append(notice_message(settings, sub, key, notice.kind, now))
+        except Exception as exc:  # one unbuildable notice must not strand the others in `sending`
+            log.exception("could not compose notice %s", key)
+            settle(Result(key, Outcome.FAILED, f"could not compose: {type(exc).__name__}: {exc}"[:300]))
+    return outgoing
 
 
 def _skip_if_moot(session: Session, notice: Notice) -> None:
