@@ -322,7 +322,7 @@ def _unsent_notes(result: RunResult) -> list[str]:
     for name, (counts, cut) in runs.items():
         bad = {k: v for k, v in counts.items() if k in ("failed", "unknown", "retry")}
         if not cut:
-            bad.update({k: v for k, v in counts.items() if k in ("pending", "sending")})
+            bad.update({k: v for k, v in counts.items() if k in ("pending", "claimed", "sending")})
         if bad:
             out.append(f"end to end ({name}): rows not sent: {bad} (of {sum(counts.values()):,} rows)")
     return out

@@ -380,7 +380,7 @@ def status(now: Annotated[str | None, typer.Option(help="Pretend it is this time
         last = f"{src.last_success:%Y-%m-%d %H:%M} UTC" if src.last_success else "never"
         table.add_row(name, last, str(src.consecutive_failures), src.last_error or "")
     out.print(table)
-    shown = ("sent", "pending", "sending", "retry", "failed", "unknown", "empty", "skipped")
+    shown = ("sent", "pending", "claimed", "sending", "retry", "failed", "unknown", "empty", "skipped")
     out.print("digests, last 24 h: " + ", ".join(f"{k}: {report.deliveries.get(k, 0)}" for k in shown))
     out.print("sign-up emails, last 24 h: " + ", ".join(f"{k}: {v}" for k, v in sorted(report.notices.items())))
     out.print(f"suppressed addresses: {report.suppressed} ({report.suppressed_recently} in the last 24 h)")

@@ -1,7 +1,10 @@
-"""Delivery rows: one per (subscriber, period), claimed before SMTP, settled by the result.
+"""Delivery rows: one per (subscriber, period), claimed, marked in flight, settled by the result.
 
-The row is the source of truth: it is inserted with "ignore on conflict", moved to `sending`
-by a conditional update that only one worker can win, and committed before any SMTP traffic.
+The row is the source of truth: it is inserted with "ignore on conflict", moved to `claimed` by a
+conditional update that only one worker can win, then — right before its own MAIL FROM — to
+`sending` by another conditional update (its reader still active), committed before any SMTP
+traffic. A worker that dies leaves `claimed` rows (nothing went out: resent) and at most one
+`sending` row per connection (it may have gone out: `unknown`, never resent).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from digest.send import Outcome, Result
 # milliseconds per row with a few thousand objects loaded); callers expire what they re-read.
 NO_SYNC = {"synchronize_session": False}
 RESENDABLE = (DeliveryStatus.PENDING, DeliveryStatus.RETRY)
+HELD = (DeliveryStatus.CLAIMED, DeliveryStatus.SENDING)  # a sender holds the row
 Outbound = type[Delivery] | type[Notice]
 
 
@@ -151,7 +155,7 @@ def claim_many(session: Session, row_ids: Sequence[int], now: datetime) -> list[
     statement = (
         update(Delivery)
         .where(col(Delivery.id).in_(row_ids), waiting_and_due(Delivery, now), _reader_active())
-        .values(status=DeliveryStatus.SENDING, claimed_at=now, attempts=col(Delivery.attempts) + 1)
+        .values(status=DeliveryStatus.CLAIMED, claimed_at=now, attempts=col(Delivery.attempts) + 1)
         .returning(col(Delivery.id))
     )
     won = sorted(int(i) for (i,) in session.execute(statement, execution_options=NO_SYNC))
@@ -162,8 +166,8 @@ def claim_many(session: Session, row_ids: Sequence[int], now: datetime) -> list[
 def claim(
     session: Session, row_id: int, now: datetime, table: Outbound = Delivery, readers: Sequence[SubscriberStatus] = ()
 ) -> bool:
-    """Move a row to `sending` if it is still waiting and its reader still in `readers` (default:
-    active); commit before any SMTP. True if this caller won the row."""
+    """Move a row to `claimed` if it is still waiting and its reader still in `readers` (default:
+    active); committed. True if this caller won the row."""
     statement = (
         update(table)
         .where(
@@ -171,7 +175,7 @@ def claim(
             waiting_and_due(table, now),
             _reader_in(table, readers or [SubscriberStatus.ACTIVE]),
         )
-        .values(status=DeliveryStatus.SENDING, claimed_at=now, attempts=col(table.attempts) + 1)
+        .values(status=DeliveryStatus.CLAIMED, claimed_at=now, attempts=col(table.attempts) + 1)
     )
     result: CursorResult[Any] = session.execute(statement, execution_options=NO_SYNC)  # type: ignore[assignment]
     session.commit()
@@ -202,8 +206,8 @@ def settle(
     table: Outbound = Delivery,
     policy: RetryPolicy = DEFAULT_RETRY,
 ) -> None:
-    """Record a send result on a row we hold in `sending`; a retry past its limits becomes `failed`
-    (bounded attempts, and never into the next period)."""
+    """Record a send result on a row we hold (`claimed`, or `sending` once in flight); a retry past
+    its limits becomes `failed` (bounded attempts, and never into the next period)."""
     error = None if result.outcome is Outcome.SENT else result.detail
     status, sent_at, due_at = DeliveryStatus(result.outcome.value), None, None
     if result.outcome is Outcome.SENT:
@@ -238,7 +242,7 @@ def _settle_statement(table: Outbound) -> Any:
     # A Core UPDATE on the table: the ORM's bulk-update machinery costs more than the statement.
     return (
         update(core)
-        .where(core.c.id == bindparam("row_id"), core.c.status == DeliveryStatus.SENDING)
+        .where(core.c.id == bindparam("row_id"), core.c.status.in_(HELD))
         .values(
             status=bindparam("new_status"),
             error=bindparam("new_error"),
@@ -265,6 +269,24 @@ def expire_stale(session: Session, now: datetime, stale_after: timedelta, table:
     return int(result.rowcount)
 
 
+def release_stale(session: Session, now: datetime, stale_after: timedelta, table: Outbound = Delivery) -> int:
+    """Rows still `claimed` past the timeout lost their worker before their SMTP transaction began:
+    nothing of them went out, so they wait again, due at once (the sweeper queues them)."""
+    cutoff = now - stale_after
+    statement = (
+        update(table)
+        .where(col(table.status) == DeliveryStatus.CLAIMED, col(table.claimed_at) < cutoff)
+        .values(
+            status=DeliveryStatus.PENDING,
+            due_at=None,
+            error=f"its worker stopped before sending it (claimed before {cutoff:%Y-%m-%d %H:%M} UTC): resent",
+        )
+    )
+    result: CursorResult[Any] = session.execute(statement, execution_options=NO_SYNC)  # type: ignore[assignment]
+    session.commit()
+    return int(result.rowcount)
+
+
 def due_subscribers(session: Session, now: datetime, limit: int = 100_000) -> list[int]:
     """Subscribers with a row waiting to be (re)sent whose time has come (uses the status/due index)."""
     query = sa_select(col(Delivery.subscriber_id)).where(waiting_and_due(Delivery, now)).distinct().limit(limit)
@@ -280,23 +302,46 @@ _READERS: Any = Subscriber.__table__  # type: ignore[attr-defined]
 _STATUS_OF = sa_select(_READERS.c.status).where(_READERS.c.id == bindparam("sid"))
 
 
-class ActiveReaders:
-    """Asked right before each message goes out: is its reader still active? One primary-key read
-    per message (a statement built once), so an unsubscribe arriving mid-batch stops the very next
-    email."""
+@lru_cache(maxsize=8)
+def _in_flight_statement(table: Outbound, readers: tuple[SubscriberStatus, ...]) -> Any:
+    """Built once per table and readers: `claimed` → `sending`, only while the reader is one of them."""
+    core: Any = table.__table__  # type: ignore[union-attr]
+    wanted = exists().where(_READERS.c.id == core.c.subscriber_id, _READERS.c.status.in_(readers))
+    return (
+        update(core)
+        .where(core.c.id == bindparam("row_id"), core.c.status == DeliveryStatus.CLAIMED, wanted)
+        .values(status=DeliveryStatus.SENDING, claimed_at=bindparam("at"))
+    )
 
-    def __init__(self, db: Session | Connection) -> None:
+
+class InFlight:
+    """Asked right before each message's MAIL FROM: one conditional UPDATE (a statement built once)
+    marks its row in flight, committed — only while the row is still this sender's and its reader
+    still wants it. An unsubscribe arriving mid-batch stops the very next email, and a worker that
+    dies leaves in flight only the messages whose SMTP transaction had begun."""
+
+    def __init__(self, db: Session | Connection, clock: Callable[[], datetime], table: Outbound = Delivery) -> None:
         self.db = db
+        self.clock = clock
+        self.table = table
 
-    def veto(self, subscriber_id: int) -> Callable[[], str | None]:
-        """The check for one reader's message."""
+    def veto(
+        self, row_id: int, subscriber_id: int, readers: tuple[SubscriberStatus, ...] = (SubscriberStatus.ACTIVE,)
+    ) -> Callable[[], str | None]:
+        """The mark for one message: None to go ahead, or why it must not go out."""
 
-        def check() -> str | None:
-            status = self.db.execute(_STATUS_OF, {"sid": subscriber_id}).scalar()
-            self.db.commit()  # hold no transaction open while the message is on the wire
-            return None if status == SubscriberStatus.ACTIVE else f"subscriber {status} before sending"
+        def mark() -> str | None:
+            statement = _in_flight_statement(self.table, readers)
+            marked = self.db.execute(statement, {"row_id": row_id, "at": self.clock()}).rowcount == 1  # type: ignore[attr-defined]
+            self.db.commit()  # durable before the message is on the wire
+            return None if marked else self._why_not(subscriber_id)
 
-        return check
+        return mark
+
+    def _why_not(self, subscriber_id: int) -> str:
+        status = self.db.execute(_STATUS_OF, {"sid": subscriber_id}).scalar()
+        self.db.commit()
+        return f"subscriber {status} before sending" if status else "the row was taken back before sending"
 
 
 @contextmanager
@@ -314,16 +359,20 @@ def own_connection(session: Session) -> Iterator[Connection]:
 
 @dataclass(frozen=True)
 class Sweep:
-    """What the sweeper did: rows whose worker died turned `unknown`, readers with rows due again."""
+    """What the sweeper did: rows whose worker died mid-send turned `unknown`, rows whose worker died
+    before sending them released to be resent, and readers with rows due (again)."""
 
     expired: int
+    released: int
     due: list[list[int]]
 
 
 def sweep(session: Session, settings: Settings, now: datetime) -> Sweep:
-    """Close rows stuck in `sending`, and find readers whose pending/retry rows are due (in chunks)."""
+    """Close rows stuck in `sending`, release rows stuck in `claimed`, and find readers whose
+    pending/retry rows are due (in chunks)."""
     stale = timedelta(seconds=settings.stale_sending_seconds)
-    expired = expire_stale(session, now, stale) + expire_stale(session, now, stale, Notice)
+    expired = sum(expire_stale(session, now, stale, table) for table in (Delivery, Notice))
+    released = sum(release_stale(session, now, stale, table) for table in (Delivery, Notice))
     ids = due_subscribers(session, now)
     size = settings.send_batch_size
-    return Sweep(expired, [ids[i : i + size] for i in range(0, len(ids), size)])
+    return Sweep(expired, released, [ids[i : i + size] for i in range(0, len(ids), size)])

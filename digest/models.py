@@ -152,7 +152,8 @@ class Subscriber(SQLModel, table=True):
 
 class DeliveryStatus(StrEnum):
     PENDING = "pending"  # composed, not yet claimed by a sender
-    SENDING = "sending"  # claimed; SMTP under way
+    CLAIMED = "claimed"  # claimed by a sender; nothing of it on the wire yet
+    SENDING = "sending"  # in flight: marked right before its MAIL FROM
     SENT = "sent"  # the relay answered 250
     RETRY = "retry"  # temporary failure before the message was handed over
     FAILED = "failed"  # permanent failure (5xx)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
@@ -54,7 +55,8 @@ def send_notices(
         if result.outcome is not Outcome.SENT:
             log.warning("notice %s (%s): %s (%s)", notice.id, notice.kind.value, result.outcome, result.detail)
 
-    transport.deliver(_compose_all(settings, claimed, clock(), settle), settle)
+    in_flight = deliveries.InFlight(session, clock, Notice)
+    transport.deliver(_compose_all(settings, claimed, clock(), settle, in_flight), settle)
     for notice, _sub in claimed.values():
         session.expire(notice)  # settled by bulk updates: re-read on next access
     return counts
@@ -76,14 +78,19 @@ def _claim(session: Session, now: datetime, at: datetime) -> dict[int, tuple[Not
 
 
 def _compose_all(
-    settings: Settings, claimed: dict[int, tuple[Notice, Subscriber]], now: datetime, settle: Callable[[Result], None]
+    settings: Settings,
+    claimed: dict[int, tuple[Notice, Subscriber]],
+    now: datetime,
+    settle: Callable[[Result], None],
+    in_flight: deliveries.InFlight,
 ) -> list[Outgoing]:
-    """The claimed notices' messages; one that cannot be built is settled `failed` with its reason,
-    and the rest of the batch goes out."""
+    """The claimed notices' messages, each marked in flight right before its MAIL FROM; one that
+    cannot be built is settled `failed` with its reason, and the rest of the batch goes out."""
     outgoing = []
     for key, (notice, sub) in claimed.items():
+        veto = in_flight.veto(key, notice.subscriber_id, tuple(READERS[notice.kind]))
         try:
-            outgoing.append(notice_message(settings, sub, key, notice.kind, now))
+            outgoing.append(replace(notice_message(settings, sub, key, notice.kind, now), veto=veto))
         except Exception as exc:  # one unbuildable notice must not strand the others in `sending`
             log.exception("could not compose notice %s", key)
             settle(Result(key, Outcome.FAILED, f"could not compose: {type(exc).__name__}: {exc}"[:300]))

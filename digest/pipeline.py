@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 from digest import compose, deliveries
 from digest.clock import Clock
 from digest.config import Settings
-from digest.deliveries import ActiveReaders, NewDelivery
+from digest.deliveries import InFlight, NewDelivery
 from digest.index import load_index, shared_index
 from digest.ingest import SourceReport, fetch_all
 from digest.match import PaperIndex
@@ -177,9 +177,9 @@ def _send(run: Run, conn: Connection, claimed: Claimed, report: SendReport) -> N
 
 
 def _compose_all(run: Run, conn: Connection, claimed: Claimed, report: SendReport) -> list[Outgoing]:
-    """The messages of the claimed rows, each vetoed at the last moment if its reader left; a digest
-    that cannot be composed is settled `failed` and the rest go on."""
-    active = ActiveReaders(conn)
+    """The messages of the claimed rows, each marked in flight right before its MAIL FROM (or vetoed
+    there if its reader left); a digest that cannot be composed is settled `failed` and the rest go on."""
+    in_flight = InFlight(conn, run.clock)
     outgoing: list[Outgoing] = []
     for key, row in claimed.rows.items():
         sub = claimed.subs[row.subscriber_id]
@@ -189,7 +189,7 @@ def _compose_all(run: Run, conn: Connection, claimed: Claimed, report: SendRepor
             log.exception("could not compose delivery %s", key)
             _settle(run, conn, row, Result(key, Outcome.FAILED, f"could not compose: {exc}"[:300]), report)
             continue
-        outgoing.append(replace(message, veto=active.veto(row.subscriber_id)))
+        outgoing.append(replace(message, veto=in_flight.veto(key, row.subscriber_id)))
     return outgoing
 
 

@@ -200,6 +200,46 @@ def test_kill_9_during_the_data_pause_then_restart(world: World) -> None:
     assert figures.unknown == 1
 
 
+@pytest.mark.parametrize("position", [0, 12, 27])
+def test_kill_9_at_several_points_of_a_chunk(world: World, position: int) -> None:
+    """One chunk of 30 readers on one connection; the worker is killed while the message at
+    `position` waits in DATA. Only a message whose SMTP transaction had begun may end `unknown`:
+    every row the worker had claimed but not yet put in flight is resent, and none twice."""
+    world.settings = world.settings.model_copy(update={"send_batch_size": 30, "smtp_connections": 1})
+    emails = [f"reader{n:02d}@example.org" for n in range(30)]
+    emails[position] = f"slow-30-{position:02d}@example.org"
+    world.readers(emails)
+    first = world.worker("w-first")
+    client = world.client()
+    client.send_task("digest.plan_sends")
+    wait_for("the slow message's DATA pause", world.smtp.state.slow_started.is_set, timeout=60)
+    (child,) = first.children()
+    child.kill()  # SIGKILL with the chunk part-sent
+    time.sleep(1)
+    first.stop()
+    assert len(world.smtp.messages) == position  # everything before the slow one, nothing after
+    world.worker("w-restarted")
+    world.pump(client, "all digests settled", lambda: len(world.rows()) == 30 and all_settled(world.engine))
+    figures = invariant(world.engine, world.smtp, f"kill -9 with the message at position {position} in DATA")
+    _check(figures, world)
+    rows = {r.subscriber_id: r for r in world.rows()}
+    ids = [_id_of(world, email) for email in emails]
+    # sent the first time + resent + unknown = every reader; only the message in flight is unknown.
+    assert [rows[i].status for i in ids[:position]] == [DeliveryStatus.SENT] * position
+    assert rows[ids[position]].status is DeliveryStatus.UNKNOWN
+    assert "stopped mid-send" in (rows[ids[position]].error or "")
+    after = [rows[i] for i in ids[position + 1 :]]
+    assert [(r.status, r.attempts) for r in after] == [(DeliveryStatus.SENT, 2)] * (29 - position), world.logs()
+    assert figures.unknown == 1
+
+
+def _id_of(world: World, email: str) -> int:
+    with open_session(world.engine) as session:
+        found = session.exec(select(Subscriber.id).where(Subscriber.email == email)).one()
+    assert found is not None
+    return found
+
+
 def test_redis_stopped_and_restarted_mid_run(tmp_path: Path, fresh_database: FreshDatabase) -> None:
     with running_smtp_server() as smtp:
         broker = RedisServer(free_port(), tmp_path).start()

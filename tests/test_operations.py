@@ -100,6 +100,23 @@ def test_sweeper_closes_rows_whose_worker_died_and_finds_due_ones(session: Sessi
     assert stuck.status is DeliveryStatus.UNKNOWN and "stopped mid-send" in (stuck.error or "")
 
 
+def test_sweeper_releases_rows_claimed_but_never_in_flight(session: Session, settings: Settings) -> None:
+    a = subscriber(session, "a@example.org", ["cache"], joined=JOINED)
+    assert a.id is not None
+    held = Delivery(
+        subscriber_id=a.id, period="2026-11-29", status=DeliveryStatus.CLAIMED, claimed_at=NOW, attempts=1,
+        window_start=NOW - timedelta(days=1), window_end=NOW, created_at=NOW, message_id="<m>",
+    )  # fmt: skip
+    session.add(held)
+    session.commit()
+    assert sweep(session, settings, NOW + timedelta(minutes=10)).released == 0  # its worker may still be at it
+    late = sweep(session, settings, NOW + timedelta(seconds=settings.stale_sending_seconds + 1))
+    assert (late.expired, late.released, late.due) == (0, 1, [[a.id]])
+    session.refresh(held)
+    assert held.status is DeliveryStatus.PENDING and held.due_at is None
+    assert "stopped before sending it" in (held.error or "")
+
+
 def test_local_rate_gate_spaces_messages() -> None:
     async def run() -> float:
         gate = LocalRateGate(20)

@@ -69,7 +69,7 @@ def sweep_task() -> dict[str, int]:
         result = sweep(session, settings, now)
     if result.due:
         group(send_digests.s(ids, now.isoformat()) for ids in result.due).apply_async()
-    return {"expired": result.expired, "requeued": sum(len(ids) for ids in result.due)}
+    return {"expired": result.expired, "released": result.released, "requeued": sum(len(ids) for ids in result.due)}
 
 
 @app.task(name="digest.send_digests")
