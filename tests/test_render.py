@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -111,6 +113,38 @@ def test_html_matches_golden(regen_golden: bool) -> None:
 
 def test_text_matches_golden(regen_golden: bool) -> None:
     _golden("digest.txt", _rendered()[2], regen_golden)
+
+
+class _Text(HTMLParser):
+    """The visible text of a page, in order, and the inline styles it carries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+        self.styles: list[str] = []
+        self.skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.skip += tag in ("style", "title", "head")
+        self.styles += [value or "" for name, value in attrs if name == "style"]
+
+    def handle_endtag(self, tag: str) -> None:
+        self.skip -= tag in ("style", "title", "head")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip and data.strip():
+            self.texts.append(data.strip())
+
+
+def test_no_hidden_text_and_the_preview_is_the_first_visible_line() -> None:
+    _subject, html, _text = _rendered()
+    page = _Text()
+    page.feed(html)
+    hidden = re.compile(r"display:\s*none|max-height:\s*0|font-size:\s*[01]px|opacity:\s*0|visibility:\s*hidden")
+    assert [style for style in page.styles if hidden.search(style)] == []
+    assert "display: none" not in html and "display:none" not in html
+    # What the inbox shows as the preview: the count, as in the subject, and the first title.
+    assert page.texts[0] == "5 papers matched your topics: Efficient KV-Cache Compression for Long-Context Inference"
 
 
 def test_subject_counts_papers_including_those_cut() -> None:
