@@ -1,5 +1,6 @@
 """Logging: one line per event, JSON when DIGEST_LOG_JSON=1, each carrying the run it belongs to;
-full email addresses never reach the logs below WARNING."""
+full email addresses never reach the logs below WARNING, and link tokens never reach them at all
+(an access-log line with a manage link in it would be a key to that reader's subscription)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import uuid
 from datetime import UTC, datetime
 
 RUN_ID: contextvars.ContextVar[str] = contextvars.ContextVar("run_id", default="-")
+# The path segment after /confirm/, /manage/, /unsubscribe/ (pages and /api/) is a signed token.
+_TOKEN_PATH = re.compile(r"(/(?:confirm|manage|unsubscribe)/)[^/\s?#\"']+")
 _EMAIL = re.compile(r"([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*@([A-Za-z0-9.\-]+\.[A-Za-z]{2,})")
 
 
@@ -27,16 +30,23 @@ def mask(text: str) -> str:
     return _EMAIL.sub(r"\1…@\2", text)
 
 
+def redact_tokens(text: str) -> str:
+    """`GET /manage/eyJz…` → `GET /manage/[token]`."""
+    return _TOKEN_PATH.sub(r"\1[token]", text)
+
+
 class RunAndPrivacy(logging.Filter):
-    """Adds `run_id` to every record; masks addresses in records below WARNING."""
+    """Adds `run_id` to every record; takes link tokens out of every record and masks addresses in
+    records below WARNING."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.run_id = RUN_ID.get()
+        message = record.getMessage()
+        cleaned = redact_tokens(message)
         if record.levelno < logging.WARNING:
-            message = record.getMessage()
-            masked = mask(message)
-            if masked != message:
-                record.msg, record.args = masked, None
+            cleaned = mask(cleaned)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
         return True
 
 

@@ -180,7 +180,7 @@ def test_serve_answers_health_and_pages(tmp_path: Path, fresh_database: FreshDat
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    env.update(DIGEST_DATABASE_URL=fresh_database("serve"), DIGEST_SOURCES="[]")
+    env.update(DIGEST_DATABASE_URL=fresh_database("serve"), DIGEST_SOURCES="[]", DIGEST_SECRET_KEY="k" * 40)
     server = subprocess.Popen(
         [*DIGEST, "serve", "--port", str(port)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
@@ -199,9 +199,15 @@ def test_serve_answers_health_and_pages(tmp_path: Path, fresh_database: FreshDat
         page = httpx.get(f"{base}/")
         assert page.status_code == 200 and "Subscribe" in page.text
         assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        secret = "eyJzIjoxLCJlIjoiYWJjIn0.Z1x2Yw.SeCrEtSiGnAtUrE"
+        for path in (f"/manage/{secret}", f"/unsubscribe/{secret}?x=1", f"/api/manage/{secret}"):
+            assert httpx.get(base + path).status_code == 400
     finally:
         server.terminate()
-        server.wait(timeout=20)
+        output = server.communicate(timeout=20)[0].decode(errors="replace")
+    # The access log shows every request, and never a link token.
+    assert "GET /manage/[token]" in output and "GET /api/manage/[token]" in output, output
+    assert secret not in output and "SeCrEt" not in output
 
 
 def test_status_forget_and_unsuppress(run: Run) -> None:

@@ -7,6 +7,7 @@ import json
 import logging
 from datetime import timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import Engine
@@ -45,7 +46,7 @@ def test_metrics_reflect_the_database(
         SourceConfig(name="arxiv", kind=SourceKind.ARXIV_RSS, url=http_server.url("/feed.rss")),
         SourceConfig(name="broken", kind=SourceKind.RSS, url=http_server.url("/broken.rss")),
     ]
-    settings = settings.model_copy(update={"sources": sources})
+    settings = settings.model_copy(update={"sources": sources, "metrics_token": "m" * 40})
     fetch_all(session, settings, NOW - timedelta(hours=2))
     add_papers(session, paper("2611.90001", "Agents that cache", first_seen=NOW - timedelta(hours=1)))
     for n in range(3):
@@ -54,7 +55,7 @@ def test_metrics_reflect_the_database(
     suppress(session, "bounced@example.org", "hard bounce", NOW)
 
     with TestClient(create_app(settings, engine=engine, clock=lambda: NOW, send_in_process=False)) as client:
-        response = client.get("/metrics")
+        response = client.get("/metrics", headers={"Authorization": f"Bearer {'m' * 40}"})
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     got = _samples(response.text)
     assert got[("digest_papers_ingested_total", (("source", "arxiv"),))] == 38
@@ -102,3 +103,22 @@ def test_readiness_reports_an_unreachable_broker(settings: Settings, engine: Eng
         ready = client.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["database"] == "ok" and ready.json()["broker"].startswith("error")
+
+
+@pytest.mark.parametrize(
+    ("line", "logged"),
+    [
+        (
+            '127.0.0.1:5 - "GET /manage/eyJzIjo.Z1x.SiG HTTP/1.1" 200',
+            '127.0.0.1:5 - "GET /manage/[token] HTTP/1.1" 200',
+        ),
+        ("POST /api/unsubscribe/eyJ.ab-c_d?x=1", "POST /api/unsubscribe/[token]?x=1"),
+        ("GET /confirm/abc/", "GET /confirm/[token]/"),
+        ("GET /static/app.css", "GET /static/app.css"),
+    ],
+)
+def test_link_tokens_never_reach_the_logs(line: str, logged: str) -> None:
+    out = io.StringIO()
+    logs.configure(logging.INFO, stream=out)
+    logging.getLogger("uvicorn.access").warning("%s", line)  # at any level, with the path as an argument
+    assert out.getvalue().rstrip("\n").endswith(logged)
