@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+FUZZ_SECONDS ?= 60
 
 .PHONY: install browser smtp-tools demo test lint format bench clean
 
@@ -31,6 +32,11 @@ smtp-tools: install
 
 test: install browser smtp-tools
 	$(BIN)/pytest
+
+# Coverage-guided fuzzing (tests/fuzz/): each harness for FUZZ_SECONDS, one after the other, one
+# worker; new corpus and crashes go to test-output/fuzz/<target>/. Not part of `make test`.
+fuzz: install
+	$(BIN)/python -m tests.fuzz --seconds $(FUZZ_SECONDS) --out test-output/fuzz
 
 # The big-day benchmark of issue 5 (bench/README.md); options via ARGS, e.g. make bench ARGS=--quick
 bench: install smtp-tools

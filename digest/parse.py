@@ -6,6 +6,7 @@ import calendar
 import json
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -150,9 +151,56 @@ def _charref(match: re.Match[bytes]) -> bytes:
     return match.group() if code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else b"&#65533;"
 
 
+# feedparser raises on some ill-formed markup, losing the whole feed: an end tag that closes nothing
+# (`</category>`: KeyError 'tags', `</link>`: KeyError 'links', `</height>`: TypeError), an image's
+# empty <width>/<height> or a <textInput> in a broken context (KeyError 'textinput'), the namespace
+# extensions GeoRSS/GML (KeyError 'where'), Creative Commons (KeyError 'license') and Podlove
+# chapters (TypeError), and an XML declaration naming a broken encoding (ValueError,
+# UnicodeDecodeError). Such a feed is read once more, repaired: without stray end tags, the XML
+# declaration, images, text inputs (even unfinished tags of them), and any prefixed element but
+# those of the few namespaces a paper's fields come from.
+_EXTENSION_TAG = re.compile(rb"</?(?!(?:rdf|dc|arxiv|atom|content|xhtml):)[A-Za-z_][\w.-]*:[^<>]*>")
+_UNUSED = re.compile(rb"\A\s*<\?xml[^<>]*>|</?(?:width|height|image|textinput)\b[^<>]*>?", re.I)
+_TAG = re.compile(rb"<(/?)([A-Za-z_][\w.:-]*)[^<>]*>")
+
+
+def _without_stray_end_tags(content: bytes) -> bytes:
+    """The document without the end tags that close no open element; linear (one stack pass)."""
+    stack: list[bytes] = []
+    open_count: Counter[bytes] = Counter()
+
+    def keep(tag: re.Match[bytes]) -> bytes:
+        name = tag.group(2).lower()
+        if not tag.group(1):
+            if not tag.group().endswith(b"/>"):
+                stack.append(name)
+                open_count[name] += 1
+            return tag.group()
+        if not open_count[name]:
+            return b""
+        while stack:  # an end tag closes what was opened after its start, as the loose parser does
+            top = stack.pop()
+            open_count[top] -= 1
+            if top == name:
+                break
+        return tag.group()
+
+    return _TAG.sub(keep, content)
+
+
+def _feedparser(content: bytes) -> Any:
+    try:
+        return feedparser.parse(content, sanitize_html=True, resolve_relative_uris=False)
+    except Exception:
+        repaired = _without_stray_end_tags(_UNUSED.sub(b"", _EXTENSION_TAG.sub(b"", content)))
+        if repaired == content:
+            raise
+        return feedparser.parse(repaired, sanitize_html=True, resolve_relative_uris=False)
+
+
 def _parse_xml(content: bytes) -> Any:
     content = _CHARREF.sub(_charref, content) if b"&#" in content else content
-    feed = feedparser.parse(content, sanitize_html=True, resolve_relative_uris=False)
+    feed = _feedparser(content)
     if not feed.entries and (feed.bozo or not feed.get("version")):
         reason = feed.get("bozo_exception") or "no RSS or Atom document found"
         raise FeedError(f"not a readable feed: {squash(str(reason))[:200]}")
@@ -234,8 +282,13 @@ def _pdf_link(entry: Any) -> str | None:
     return None
 
 
+# A link with a newline or control character in it is no URL (the loose parser can hand one over
+# from broken markup), and it must not reach a reader's email.
+_NOT_IN_URL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+
+
 def _is_http(url: Any) -> bool:
-    return isinstance(url, str) and url.lower().startswith(("http://", "https://"))
+    return isinstance(url, str) and url.lower().startswith(("http://", "https://")) and not _NOT_IN_URL.search(url)
 
 
 def _rss_entry(entry: Any, result: ParseResult) -> None:

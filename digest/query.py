@@ -14,6 +14,8 @@ from digest.text import words
 
 MAX_QUERY_CHARS = 300
 MAX_TERMS = 40
+# Parentheses and NOTs nest by recursion: bounded well below Python's stack, whatever the 300 characters hold.
+MAX_DEPTH = 40
 FIELDS = ("title", "abstract", "author", "cat")
 Field = Literal["text", "title", "abstract", "author"]
 _CATEGORY = re.compile(r"^[A-Za-z][A-Za-z0-9\-]*(\.[A-Za-z0-9\-]+)?(\.?\*)?$|^\*$")
@@ -136,12 +138,19 @@ class _Parser:
         self.tokens = tokens
         self.i = 0
         self.terms = 0
+        self.depth = 0
 
     def error(self, pos: int, reason: str) -> QueryError:
         return QueryError(self.query, pos, reason)
 
     def peek(self) -> _Token | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def deeper(self, token: _Token) -> None:
+        """One more level of parentheses or NOT; refuse a topic nested deeper than MAX_DEPTH."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(token.pos, f"nested too deeply (at most {MAX_DEPTH} levels of parentheses and NOT)")
 
     def take(self) -> _Token:
         token = self.tokens[self.i]
@@ -185,7 +194,10 @@ class _Parser:
             self.take()
             if self.peek() is None or self.peek().kind in ("AND", "OR", ")"):  # type: ignore[union-attr]
                 raise self.error(token.pos, f"{token.text} needs a term after it")
-            return Not(self.parse_unary(field))
+            self.deeper(token)
+            node = Not(self.parse_unary(field))
+            self.depth -= 1
+            return node
         if token.kind in ("AND", "OR"):
             raise self.error(token.pos, f"{token.text} needs a term before it")
         return self.parse_primary(field)
@@ -202,11 +214,13 @@ class _Parser:
         if token.kind == "(":
             if (nxt := self.peek()) is not None and nxt.kind == ")":
                 raise self.error(token.pos, "empty parentheses")
+            self.deeper(token)
             node = self.parse_or(field)
             close = self.peek()
             if close is None or close.kind != ")":
                 raise self.error(token.pos, "this '(' is never closed")
             self.take()
+            self.depth -= 1
             return node
         if token.kind == ")":
             raise self.error(token.pos, "this ')' has no matching '('")

@@ -14,7 +14,9 @@ RAW_SLACK = 8
 WORD = re.compile(r"[^\W_]+")
 _DROP_CONTENT = frozenset({"script", "style", "head", "title", "template", "noscript"})
 _BLOCKS = frozenset({"p", "div", "li", "td", "th", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre"})
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u2028\u2029]")
+# C0 and C1 controls, line separators, and lone surrogates (a JSON feed can hold "\ud800"): none is
+# text, and a surrogate cannot even be encoded to UTF-8 for the database or an email.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 class _TextExtractor(HTMLParser):
@@ -52,10 +54,30 @@ def squash(text: str) -> str:
 _TAG_OR_LT = re.compile(r"<[^<>]*>|<")
 
 
+_COMMENT_CLOSE = re.compile(r"--\s*>")  # what HTMLParser ends a comment with
+
+
+def _safe_tag(tag: re.Match[str], last_close: int) -> str:
+    text = tag.group()
+    if len(text) == 1:
+        return "&lt;"
+    if text.startswith("<!["):
+        # A marked section: HTMLParser raises AssertionError on most (`<![b>`) and searches the rest
+        # of the text for the end of the others; CDATA's text it drops anyway.
+        return ""
+    if text.startswith("<!--") and last_close < tag.start() + 4:
+        # A comment never closed: HTMLParser would search the rest of the text for its end, again
+        # for each one (quadratic on `<!--x>` repeated); it is text.
+        return "&lt;" + text[1:]
+    return text
+
+
 def _stray_lt_escaped(fragment: str) -> str:
-    """The fragment with every "<" that does not open a complete tag written as `&lt;`: Python's
-    HTMLParser rescans the rest of the text for each unfinished tag (quadratic on `<b<b<b…`)."""
-    return _TAG_OR_LT.sub(lambda m: m.group() if len(m.group()) > 1 else "&lt;", fragment)
+    """The fragment with every "<" that does not open a complete tag written as `&lt;` (Python's
+    HTMLParser rescans the rest of the text for each unfinished tag: quadratic on `<b<b<b…`), and
+    so is an unclosed comment's; marked sections are dropped."""
+    last_close = max((m.start() for m in _COMMENT_CLOSE.finditer(fragment)), default=-1)
+    return _TAG_OR_LT.sub(lambda tag: _safe_tag(tag, last_close), fragment)
 
 
 def bounded(raw: str, limit: int | None) -> str:
