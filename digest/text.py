@@ -157,7 +157,8 @@ def normalize(word: str) -> str:
     """The key a word is indexed and searched under: lowercase, accent-free, plural-folded."""
     if _ACRONYM_PLURAL.match(word):  # GPUs, LLMs, VLMs: the plural of an acronym
         word = word[:-1]
-    return fold(strip_accents(word).casefold())
+    # A word of only marks that fold away (halfwidth ﾞ, ﾟ) keeps itself: an empty key matches nothing sane.
+    return fold(strip_accents(word).casefold()) or word.casefold()
 
 
 def words(text: str) -> list[str]:

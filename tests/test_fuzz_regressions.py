@@ -10,7 +10,7 @@ import pytest
 from digest.config import SourceKind
 from digest.parse import parse
 from digest.query import MAX_DEPTH, QueryError, parse_query
-from digest.text import _stray_lt_escaped, html_to_text, plain_text, squash
+from digest.text import _stray_lt_escaped, html_to_text, plain_text, squash, words
 from tests.fuzz.checks import check_parse, check_query, check_text
 
 
@@ -142,3 +142,11 @@ def test_unclosed_comments_are_linear() -> None:
     found = "<!-,cGd\x00>\x00\x00[<!--cGd\x00\x00\x00>"
     assert "<!--" not in _stray_lt_escaped(found * 10_000)
     assert html_to_text(found) == "[<!--cGd >"
+
+
+@pytest.mark.parametrize("text", ["\uff9e", "a \uff9f b"])
+def test_no_empty_words(text: str) -> None:
+    """Halfwidth katakana sound marks decompose to combining marks only, which strip_accents drops:
+    words() gave an empty word (a topic of it matched an empty key)."""
+    check_text(text, 3)
+    assert all(words(text))

@@ -1,6 +1,6 @@
 """`make fuzz`: run each harness for a bounded time, one after the other, one worker each.
 
-    python -m tests.fuzz [--seconds 60] [--out test-output/fuzz] [--only query,text] [--keep-going]
+    python -m tests.fuzz [--seconds 60] [--out test-output/fuzz] [--only query,text]
 
 Each target grows its own corpus in OUT/<target>/corpus (seeded from tests/fuzz/corpus/ and the
 test fixtures, which are only read) and writes crashes, timeouts and out-of-memory inputs to
@@ -47,12 +47,10 @@ TARGETS = (
 )
 
 
-def command(target: Target, seconds: int, out: Path, keep_going: bool = False) -> list[str]:
+def command(target: Target, seconds: int, out: Path) -> list[str]:
     """The libFuzzer command line of one target: the first corpus folder is the one it writes to.
-    With keep_going, one child process at a time (-fork=1) and a crash does not stop the run."""
-    going = ["-fork=1", "-ignore_crashes=1", "-ignore_timeouts=1", "-ignore_ooms=1"] if keep_going else []
+    (No -fork/-ignore_crashes: libFuzzer's fork mode does not run atheris targets.)"""
     flags = [
-        *going,
         f"-max_total_time={seconds}",
         f"-max_len={target.max_len}",
         f"-timeout={target.timeout}",
@@ -65,13 +63,13 @@ def command(target: Target, seconds: int, out: Path, keep_going: bool = False) -
     return [sys.executable, "-m", *target.command, *flags, *folders]
 
 
-def run(targets: list[Target], seconds: int, out: Path, keep_going: bool = False) -> list[str]:
+def run(targets: list[Target], seconds: int, out: Path) -> list[str]:
     """Run each target in turn; the names of those that found something."""
     failed = []
     for target in targets:
         (out / target.name / "corpus").mkdir(parents=True, exist_ok=True)
         print(f"== fuzz {target.name} for {seconds}s", flush=True)
-        found = subprocess.run(command(target, seconds, out, keep_going), check=False).returncode != 0
+        found = subprocess.run(command(target, seconds, out), check=False).returncode != 0
         if found or any((out / target.name).glob("*-*")):
             failed.append(target.name)
     return failed
@@ -83,15 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=60, help="time per target")
     parser.add_argument("--out", type=Path, default=Path("test-output/fuzz"))
     parser.add_argument("--only", default="", help="comma-separated targets: " + ", ".join(t.name for t in TARGETS))
-    parser.add_argument(
-        "--keep-going", action="store_true", help="collect every crash instead of stopping at the first"
-    )
     args = parser.parse_args(argv)
     wanted = set(filter(None, args.only.split(",")))
     unknown = wanted - {t.name for t in TARGETS}
     if unknown:
         parser.error(f"unknown target(s): {', '.join(sorted(unknown))}")
-    failed = run([t for t in TARGETS if not wanted or t.name in wanted], args.seconds, args.out, args.keep_going)
+    failed = run([t for t in TARGETS if not wanted or t.name in wanted], args.seconds, args.out)
     for name in failed:
         print(f"fuzz {name}: found a crash; the input is in {args.out / name}/", file=sys.stderr)
     return 1 if failed else 0
