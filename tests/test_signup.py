@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import email
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email import policy
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, select
 
 from digest.compose import links
 from digest.config import Settings, parse_smtp_url
+from digest.db import open_session
 from digest.models import DeliveryStatus, Frequency, Notice, NoticeKind, Preferences, Subscriber, SubscriberStatus
 from digest.notices import send_notices
 from digest.pipeline import run_send
@@ -27,10 +34,11 @@ from digest.signup import (
     set_paused,
     subscriber_for,
 )
-from digest.subscribers import SubscriberError, unsubscribe
+from digest.subscribers import SubscriberError, check_preferences, unsubscribe
+from digest.suppress import forget, suppress
 from digest.tokens import Purpose, TokenError, make_token, read_token
 from tests.conftest import NOW
-from tests.factories import add_papers, paper
+from tests.factories import add_papers, paper, subscriber
 from tests.smtpserver import SmtpServer, smtp_server  # noqa: F401
 
 PREFS = Preferences(['"KV cache"', "agents"], Frequency.DAILY, 8, "Europe/Paris")
@@ -198,7 +206,8 @@ def test_confirmation_email_over_smtp(session: Session, settings: Settings, smtp
     assert msg["Subject"] == "Confirm your subscription to Paper Digest"
     assert msg["List-Unsubscribe"] is None  # the reader is not on the list yet
     text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    assert "every day at 08:00 (Europe/Paris)" in text and "KV cache" in text
+    assert "every day at 08:00 (Europe/Paris)" in text and "on 2 topics" in text
+    assert "KV cache" not in text  # nothing typed into the form is mailed (issue 11 #10)
     link = next(line.strip() for line in text.splitlines() if "/confirm/" in line)
     assert link.startswith("https://digest.example.org/confirm/")
     assert confirm(session, settings, _token(link), NOW + HOUR).status is SubscriberStatus.ACTIVE
@@ -265,3 +274,144 @@ def test_links_are_named() -> None:
     urls = links(settings, Subscriber(id=3, email="ada@example.org", created_at=NOW), NOW)
     assert urls.manage.startswith("https://digest.example.org/manage/")
     assert urls.unsubscribe.startswith("https://digest.example.org/unsubscribe/")
+
+
+# --- the same work for every state of an address (issue 11 #8) ---------------------------------------
+
+
+@dataclass
+class Work:
+    """What one request did to the database: its statements (SQL text, parameters aside), the rows
+    its transaction changed, and its commits."""
+
+    statements: list[str] = field(default_factory=list)
+    rows_written: int = 0
+    commits: int = 0
+
+
+def _rows_changed(raw: Any) -> int:
+    """Rows changed so far: on this SQLite connection, or in this PostgreSQL transaction."""
+    if hasattr(raw, "total_changes"):
+        return int(raw.total_changes)
+    cursor = raw.cursor()
+    cursor.execute("SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_xact_user_tables")
+    return int(cursor.fetchone()[0])
+
+
+@contextmanager
+def _watch(engine: Engine) -> Iterator[Work]:
+    work, start = Work(), list[int]()
+
+    def before(conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
+        if not start:
+            start.append(_rows_changed(conn.connection.dbapi_connection))
+        work.statements.append(" ".join(statement.split()))
+
+    def commit(conn: Connection) -> None:
+        work.commits += 1
+        work.rows_written = _rows_changed(conn.connection.dbapi_connection) - start[0]
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "commit", commit)
+    try:
+        yield work
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "commit", commit)
+
+
+def _address_in(session: Session, settings: Settings, state: str) -> str:
+    """An address in `state`, made before NOW (the request under test comes at NOW)."""
+    address, long_ago = f"{state}@example.org", NOW - timedelta(days=30)
+    if state in ("pending", "cooling-down"):
+        asked = NOW - (HOUR if state == "cooling-down" else 30 * HOUR)
+        request_signup(session, settings, address, PREFS, asked)
+    elif state != "new":
+        status = {"paused": SubscriberStatus.PAUSED, "unsubscribed": SubscriberStatus.UNSUBSCRIBED}
+        sub = subscriber(
+            session, address, ["agents"], joined=long_ago, status=status.get(state, SubscriberStatus.ACTIVE)
+        )
+        if state == "suppressed":
+            suppress(session, address, "hard bounce: 550", long_ago)
+        elif state == "forgotten":
+            forget(session, sub, long_ago)
+        elif state == "active-cooling-down":
+            request_signup(session, settings, address, PREFS, NOW - HOUR)  # its "already subscribed" note
+    return address
+
+
+STATES = {
+    "new": Requested.CONFIRMATION_QUEUED,
+    "pending": Requested.CONFIRMATION_QUEUED,
+    "cooling-down": Requested.COOLING_DOWN,
+    "active": Requested.REMINDER_QUEUED,
+    "active-cooling-down": Requested.COOLING_DOWN,
+    "paused": Requested.REMINDER_QUEUED,
+    "unsubscribed": Requested.CONFIRMATION_QUEUED,
+    "suppressed": Requested.SUPPRESSED,  # bounced: the row is kept, marked suppressed
+    "forgotten": Requested.SUPPRESSED,  # "forget me": only the address's hash is left
+}
+
+
+def _work_per_state(
+    session: Session, settings: Settings, engine: Engine, call: Callable[[Session, str], object]
+) -> dict[str, tuple[Work, object]]:
+    addresses = {state: _address_in(session, settings, state) for state in STATES}
+    done = {}
+    for state, address in addresses.items():
+        with open_session(engine) as fresh, _watch(engine) as work:
+            done[state] = (work, call(fresh, address))
+    return done
+
+
+def test_a_signup_does_the_same_work_for_every_state_of_an_address(
+    session: Session, settings: Settings, engine: Engine
+) -> None:
+    """One timed sign-up told a forgotten address from a new one: the suppressed path returned after
+    one query. Now every state runs the same statements and writes a row before its one commit."""
+    done = _work_per_state(session, settings, engine, lambda s, a: request_signup(s, settings, a, PREFS, NOW))
+    assert {state: result.outcome for state, (_, result) in done.items()} == STATES  # type: ignore[attr-defined]
+    new = done["new"][0]
+    assert len(new.statements) == 6, new.statements
+    for state, (work, _) in done.items():
+        assert work.statements == new.statements, state
+        assert work.commits == 1, state
+        assert work.rows_written >= 1, state  # never a transaction with nothing to flush
+
+
+def test_asking_for_a_new_link_runs_the_same_statements_for_every_state(
+    session: Session, settings: Settings, engine: Engine
+) -> None:
+    done = _work_per_state(session, settings, engine, lambda s, a: request_new_link(s, settings, a, NOW))
+    outcomes = {state: outcome for state, (_, outcome) in done.items()}
+    assert outcomes == {state: None for state in STATES} | {"pending": Requested.CONFIRMATION_QUEUED,
+                                                            "cooling-down": Requested.COOLING_DOWN}  # fmt: skip
+    with open_session(engine) as fresh, _watch(engine) as signup:
+        request_signup(fresh, settings, "someone-else@example.org", PREFS, NOW)
+    for state, (work, _) in done.items():
+        assert (work.statements, work.commits) == (signup.statements, 1), state
+        # A row is written for every address the database knows (even only by its hash); an address
+        # it has never seen leaves nothing to write, and none is created for it.
+        assert work.rows_written >= (0 if state == "new" else 1), state
+
+
+# --- a second sign-up for a pending address (issue 11 #10) -------------------------------------------
+
+
+def test_a_pending_signups_settings_stand_and_a_new_signup_only_sends_the_link_again(
+    session: Session, settings: Settings
+) -> None:
+    first = request_signup(session, settings, "ada@example.org", PREFS, NOW)
+    other = Preferences(["call +1 555 0100"], Frequency.WEEKLY, 6, "Asia/Tokyo", max_papers=5)
+    assert request_signup(session, settings, "ada@example.org", other, NOW + HOUR).outcome is Requested.COOLING_DOWN
+    assert _sub(session, "ada@example.org").preferences == check_preferences(PREFS)
+    old_link = _token(confirm_url(settings, _sub(session, "ada@example.org"), NOW))
+    later = request_signup(session, settings, "ada@example.org", other, NOW + 25 * HOUR)
+    assert (later.subscriber_id, later.outcome) == (first.subscriber_id, Requested.CONFIRMATION_QUEUED)
+    sub = _sub(session, "ada@example.org")
+    assert sub.preferences == check_preferences(PREFS)  # the first request's settings stand
+    assert [n.kind for n in _notices(session)] == [NoticeKind.CONFIRM, NoticeKind.CONFIRM]
+    with pytest.raises(LinkError, match="superseded"):  # only the newest link confirms
+        confirm(session, settings, old_link, NOW + 26 * HOUR)
+    new_link = _token(confirm_url(settings, sub, NOW + 25 * HOUR))
+    assert confirm(session, settings, new_link, NOW + 26 * HOUR).topics == ['"KV cache"', "agents"]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from digest.models import NoticeKind
-from digest.web.api import ACCEPTED
+from digest.web.api import accepted
 from tests.conftest import NOW
 from tests.webclient import (  # noqa: F401  (clock, site, papers: fixtures)
     ACTIVE,
@@ -23,6 +23,7 @@ from tests.webclient import (  # noqa: F401  (clock, site, papers: fixtures)
     bad_confirm_token,
     clock,
     confirmed,
+    every_state,
     four_addresses,
     json_prefs,
     nothing_stored,
@@ -39,7 +40,7 @@ def test_api_subscribe_answers_the_same_for_every_state(site: Site) -> None:
     for state, address in addresses.items():
         response = site.client.post("/api/subscribe", json=json_prefs(email=address.upper(), topics=["diffusion"]))
         answers[state] = (response.status_code, response.json())
-    assert answers["new"] == (202, {"status": "accepted", "message": ACCEPTED})
+    assert answers["new"] == (202, accepted(site.settings, site.clock()).model_dump(mode="json"))
     assert answers["pending"] == answers["active"] == answers["unsubscribed"] == answers["new"]
     kinds = {state: [n.kind for n in site.notices(address)] for state, address in addresses.items()}
     assert kinds == {
@@ -50,6 +51,25 @@ def test_api_subscribe_answers_the_same_for_every_state(site: Site) -> None:
     }
     new = site.subscriber(addresses["new"])
     assert new is not None and (new.status, new.topics) == (PENDING, ["diffusion"])
+
+
+def test_api_answers_say_when_a_new_link_can_be_sent_the_same_for_every_state(site: Site) -> None:
+    """Issue 11 #11: no more "on its way" when nothing was sent; one truthful answer for everyone."""
+    site.settings.signup_rate_limit = 100  # 13 requests from this one client
+    answers = set()
+    for address in every_state(site).values():
+        for path, body in (("/api/subscribe", json_prefs(email=address)), ("/api/resend", {"email": address})):
+            response = site.client.post(path, json=body)
+            answers.add((response.status_code, tuple(sorted(response.json().items()))))
+    [(status, answer)] = answers
+    assert status == 202
+    assert dict(answer) == {
+        "status": "accepted",
+        "message": "If this address can receive our emails, a message with a link is on its way to it, or one "
+        "was sent in the last 24 hours. If you don't see it, check your spam folder; a new link can be sent "
+        "after 2026-12-01 09:00 UTC.",
+        "new_link_after": "2026-12-01T09:00:00Z",
+    }
 
 
 def test_api_subscribe_stores_the_preferences(site: Site) -> None:
@@ -110,7 +130,7 @@ def test_api_resend(site: Site) -> None:
     assert site.client.post("/api/subscribe", json=json_prefs(email=ADA)).status_code == 202
     site.clock.advance(hours=30)
     answers = [site.client.post("/api/resend", json={"email": e}) for e in (ADA, "nobody@example.org", "bad")]
-    assert {(r.status_code, r.json()["message"]) for r in answers} == {(202, ACCEPTED)}
+    assert {(r.status_code, r.json()["message"]) for r in answers} == {(202, accepted(site.settings, NOW).message)}
     assert [n.kind for n in site.notices(ADA)] == [NoticeKind.CONFIRM, NoticeKind.CONFIRM]
     assert len(site.notices()) == 2
     assert site.client.post("/api/resend", json={}).status_code == 422

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, Page, ViewportSize
+from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Response, ViewportSize
 from sqlmodel import select
 
 from digest.config import Settings
@@ -201,3 +201,44 @@ def test_signup_works_without_javascript(browser: Browser, live: LiveServer, smt
         _wait_for_mail(smtp_server, "nojs@example.org", 1)
     finally:
         context.close()
+
+
+def _problems_of(page: Page, site: str) -> list[str]:
+    """What goes wrong on a page as it loads: console errors (a CSP block, an SRI mismatch), failed
+    requests, error answers (the browser's own /favicon.ico aside), and requests to other sites."""
+    problems: list[str] = []
+
+    def console(message: ConsoleMessage) -> None:
+        if message.type == "error" and "Failed to load resource" not in message.text:  # answers: below
+            problems.append(message.text)
+
+    def response(answer: Response) -> None:
+        if answer.status >= 400 and not answer.url.endswith("/favicon.ico"):
+            problems.append(f"{answer.status}: {answer.url}")
+
+    def request(sent: Request) -> None:
+        if not sent.url.startswith(site):
+            problems.append(f"off-site: {sent.url}")
+
+    page.on("console", console)
+    page.on("response", response)
+    page.on("request", request)
+    page.on("requestfailed", lambda sent: problems.append(f"failed: {sent.url}"))
+    return problems
+
+
+def test_the_api_docs_render_from_our_own_files_under_the_sites_csp(browser: Browser, live: LiveServer) -> None:
+    """Swagger UI is served by the app with integrity hashes and started by a script file: in a real
+    browser it must load (no SRI mismatch, nothing blocked by the CSP) and list the API."""
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    problems = _problems_of(page, live.settings.base_url)
+    try:
+        page.goto(live.settings.base_url + "/api/docs")
+        page.wait_for_selector(".opblock-summary-path", timeout=20_000)
+        paths = page.eval_on_selector_all(".opblock-summary-path", "nodes => nodes.map(n => n.textContent)")
+        assert "/api/subscribe" in "".join(paths)
+        page.screenshot(path=str(screenshot_path("web-8-api-docs-desktop")), full_page=False)
+    finally:
+        context.close()
+    assert problems == []

@@ -10,10 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from digest.config import Settings
-from digest.web.security import CSRF_COOKIE, CSRF_FIELD, MemoryRateLimiter
+from digest.web.security import CSRF_COOKIE, CSRF_FIELD, SECURE_CSRF_COOKIE, MemoryRateLimiter
 from tests.webclient import (  # noqa: F401  (clock, site: fixtures)
     ADA,
     FIXED_EPOCH,
@@ -66,18 +67,36 @@ def test_a_link_post_without_csrf_is_forbidden_before_its_token_is_read(site: Si
         assert_forbidden(site.new_client().post(path, data={CSRF_FIELD: site.csrf()}))
 
 
-def test_the_csrf_cookie_is_httponly_strict_and_secure(site: Site) -> None:
+def _cookie_attributes(cookie: str) -> dict[str, str]:
+    return {part.strip().split("=")[0].lower(): part.strip() for part in cookie.split(";")[1:]}
+
+
+def test_the_csrf_cookie_is_host_prefixed_httponly_strict_and_secure(site: Site) -> None:
+    """Under https the cookie is __Host-digest_csrf: browsers take it only Secure, Path=/, without
+    Domain, so no sibling subdomain or plain-http page can plant a CSRF cookie of its choosing."""
     page = site.new_client().get("/")
     cookie = page.headers["set-cookie"]
-    assert cookie.startswith(f"{CSRF_COOKIE}=")
-    attributes = {part.strip().split("=")[0].lower(): part.strip() for part in cookie.split(";")[1:]}
+    assert cookie.startswith(f"{SECURE_CSRF_COOKIE}=")
+    attributes = _cookie_attributes(cookie)
     assert "httponly" in attributes
     assert attributes["samesite"].lower() == "samesite=strict"
     assert "secure" in attributes  # the base URL is https
     assert attributes["path"] == "Path=/"
+    assert "domain" not in attributes
     client = site.client
     client.get("/")
     assert "set-cookie" not in client.get("/").headers  # kept, not replaced on every visit
+
+
+def test_without_https_the_csrf_cookie_has_no_prefix_and_forms_still_work(
+    settings: Settings, engine: Engine, clock: Clock
+) -> None:
+    plain = Site(settings.model_copy(update={"base_url": "http://localhost:8000"}), engine, clock)
+    plain.client = TestClient(plain.app, base_url="http://testserver", follow_redirects=False)
+    cookie = plain.client.get("/").headers["set-cookie"]
+    assert cookie.startswith(f"{CSRF_COOKIE}=") and "secure" not in _cookie_attributes(cookie)
+    assert plain.signup().status_code == 200
+    assert status_of(plain, ADA) is PENDING
 
 
 # --- rate limits ----------------------------------------------------------------------------------
@@ -109,6 +128,32 @@ def test_the_rate_limit_window_resets(settings: Settings, engine: Engine, clock:
     assert site.signup("c@example.org").status_code == 429
     now[0] += settings.rate_window_seconds
     assert site.signup("c@example.org").status_code == 200
+
+
+def _from(site: Site, host: str) -> TestClient:
+    """A browser at this client address (its own CSRF cookie)."""
+    client = TestClient(site.app, base_url="https://testserver", follow_redirects=False, client=(host, 40000))
+    return client
+
+
+def _signups_allowed(site: Site, hosts: list[str], tries: int) -> list[int]:
+    codes = []
+    for n in range(tries):
+        client = _from(site, hosts[n % len(hosts)])
+        form = {**site.signup_form(f"r{n}@example.org"), CSRF_FIELD: site.csrf(client)}
+        codes.append(client.post("/subscribe", data=form).status_code)
+    return codes
+
+
+def test_rate_limits_count_an_ipv6_client_by_its_64(site: Site) -> None:
+    """Issue 11 #14: one machine usually holds a whole IPv6 /64; counting per address let it sign up
+    without limit by changing its last 64 bits."""
+    site.settings.signup_rate_limit = 3
+    same_64 = [f"2001:db8:aa:bb:{n:x}::{n + 1:x}" for n in range(5)]
+    assert _signups_allowed(site, same_64, 5) == [200, 200, 200, 429, 429]
+    assert _signups_allowed(site, ["2001:db8:aa:bc::1"], 1) == [200]  # the next /64 is someone else
+    assert _signups_allowed(site, ["::ffff:198.51.100.7", "198.51.100.7"], 4) == [200, 200, 200, 429]
+    assert _signups_allowed(site, ["198.51.100.8"], 1) == [200]  # IPv4 stays per address
 
 
 # --- headers --------------------------------------------------------------------------------------
@@ -278,6 +323,22 @@ def test_no_route_redirects_off_site(site: Site, method: str, path: str) -> None
     assert_security_headers(response)
 
 
+SLASH_PROBES = ["/api/docs/", "/api/subscribe/", "/subscribe/", "/manage/x/", "/confirm/x/", "/api/manage/x/",
+                "/static", "/static/swagger-ui", "/healthz/"]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", SLASH_PROBES)
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_forged_host_never_gets_a_redirect_to_itself(site: Site, method: str, path: str) -> None:
+    """Issue 11 #14: /api/docs/ answered 307 to https://<the request's Host>/api/docs, so a forged Host
+    header (or a cache poisoned with one) sent visitors off to any site. No slash redirects now."""
+    client = TestClient(site.app, base_url="https://testserver", follow_redirects=False)
+    response = client.request(method, path, headers={"host": "evil.example"})
+    assert "evil.example" not in response.headers.get("location", ""), response.headers
+    assert not 300 <= response.status_code < 400, (path, response.status_code, response.headers.get("location"))
+    assert response.status_code < 500
+
+
 def test_the_token_routes_never_redirect(site: Site) -> None:
     tokens = confirmed(site)
     pending = pending_with_token(site, "grace@example.org")
@@ -286,3 +347,31 @@ def test_the_token_routes_never_redirect(site: Site) -> None:
         for response in (site.client.get(url), site.post(url, form)):
             assert 200 <= response.status_code < 300, (url, response.status_code)
             assert "location" not in response.headers
+
+
+# --- no cache keeps a token page (issue 11 #14) --------------------------------------------------------
+
+
+def test_token_pages_and_their_api_answers_are_never_stored(site: Site) -> None:
+    tokens = confirmed(site)
+    pending = pending_with_token(site, "grace@example.org")
+    manage, leave = f"/manage/{tokens['manage']}", f"/unsubscribe/{tokens['unsubscribe']}"
+    responses = [
+        site.client.get(f"/confirm/{pending}"),
+        site.client.get("/confirm/not-a-token"),
+        site.client.get(manage),
+        site.post(manage, manage_form()),
+        site.client.get(leave),
+        site.client.get("/manage/not-a-token"),
+        site.client.get(f"/api/manage/{tokens['manage']}"),
+        site.client.put(f"/api/manage/{tokens['manage']}", json=json_prefs()),
+        site.client.get("/api/manage/not-a-token"),
+        site.client.post(f"/api/manage/{tokens['manage']}/pause"),
+        site.client.post(f"/api/confirm/{pending}"),
+        site.client.post("/api/unsubscribe/not-a-token"),
+        site.post(f"/confirm/{pending}"),
+        site.post(leave),
+    ]
+    for response in responses:
+        assert response.headers.get("cache-control") == "no-store", (response.request.url, response.status_code)
+    assert "cache-control" not in site.client.get("/static/site.css").headers  # the rest may be cached

@@ -23,6 +23,7 @@ from tests.webclient import (  # noqa: F401  (clock, site, papers: fixtures)
     clock,
     confirmed,
     csrf_of,
+    every_state,
     field_error,
     four_addresses,
     input_value,
@@ -90,7 +91,7 @@ def test_the_same_address_in_any_case_is_one_subscriber(site: Site) -> None:
     [sub] = site.subscribers()
     assert sub.email == "alice@example.com"
     assert len(site.notices()) == 1
-    assert sub.topics == ["transformers"]  # a corrected form still counts while pending
+    assert sub.topics == ["diffusion"]  # the first request's settings stand while it is pending
 
 
 def test_unicode_topics_are_accepted_and_stored_exactly(site: Site) -> None:
@@ -318,3 +319,71 @@ def test_the_preview_page_with_bad_topics_or_no_csrf(site: Site, papers: None) -
     form = site.signup_form()
     del form[CSRF_FIELD]
     assert_forbidden(site.client.post("/preview", data=form))
+
+
+# --- the confirmation email carries nothing a stranger typed (issue 11 #10) -------------------------
+
+HOSTILE_TOPICS = '"https://evil.example/verify"\n"call +1 555 0100" now\ndiffusion'
+
+
+def test_the_confirmation_email_shows_no_text_from_the_form(site: Site) -> None:
+    """Anyone can fill the form in with anyone's address: the email it sends shows only what was
+    chosen from fixed lists (the schedule) and counts, never the topics or any other typed text."""
+    address = "ada+visit-evil.example@example.org"
+    response = site.signup(address, HOSTILE_TOPICS, frequency="weekdays", send_hour="7", timezone="Europe/Paris")
+    assert response.status_code == 200
+    [mail] = site.send()
+    html_part = mail.message.get_body(preferencelist=("html",))
+    assert html_part is not None
+    for part in (mail.text, html_part.get_content()):
+        body = " ".join(part.split())
+        for typed in ("evil", "verify", "555", "0100", "call", "diffusion", "visit"):
+            assert typed not in body.lower(), (typed, body)
+        assert "every weekday at 07:00 (Europe/Paris)" in body
+        assert "on 3 topics" in body
+        assert "change the topics on your manage page" in body
+    assert "confirm" in mail.tokens
+
+
+def test_a_new_signup_for_a_pending_address_changes_nothing_it_asked_for(site: Site) -> None:
+    """Rule: the pending request's settings stand. A later sign-up only sends the link again (after
+    the cooldown); the reader changes topics on the manage page once confirmed."""
+    assert site.signup(ADA, "diffusion", send_hour="6", timezone="Asia/Tokyo").status_code == 200
+    first = site.confirm_token(ADA)
+    for hours in (1, 30):
+        site.clock.now = NOW + timedelta(hours=hours)
+        assert site.signup(ADA, '"https://evil.example/verify"', send_hour="3", timezone="UTC").status_code == 200
+    sub = site.subscriber(ADA)
+    assert sub is not None and (sub.topics, sub.send_hour, sub.timezone) == (["diffusion"], 6, "Asia/Tokyo")
+    second = site.confirm_token(ADA)  # the link again, 30 hours later (nothing within the cooldown)
+    assert second != first
+    assert site.post(f"/confirm/{second}").status_code == 200
+    assert status_of(site, ADA) is ACTIVE
+
+
+# --- the answer says when a new link can be sent, the same for every state (issue 11 #11) -----------
+
+
+def test_every_signup_answer_says_when_a_new_link_can_be_sent_whatever_the_state(site: Site) -> None:
+    """Asking again within the cooldown sends nothing: the page says so truthfully for everyone —
+    an email is on its way or went out recently, and the time after which a new one can be sent."""
+    answers = {}
+    for state, address in every_state(site).items():
+        response = site.signup(address, "diffusion", timezone="Europe/Paris")
+        answers[state] = (response.status_code, without_csrf(response.text))
+    assert len(set(answers.values())) == 1, answers.keys()
+    status, page = answers["new"]
+    assert status == 200 and CHECK_INBOX in page
+    assert "or one was sent in the last 24 hours" in page
+    assert "If you don't see it, look in your spam folder." in page
+    assert "A new link can be sent after 10:00 on Tuesday 1 December (Europe/Paris time)." in page
+    assert "Check your inbox" in page and "is on its way" in page
+
+
+def test_the_resend_answer_has_the_same_words_in_utc(site: Site) -> None:
+    answers = {
+        state: without_csrf(site.post("/resend", {"email": address}).text)
+        for state, address in every_state(site).items()
+    }
+    assert len(set(answers.values())) == 1
+    assert "A new link can be sent after 09:00 on Tuesday 1 December (UTC)." in answers["new"]

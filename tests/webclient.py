@@ -25,9 +25,10 @@ from digest.models import Notice, NoticeKind, Subscriber, SubscriberStatus
 from digest.notices import send_notices
 from digest.send import OutboxTransport
 from digest.signup import stamp_of
+from digest.suppress import forget, suppress
 from digest.tokens import Purpose, make_token
 from digest.web.app import create_app
-from digest.web.security import CSRF_COOKIE, CSRF_FIELD, MemoryRateLimiter, RateLimiter
+from digest.web.security import CSRF_FIELD, MemoryRateLimiter, RateLimiter, csrf_cookie_name
 from tests.conftest import NOW
 from tests.factories import add_papers, paper
 from tests.factories import subscriber as make_subscriber
@@ -157,7 +158,7 @@ class Site:
         return response
 
     def csrf_cookie(self) -> str | None:
-        cookie: str | None = self.client.cookies.get(CSRF_COOKIE)
+        cookie: str | None = self.client.cookies.get(csrf_cookie_name(self.settings.base_url))
         return cookie
 
     # --- the database ------------------------------------------------------------------------------
@@ -400,6 +401,21 @@ def four_addresses(site: Site) -> dict[str, str]:
     assert site.signup(addresses["pending"]).status_code == 200
     site.clock.advance(minutes=60)
     site.send()  # the pending address's confirmation went out an hour ago
+    return addresses
+
+
+def every_state(site: Site) -> dict[str, str]:
+    """four_addresses (its pending one asked an hour ago, so it is cooling down) and a bounced and a
+    forgotten address (suppressed: a row marked so, or only the address's hash left)."""
+    addresses = four_addresses(site)
+    for state in ("bounced", "forgotten"):
+        addresses[state] = f"{state}@example.org"
+        sub = site.add_subscriber(addresses[state])
+        with open_session(site.engine) as session:
+            if state == "bounced":
+                suppress(session, sub.email, "hard bounce: 550", site.clock() - timedelta(days=2))
+            else:
+                forget(session, sub, site.clock() - timedelta(days=2))
     return addresses
 
 

@@ -7,25 +7,50 @@ from __future__ import annotations
 
 from contextlib import suppress
 from dataclasses import asdict, fields
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
+from digest.config import Settings
 from digest.models import DEFAULT_PREFERENCES, Frequency, Preferences, Subscriber, SubscriberStatus
-from digest.signup import LinkError, confirm, request_new_link, request_signup, set_paused, update_preferences
+from digest.signup import (
+    LinkError,
+    confirm,
+    next_link_at,
+    request_new_link,
+    request_signup,
+    set_paused,
+    update_preferences,
+)
 from digest.subscribers import MAX_CAP, MAX_TOPICS, SubscriberError, unsubscribe
 from digest.tokens import Purpose
 from digest.web.deps import INVALID_LINK, LimitsDep, NowDep, ReadersDep, SessionDep, SettingsDep, WebDep
-from digest.web.forms import form_values, read_preferences, read_signup
+from digest.web.forms import NOT_TEXT, form_values, is_text, read_preferences, read_signup
 from digest.web.previews import preview
 
 router = APIRouter(prefix="/api", tags=["subscriptions"])
-ACCEPTED = "If this address can receive the digest, a confirmation email is on its way to it."
+SENT = (
+    "If this address can receive our emails, a message with a link is on its way to it, or one was sent in "
+    "the last {hours} hours. If you don't see it, check your spam folder; a new link can be sent after {when}."
+)
 PREVIEWS_PER_WINDOW = 300
 _DEFAULT = DEFAULT_PREFERENCES
 _PREFERENCE_FIELDS = {f.name for f in fields(Preferences)}
+
+
+def _text(value: object) -> object:
+    """Refuse, at the edge, a string that is not text (a lone surrogate such as JSON's "\\ud800",
+    a control character): 422 naming the field, before anything stores or mails it."""
+    if isinstance(value, str) and not is_text(value):
+        raise ValueError(NOT_TEXT)
+    return value
+
+
+Text = Annotated[str, BeforeValidator(_text)]
 
 
 def _one_line(topic: str) -> str:
@@ -34,10 +59,12 @@ def _one_line(topic: str) -> str:
 
 
 class PreferencesIn(BaseModel):
-    topics: list[str] = Field(min_length=1, max_length=MAX_TOPICS, examples=[['"long context"', "cat:cs.CL retrieval"]])
+    topics: list[Text] = Field(
+        min_length=1, max_length=MAX_TOPICS, examples=[['"long context"', "cat:cs.CL retrieval"]]
+    )
     frequency: Frequency = _DEFAULT.frequency
     send_hour: int = Field(default=_DEFAULT.send_hour, ge=0, le=23)
-    timezone: str = _DEFAULT.timezone
+    timezone: Text = _DEFAULT.timezone
     weekly_day: int = Field(default=_DEFAULT.weekly_day, ge=0, le=6)
     min_upvotes: int | None = Field(default=_DEFAULT.min_upvotes, ge=0)
     max_papers: int = Field(default=_DEFAULT.max_papers, ge=1, le=MAX_CAP)
@@ -53,20 +80,33 @@ class PreferencesIn(BaseModel):
 
 
 class SubscribeIn(PreferencesIn):
-    email: str = Field(max_length=200, examples=["ada@example.org"])
+    email: Text = Field(max_length=200, examples=["ada@example.org"])
 
 
 class EmailIn(BaseModel):
-    email: str = Field(max_length=200)
+    email: Text = Field(max_length=200)
 
 
 class PreviewIn(BaseModel):
-    topics: list[str] = Field(min_length=1, max_length=MAX_TOPICS)
+    topics: list[Text] = Field(min_length=1, max_length=MAX_TOPICS)
 
 
 class Status(BaseModel):
     status: str
     message: str = ""
+
+
+class Accepted(Status):
+    """The answer to every sign-up and resend, the same whatever state the address is in."""
+
+    new_link_after: datetime
+
+
+def accepted(settings: Settings, now: datetime) -> Accepted:
+    """What every sign-up and resend is answered (only `now` goes into it, never the address)."""
+    when = next_link_at(settings, now)
+    message = SENT.format(hours=settings.confirm_cooldown_hours, when=f"{when:%Y-%m-%d %H:%M} UTC")
+    return Accepted(status="accepted", message=message, new_link_after=when)
 
 
 class SubscriptionOut(PreferencesIn):
@@ -77,7 +117,15 @@ class SubscriptionOut(PreferencesIn):
 def invalid_body(_request: Request, exc: Exception) -> JSONResponse:
     """API bodies that do not fit the schema: one message per field, like the form errors."""
     problems = exc.errors() if isinstance(exc, RequestValidationError) else []
-    return _invalid({".".join(str(p) for p in e["loc"] if p != "body"): str(e["msg"]) for e in problems})
+    return _invalid({_field(e): str(e["msg"]).removeprefix("Value error, ") for e in problems})
+
+
+def _field(problem: dict[str, Any]) -> str:
+    """'topics.0' for the first topic of a body: the place of a problem without the 'body' prefix
+    ('body' itself when the body is no JSON at all)."""
+    if problem.get("type") == "json_invalid":
+        return "body"
+    return ".".join(str(part) for part in problem["loc"] if part != "body") or "body"
 
 
 def _invalid(errors: dict[str, str]) -> JSONResponse:
@@ -88,10 +136,10 @@ def _rate_limited(wait: int) -> JSONResponse:
     return JSONResponse({"error": "too many requests"}, status_code=429, headers={"Retry-After": str(wait)})
 
 
-@router.post("/subscribe", status_code=202, response_model=Status, responses={422: {}, 429: {}})
+@router.post("/subscribe", status_code=202, response_model=Accepted, responses={422: {}, 429: {}})
 def subscribe(
     body: SubscribeIn, limits: LimitsDep, session: SessionDep, web: WebDep, now: NowDep
-) -> JSONResponse | Status:
+) -> JSONResponse | Accepted:
     """Sign up (double opt-in): the answer is the same whatever state the address is in."""
     if (wait := limits.wait("signup", web.settings.signup_rate_limit)) is not None:
         return _rate_limited(wait)
@@ -103,18 +151,18 @@ def subscribe(
     except SubscriberError as exc:
         return _invalid({"email": str(exc)})
     web.kick()
-    return Status(status="accepted", message=ACCEPTED)
+    return accepted(web.settings, now)
 
 
-@router.post("/resend", status_code=202, response_model=Status, responses={429: {}})
-def resend(body: EmailIn, limits: LimitsDep, session: SessionDep, web: WebDep, now: NowDep) -> JSONResponse | Status:
+@router.post("/resend", status_code=202, response_model=Accepted, responses={422: {}, 429: {}})
+def resend(body: EmailIn, limits: LimitsDep, session: SessionDep, web: WebDep, now: NowDep) -> JSONResponse | Accepted:
     """Ask for a new confirmation link for a pending sign-up (same answer for every address)."""
     if (wait := limits.wait("signup", web.settings.signup_rate_limit)) is not None:
         return _rate_limited(wait)
     with suppress(SubscriberError):
         request_new_link(session, web.settings, body.email, now)
     web.kick()
-    return Status(status="accepted", message=ACCEPTED)
+    return accepted(web.settings, now)
 
 
 @router.post("/preview", responses={422: {}, 429: {}})
@@ -166,8 +214,14 @@ def put_subscription(
         raise HTTPException(status_code=409, detail="Unsubscribed: sign up again.") from exc
 
 
+# Documented as its two values (so clients and schema-driven tests know them); any other is 404.
+ActionPath = Annotated[str, Path(json_schema_extra={"enum": ["pause", "resume"]})]
+
+
 @router.post("/manage/{token}/{action}", response_model=SubscriptionOut, responses={400: {}, 404: {}, 409: {}})
-def pause_or_resume(token: str, action: str, readers: ReadersDep, session: SessionDep, now: NowDep) -> SubscriptionOut:
+def pause_or_resume(
+    token: str, action: ActionPath, readers: ReadersDep, session: SessionDep, now: NowDep
+) -> SubscriptionOut:
     """`pause` or `resume` the digests."""
     if action not in ("pause", "resume"):
         raise HTTPException(status_code=404, detail="Use pause or resume.")

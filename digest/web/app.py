@@ -58,6 +58,9 @@ def create_app(
         docs_url=None,
         openapi_url=ops.OPENAPI_URL,
         redoc_url=None,
+        # No "add or drop the trailing slash" redirects: Starlette builds their Location from the
+        # request's Host header, so a forged Host would get a redirect to any site. A wrong path is 404.
+        redirect_slashes=False,
     )
     app.state.web = _state(settings, engine, clock, limiter or _default_limiter(settings), kick)
     app.state.sender = sender
@@ -101,6 +104,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def _add_routes(app: FastAPI) -> None:
+    app.mount(ops.SWAGGER_UI_URL, StaticFiles(directory=str(ops.SWAGGER_UI_DIR)), name="swagger-ui")
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     app.include_router(api.router)
     app.include_router(pages.router)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import unquote_to_bytes
 
 from fastapi import Depends, HTTPException, Request
 from jinja2 import Environment
@@ -20,10 +21,12 @@ from digest.db import open_session
 from digest.models import Subscriber, SubscriberStatus
 from digest.signup import LinkError, confirm_max_age, subscriber_for
 from digest.tokens import Purpose
+from digest.web.forms import NOT_A_FILE, NOT_TEXT, PostedForm
 from digest.web.previews import IndexCache
-from digest.web.security import CSRF_COOKIE, CSRF_FIELD, RateLimiter, csrf_ok
+from digest.web.security import CSRF_FIELD, RateLimiter, csrf_cookie_name, csrf_ok, visitor_key
 
 INVALID_LINK = "This link is not valid."
+URLENCODED = "application/x-www-form-urlencoded"
 
 
 @dataclass
@@ -77,13 +80,37 @@ NowDep = Annotated[datetime, Depends(get_now)]
 # --- forms ------------------------------------------------------------------------------------------
 
 
-async def posted_form(request: Request) -> dict[str, str]:
-    """The text fields of a posted form (awaited here, so the handlers taking it can be plain `def`)."""
+async def posted_form(request: Request) -> PostedForm:
+    """The fields of a posted form (awaited here, so the handlers taking it can be plain `def`). A
+    field sent as a file, or whose bytes are not UTF-8, is not text: it is kept out, with its problem."""
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() == URLENCODED:
+        return url_form(await request.body())
     form = await request.form()
-    return {name: value for name, value in form.items() if isinstance(value, str)}
+    fields = {name: value for name, value in form.items() if isinstance(value, str)}
+    files = {name: NOT_A_FILE for name, value in form.items() if not isinstance(value, str)}
+    return PostedForm(fields | dict.fromkeys(files, ""), files)
 
 
-FormDep = Annotated[dict[str, str], Depends(posted_form)]
+def url_form(body: bytes) -> PostedForm:
+    """An application/x-www-form-urlencoded body read strictly: a value that is not UTF-8 is a
+    problem of its field, never replaced with U+FFFD (Starlette's reading) or accepted as bytes."""
+    fields: dict[str, str] = {}
+    problems: dict[str, str] = {}
+    for pair in body.split(b"&"):
+        if not pair:
+            continue
+        raw_name, _, raw_value = pair.partition(b"=")
+        name = unquote_to_bytes(raw_name.replace(b"+", b" ")).decode("utf-8", "replace")
+        try:
+            fields[name] = unquote_to_bytes(raw_value.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            fields[name], problems[name] = "", NOT_TEXT
+        else:
+            problems.pop(name, None)  # the last value of a repeated field is the one read
+    return PostedForm(fields, problems)
+
+
+FormDep = Annotated[PostedForm, Depends(posted_form)]
 
 
 class CsrfFailed(Exception):
@@ -92,7 +119,8 @@ class CsrfFailed(Exception):
 
 def csrf_passed(request: Request, form: Mapping[str, str], settings: Settings) -> bool:
     """Whether a browser form POST carries the CSRF field matching the visitor's cookie."""
-    return csrf_ok(settings.secret_key, request.cookies.get(CSRF_COOKIE), form.get(CSRF_FIELD))
+    cookie = request.cookies.get(csrf_cookie_name(settings.base_url))
+    return csrf_ok(settings.secret_key, cookie, form.get(CSRF_FIELD))
 
 
 def require_csrf(request: Request, form: FormDep, settings: SettingsDep) -> None:
@@ -119,7 +147,7 @@ class RateLimits:
     """This visitor's counters in the app's rate limiter."""
 
     limiter: RateLimiter
-    visitor: str
+    visitor: str  # an IPv4 address, or the /64 of an IPv6 one (see security.visitor_key)
     window: int
 
     def wait(self, what: str, limit: int) -> int | None:
@@ -128,7 +156,7 @@ class RateLimits:
 
 
 def get_limits(request: Request, web: WebDep) -> RateLimits:
-    return RateLimits(web.limiter, client_ip(request), web.settings.rate_window_seconds)
+    return RateLimits(web.limiter, visitor_key(client_ip(request)), web.settings.rate_window_seconds)
 
 
 LimitsDep = Annotated[RateLimits, Depends(get_limits)]

@@ -15,6 +15,44 @@ MAX_FIELD_CHARS = 200
 ZONES = ["UTC", *sorted(available_timezones() - {"UTC"})]
 _ZONE_SET = frozenset(ZONES)
 MAX_TOPICS_CHARS = 20_000
+NOT_TEXT = "This has characters that are not text: type it again, or paste it as plain text."
+NOT_A_FILE = "Send this as text, not as a file."
+# Control characters no one types (tab, CR and LF are left to each field's own rules).
+_CONTROLS = frozenset(chr(c) for c in (*range(0x20), 0x7F)) - {"\t", "\r", "\n"}
+
+
+class PostedForm(dict[str, str]):
+    """The text fields of a posted form. A field that came as something else — a file, or bytes
+    that are not UTF-8 — is left empty here, and `problems` says what was wrong with it."""
+
+    def __init__(self, fields: Mapping[str, str] | None = None, problems: Mapping[str, str] | None = None) -> None:
+        super().__init__(fields or {})
+        self.problems = dict(problems or {})
+
+
+def is_text(value: str) -> bool:
+    """Whether a value is text that can be stored and sent: valid Unicode (no lone surrogate, as
+    JSON's "\\ud800" or undecodable bytes give), without control characters."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return not _CONTROLS.intersection(value)
+
+
+def field_problems(form: Mapping[str, str]) -> dict[str, str]:
+    """The fields whose value is not text, each with its error (a posted form's own problems first)."""
+    problems = dict(form.problems) if isinstance(form, PostedForm) else {}
+    for name, value in form.items():
+        if name not in problems and not is_text(value):
+            problems[name] = NOT_TEXT
+    return problems
+
+
+def _text_only(form: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The form with every field that is not text emptied, and those fields' errors."""
+    problems = field_problems(form)
+    return {name: "" if name in problems else value for name, value in form.items()}, problems
 
 
 @dataclass
@@ -107,7 +145,9 @@ def _schedule(form: Mapping[str, str], errors: dict[str, str]) -> tuple[Frequenc
 
 def read_preferences(form: Mapping[str, str], errors: dict[str, str]) -> Preferences | None:
     """Preferences from form fields (everything but the email); problems go into `errors`. A field
-    that is missing or blank takes its value from DEFAULT_PREFERENCES."""
+    that is missing or blank takes its value from DEFAULT_PREFERENCES; one that is not text (see
+    `field_problems`) is refused."""
+    form, problems = _text_only(form)
     raw_topics = form.get("topics", "")
     topics = topic_lines(raw_topics)
     if len(raw_topics) > MAX_TOPICS_CHARS:
@@ -117,6 +157,7 @@ def read_preferences(form: Mapping[str, str], errors: dict[str, str]) -> Prefere
     frequency, hour, tz, weekly_day = _schedule(form, errors)
     min_upvotes = _optional_int(form, "min_upvotes", 0, 100_000, errors)
     cap = _int(form, "max_papers", 1, MAX_CAP, errors, DEFAULT_PREFERENCES.max_papers)
+    errors.update(problems)
     if errors:
         return None
     return Preferences(topics, frequency, hour, tz, weekly_day, min_upvotes, cap)
@@ -139,6 +180,8 @@ def form_values(prefs: Preferences) -> dict[str, str]:
 def read_signup(form: Mapping[str, str]) -> FormResult:
     """The whole sign-up form."""
     errors: dict[str, str] = {}
-    email = _email(form, errors)
-    prefs = read_preferences(form, errors)
-    return FormResult(email, prefs, errors)
+    text, problems = _text_only(form)
+    email = _email(text, errors)
+    prefs = read_preferences(text, errors)
+    errors.update(problems)
+    return FormResult(email, None if errors else prefs, errors)

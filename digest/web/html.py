@@ -5,16 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from digest.render import topic_label
+from digest.signup import next_link_at
 from digest.web.deps import BadLink, CsrfFailed, Unsubscribed, Web, WebDep, get_web
-from digest.web.security import CSRF_COOKIE, CSRF_FIELD, csrf_token, new_csrf_cookie
+from digest.web.security import CSRF_FIELD, SECURE_CSRF_COOKIE, csrf_cookie_name, csrf_token, new_csrf_cookie
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -39,7 +42,8 @@ class Renderer:
     def render(self, name: str, status: int = 200, **values: Any) -> HTMLResponse:
         """A page with a CSRF field for its forms, setting the CSRF cookie on the first visit."""
         settings = self.web.settings
-        cookie = self.request.cookies.get(CSRF_COOKIE) or new_csrf_cookie()
+        cookie_name = csrf_cookie_name(settings.base_url)
+        cookie = self.request.cookies.get(cookie_name) or new_csrf_cookie()
         values.update(
             csrf_field=CSRF_FIELD,
             csrf_token=csrf_token(settings.secret_key, cookie),
@@ -47,9 +51,9 @@ class Renderer:
             topic_label=topic_label,
         )
         response = HTMLResponse(self.web.pages.get_template(name).render(values), status_code=status)
-        if self.request.cookies.get(CSRF_COOKIE) != cookie:
-            secure = settings.base_url.startswith("https://")
-            response.set_cookie(CSRF_COOKIE, cookie, httponly=True, samesite="strict", secure=secure, path="/")
+        if self.request.cookies.get(cookie_name) != cookie:
+            secure = cookie_name == SECURE_CSRF_COOKIE  # a __Host- cookie must be Secure
+            response.set_cookie(cookie_name, cookie, httponly=True, samesite="strict", secure=secure, path="/")
         return response
 
 
@@ -58,6 +62,23 @@ def get_renderer(request: Request, web: WebDep) -> Renderer:
 
 
 PageDep = Annotated[Renderer, Depends(get_renderer)]
+
+
+def local_time(moment: datetime, zone: str) -> str:
+    """'10:00 on Tuesday 1 December (Europe/Paris time)', or '… (UTC)'."""
+    local = moment.astimezone(ZoneInfo(zone))
+    label = "UTC" if zone == "UTC" else f"{zone} time"
+    return f"{local:%H:%M} on {local:%A} {local.day} {local:%B} ({label})"
+
+
+def check_inbox(page: Renderer, now: datetime, zone: str = "UTC") -> HTMLResponse:
+    """The answer to every sign-up and every 'send me a new link', whatever the address's state: an
+    email may be on its way or have gone out within the cooldown, and when a new one can be sent
+    (a time that depends only on `now`, in the visitor's chosen zone when it is one we know)."""
+    settings = page.web.settings
+    when = next_link_at(settings, now)
+    shown = local_time(when, zone if zone in page.web.zones else "UTC")
+    return page.render("check_inbox.html", cooldown_hours=settings.confirm_cooldown_hours, new_link_after=shown)
 
 
 def too_many(page: Renderer, wait: int) -> HTMLResponse:

@@ -35,7 +35,7 @@ from digest.web.deps import (
     csrf_passed,
 )
 from digest.web.forms import form_values, read_preferences, read_signup, topic_lines
-from digest.web.html import PageDep, Renderer, too_many
+from digest.web.html import PageDep, Renderer, check_inbox, too_many
 from digest.web.previews import preview
 
 log = logging.getLogger(__name__)
@@ -81,9 +81,10 @@ def subscribe(
     """Validate, record a pending sign-up, queue the email; the answer never reveals the address's state."""
     if (wait := limits.wait("signup", web.settings.signup_rate_limit)) is not None:
         return too_many(page, wait)
+    zone = form.get("timezone", "").strip()
     if form.get("website"):  # the honeypot: people never see this field, bots fill it in
         log.info("honeypot filled from %s", limits.visitor)
-        return page.render("check_inbox.html")
+        return check_inbox(page, now, zone)
     result = read_signup(form)
     if result.errors or result.prefs is None:
         return _index(page, 400, form=form, errors=result.errors)
@@ -93,7 +94,7 @@ def subscribe(
         return _index(page, 400, form=form, errors={"email": str(exc)})
     log.info("sign-up request: %s", outcome.outcome.value)
     web.kick()
-    return page.render("check_inbox.html")
+    return check_inbox(page, now, zone)
 
 
 @router.post("/resend", response_class=HTMLResponse, dependencies=[CSRF_CHECKED])
@@ -106,7 +107,7 @@ def resend(
     with suppress(SubscriberError):  # the same answer either way
         request_new_link(session, web.settings, form.get("email", ""), now)
     web.kick()
-    return page.render("check_inbox.html")
+    return check_inbox(page, now)
 
 
 @router.get("/confirm/{token}", response_class=HTMLResponse)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import secrets
 import threading
@@ -26,14 +27,12 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 CSRF_COOKIE = "digest_csrf"
+# Under https the cookie is __Host- prefixed: browsers then only accept it Secure, for Path=/ and
+# with no Domain, so a sibling subdomain (or a man in the middle on http) cannot plant one.
+SECURE_CSRF_COOKIE = "__Host-digest_csrf"
 CSRF_FIELD = "csrf_token"
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
-)
-DOCS_CSP = (  # the API docs page loads Swagger UI from its CDN and runs one inline script (by hash)
-    "default-src 'self'; script-src 'self' https://cdn.jsdelivr.net {script}; "
-    "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 )
 HEADERS = [
@@ -43,6 +42,15 @@ HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
+# Pages and answers that carry a reader's link token or what it gives access to: never kept by a
+# browser's or a proxy's cache (a shared computer's history, the back button after leaving).
+TOKEN_PATHS = ("/confirm/", "/manage/", "/unsubscribe/", "/api/confirm/", "/api/manage/", "/api/unsubscribe/")
+NO_STORE = (b"cache-control", b"no-store")
+
+
+def csrf_cookie_name(base_url: str) -> str:
+    """The CSRF cookie's name: __Host- prefixed when the site is served over https."""
+    return SECURE_CSRF_COOKIE if base_url.startswith("https://") else CSRF_COOKIE
 
 
 class SecurityMiddleware:
@@ -62,10 +70,12 @@ class SecurityMiddleware:
             await _too_large(send)
             return
 
+        wanted = [*HEADERS, NO_STORE] if str(scope.get("path", "")).startswith(TOKEN_PATHS) else HEADERS
+
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 names = {name.lower() for name, _ in message.get("headers", [])}
-                extra = [(n, v) for n, v in HEADERS if n not in names]
+                extra = [(n, v) for n, v in wanted if n not in names]
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
@@ -122,6 +132,21 @@ def csrf_ok(secret: str, cookie: str | None, field: str | None) -> bool:
     if not cookie or not field:
         return False
     return hmac.compare_digest(csrf_token(secret, cookie), field)
+
+
+def visitor_key(host: str) -> str:
+    """Whom a rate limit counts: an IPv4 address itself, but an IPv6 address by its /64 — one
+    machine usually holds a whole /64, so counting per address would not limit it at all. An
+    IPv4-mapped IPv6 address counts as its IPv4 address; anything that is no address, as it is."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 class RateLimiter(Protocol):
