@@ -55,6 +55,7 @@ _TAG_OR_LT = re.compile(r"<[^<>]*>|<")
 
 
 _COMMENT_CLOSE = re.compile(r"--\s*>")  # what HTMLParser ends a comment with
+_QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")
 
 
 def _safe_tag(tag: re.Match[str], last_close: int) -> str:
@@ -65,6 +66,10 @@ def _safe_tag(tag: re.Match[str], last_close: int) -> str:
         # A marked section: HTMLParser raises AssertionError on most (`<![b>`) and searches the rest
         # of the text for the end of the others; CDATA's text it drops anyway.
         return ""
+    if _QUOTED.sub("", text).count('"') or _QUOTED.sub("", text).count("'"):
+        # A quote the tag does not close: HTMLParser's attribute scan would run on past the ">" to
+        # the next quote of the text, again for each such tag (quadratic); it is text.
+        return "&lt;" + text[1:]
     if text.startswith("<!--") and last_close < tag.start() + 4:
         # A comment never closed: HTMLParser would search the rest of the text for its end, again
         # for each one (quadratic on `<!--x>` repeated); it is text.

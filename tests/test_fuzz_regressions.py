@@ -127,6 +127,9 @@ TEXTS: list[tuple[Callable[[str], str], str, str]] = [
     (html_to_text, "a<!--x>b", "a<!--x>b"),
     (html_to_text, "a<!-- x > y -->b", "ab"),
     (html_to_text, "a<!-- x -- >b", "ab"),
+    # A tag whose quote it does not close is text (see test_unclosed_quotes_are_linear).
+    (html_to_text, 'p<b c="y>q', 'p<b c="y>q'),
+    (html_to_text, '<a title="it\'s">x</a>', "x"),
 ]
 
 
@@ -142,6 +145,14 @@ def test_unclosed_comments_are_linear() -> None:
     found = "<!-,cGd\x00>\x00\x00[<!--cGd\x00\x00\x00>"
     assert "<!--" not in _stray_lt_escaped(found * 10_000)
     assert html_to_text(found) == "[<!--cGd >"
+
+
+def test_unclosed_quotes_are_linear() -> None:
+    """A fuzz timeout (found by the linear-time check): HTMLParser's attribute scan ran from each
+    tag's unclosed quote on to the next quote in the text; now no such tag reaches it."""
+    found = '<bb//A=">[<b\x7f_/A="*' + "\x00" * 31
+    assert "<bb" not in _stray_lt_escaped(found * 10_000)
+    assert html_to_text(found) == '<bb//A=">[<b _/A="*'
 
 
 @pytest.mark.parametrize("text", ["\uff9e", "a \uff9f b"])
