@@ -48,10 +48,9 @@ class DigestRow(Protocol):
 
 def links(settings: Settings, sub: Subscriber, now: datetime) -> Links:
     """The signed manage and unsubscribe URLs for a subscriber, signed at `now`."""
-    assert sub.id is not None
     keys = settings.signing_keys
-    manage = make_token(keys, Purpose.MANAGE, sub.id, sub.email, now=now)
-    leave = make_token(keys, Purpose.UNSUBSCRIBE, sub.id, sub.email, now=now)
+    manage = make_token(keys, Purpose.MANAGE, sub.handle, now=now)
+    leave = make_token(keys, Purpose.UNSUBSCRIBE, sub.handle, now=now)
     return Links(f"{settings.base_url}/manage/{manage}", f"{settings.base_url}/unsubscribe/{leave}")
 
 

@@ -118,6 +118,7 @@ class Settings(BaseSettings):
     arxiv_min_interval: float = 3.0
 
     confirm_link_hours: int = Field(default=72, ge=1)
+    manage_link_days: int = Field(default=90, ge=1)  # every digest and notice carries a fresh one
     confirm_cooldown_hours: int = Field(default=24, ge=0)
     pending_retention_days: int = Field(default=7, ge=1)
     signup_rate_limit: int = Field(default=10, ge=1)  # sign-up requests per IP per rate window

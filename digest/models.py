@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -121,10 +122,18 @@ class Preferences:
 DEFAULT_PREFERENCES = Preferences()
 
 
+def new_handle() -> str:
+    """A random, opaque name for a subscriber: what link tokens carry (never the row id)."""
+    return secrets.token_urlsafe(12)
+
+
 class Subscriber(SQLModel, table=True):
     """A reader: address, topics and when they want their digest."""
 
+    __table_args__ = (UniqueConstraint("handle", name="uq_subscriber_handle"),)
+
     id: int | None = Field(default=None, primary_key=True)
+    handle: str = Field(default_factory=new_handle, sa_column=Column(String(32), nullable=False))
     email: str = Field(sa_column=Column(String(320), nullable=False, unique=True))
     status: SubscriberStatus = Field(default=SubscriberStatus.PENDING, sa_column=_enum(SubscriberStatus, index=True))
     topics: list[str] = Field(default_factory=list, sa_column=_json_list())

@@ -67,17 +67,24 @@ def stamp_of(moment: datetime | None) -> int:
 def confirm_url(settings: Settings, sub: Subscriber, now: datetime) -> str:
     """The link in a confirmation email: only the latest request's link confirms, and its lifetime
     counts from that request (`now` stands in for a row that never recorded one)."""
-    assert sub.id is not None
     signed_at = sub.requested_at or now
-    token = make_token(
-        settings.signing_keys, Purpose.CONFIRM, sub.id, sub.email, stamp_of(sub.requested_at), now=signed_at
-    )
+    token = make_token(settings.signing_keys, Purpose.CONFIRM, sub.handle, stamp_of(sub.requested_at), now=signed_at)
     return f"{settings.base_url}/confirm/{token}"
 
 
 def confirm_max_age(settings: Settings) -> int:
     """How long a confirmation link works, in seconds."""
     return settings.confirm_link_hours * 3600
+
+
+def link_max_age(settings: Settings, purpose: Purpose) -> int | None:
+    """How long a link works, in seconds: a confirmation link for DIGEST_CONFIRM_LINK_HOURS, a manage
+    link for DIGEST_MANAGE_LINK_DAYS (every email carries a fresh one), an unsubscribe link for ever."""
+    if purpose is Purpose.CONFIRM:
+        return confirm_max_age(settings)
+    if purpose is Purpose.MANAGE:
+        return settings.manage_link_days * 86_400
+    return None
 
 
 def next_link_at(settings: Settings, now: datetime) -> datetime:
@@ -248,16 +255,19 @@ def request_new_link(session: Session, settings: Settings, address: str, now: da
     return None if outcome is Requested.NOTHING else outcome
 
 
-def subscriber_for(
-    session: Session, settings: Settings, purpose: Purpose, token: str, *, now: datetime, max_age: int | None = None
-) -> Subscriber:
-    """The subscriber a link is for at `now`, or LinkError if the link is not valid for them any more."""
+def subscriber_for(session: Session, settings: Settings, purpose: Purpose, token: str, *, now: datetime) -> Subscriber:
+    """The subscriber a link is for at `now`, or LinkError if the link is not valid for them any more
+    (tampered, for another purpose, past its lifetime, or for a row that is gone)."""
     try:
-        data = read_token(settings.signing_keys, purpose, token, now=now, max_age=max_age)
+        data = read_token(settings.signing_keys, purpose, token, now=now, max_age=link_max_age(settings, purpose))
     except TokenError as exc:
         raise LinkError(str(exc)) from exc
-    sub = session.get(Subscriber, data.subscriber_id)
-    if sub is None or email_tag(sub.email) != data.email_tag:
+    if data.handle is not None:
+        sub = session.exec(select(Subscriber).where(Subscriber.handle == data.handle)).first()
+    else:  # a link from before handles: the row id, and a tag of the address it was made for
+        sub = session.get(Subscriber, data.subscriber_id)
+        sub = sub if sub is not None and email_tag(sub.email) == data.email_tag else None
+    if sub is None:
         raise LinkError("no such subscriber")
     if purpose is Purpose.CONFIRM and data.stamp != stamp_of(sub.requested_at):
         raise LinkError("superseded by a newer request")
@@ -266,7 +276,7 @@ def subscriber_for(
 
 def confirm(session: Session, settings: Settings, token: str, now: datetime) -> Subscriber:
     """Activate the pending subscriber a confirmation link names (idempotent once active)."""
-    sub = subscriber_for(session, settings, Purpose.CONFIRM, token, now=now, max_age=confirm_max_age(settings))
+    sub = subscriber_for(session, settings, Purpose.CONFIRM, token, now=now)
     if sub.status is SubscriberStatus.PENDING:
         sub.status = SubscriberStatus.ACTIVE
         sub.confirmed_at = now

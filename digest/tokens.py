@@ -52,18 +52,19 @@ def email_tag(email: str) -> str:
 
 @dataclass(frozen=True)
 class TokenData:
-    """What a valid token says: whose it is, and (for confirmation links) which request issued it."""
+    """What a valid token says: whose it is (their random handle; tokens made before handles name
+    the row id and an address tag instead), and for confirmation links which request issued it."""
 
-    subscriber_id: int
-    email_tag: str
+    handle: str | None
     stamp: int | None = None
+    subscriber_id: int | None = None  # legacy tokens only
+    email_tag: str | None = None  # legacy tokens only
 
 
-def make_token(
-    keys: list[str], purpose: Purpose, subscriber_id: int, email: str, stamp: int | None = None, *, now: datetime
-) -> str:
-    """A URL-safe signed token naming one subscriber, for one purpose, signed at `now`."""
-    payload: dict[str, object] = {"s": subscriber_id, "e": email_tag(email)}
+def make_token(keys: list[str], purpose: Purpose, handle: str, stamp: int | None = None, *, now: datetime) -> str:
+    """A URL-safe signed token naming one subscriber by their opaque handle, for one purpose, signed
+    at `now`. Its readable payload says nothing about the list or the address."""
+    payload: dict[str, object] = {"h": handle}
     if stamp is not None:
         payload["t"] = stamp
     return str(_serializer(keys, purpose, now).dumps(payload))
@@ -82,7 +83,11 @@ def read_token(
         raise TokenError("expired") from exc
     except BadSignature as exc:
         raise TokenError("bad signature") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("s"), int) or not isinstance(data.get("e"), str):
+    if not isinstance(data, dict):
         raise TokenError("malformed payload")
-    stamp = data.get("t")
-    return TokenData(data["s"], data["e"], stamp if isinstance(stamp, int) else None)
+    stamp = data.get("t") if isinstance(data.get("t"), int) else None
+    if isinstance(data.get("h"), str):
+        return TokenData(data["h"], stamp)
+    if isinstance(data.get("s"), int) and isinstance(data.get("e"), str):  # links in emails sent before handles
+        return TokenData(None, stamp, data["s"], data["e"])
+    raise TokenError("malformed payload")

@@ -7,21 +7,24 @@ from datetime import timedelta
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import text
-from sqlmodel import SQLModel, select
+from sqlmodel import SQLModel, col, select
 
 from digest.config import Settings
 from digest.db import current_revision, init_db, make_engine, open_session
 from digest.models import Delivery, DeliveryStatus, Paper, Subscriber, SubscriberStatus
 from digest.pipeline import run_send
 from digest.send import OutboxTransport
+from digest.signup import subscriber_for
+from digest.tokens import Purpose, email_tag
 from tests.conftest import NOW, FreshDatabase
 
 
 def test_the_migrated_schema_is_the_models(fresh_database: FreshDatabase) -> None:
     engine = make_engine(fresh_database("migrated"))
     init_db(engine)
-    assert current_revision(engine) == "0003"
+    assert current_revision(engine) == "0004"
     with engine.connect() as conn:
         differences = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata)
     engine.dispose()
@@ -51,26 +54,34 @@ def test_upgrading_a_database_with_data_from_the_previous_revision(
                 "seen": seen,
             },
         )
-        conn.execute(
-            text(
-                "INSERT INTO subscriber (email, status, topics, frequency, send_hour, timezone, weekly_day, max_papers,"
-                " created_at, confirmed_at) VALUES ('ada@example.org', 'active', :topics, 'daily', 8, 'UTC', 0, 25,"
-                " :joined, :joined)"
-            ),
-            {"topics": json.dumps(["cache"]), "joined": joined},
-        )
+        for address in ("ada@example.org", "grace@example.org"):
+            conn.execute(
+                text(
+                    "INSERT INTO subscriber (email, status, topics, frequency, send_hour, timezone, weekly_day,"
+                    " max_papers, created_at, confirmed_at) VALUES (:email, 'active', :topics, 'daily', 8, 'UTC', 0,"
+                    " 25, :joined, :joined)"
+                ),
+                {"email": address, "topics": json.dumps(["cache"]), "joined": joined},
+            )
     assert current_revision(engine) == "0001"
     init_db(engine)
-    assert current_revision(engine) == "0003"
+    assert current_revision(engine) == "0004"
     with open_session(engine) as session:
         paper = session.get(Paper, "2611.00001")
         assert paper is not None and paper.authoritative is True and paper.upvotes == 7
-        sub = session.exec(select(Subscriber)).one()
-        assert sub.status is SubscriberStatus.ACTIVE and sub.requested_at is None
+        subs = list(session.exec(select(Subscriber).order_by(col(Subscriber.id))))
+        assert [s.status for s in subs] == [SubscriberStatus.ACTIVE] * 2 and subs[0].requested_at is None
+        # Every reader got a random handle of their own (what new links name).
+        assert len({s.handle for s in subs}) == 2 and all(len(s.handle) == 16 for s in subs)
         upgraded = settings.model_copy(update={"database_url": url})
+        # A link in an email sent before the upgrade (it named the row id and an address tag) still works.
+        legacy = URLSafeTimedSerializer(upgraded.signing_keys, salt="paper-digest.unsubscribe").dumps(
+            {"s": subs[1].id, "e": email_tag(subs[1].email)}
+        )
+        assert subscriber_for(session, upgraded, Purpose.UNSUBSCRIBE, legacy, now=NOW).email == "grace@example.org"
         report = run_send(session, upgraded, OutboxTransport(upgraded.outbox_dir), NOW)
-        assert report.counts["sent"] == 1
-        assert session.exec(select(Delivery)).one().status is DeliveryStatus.SENT
+        assert report.counts["sent"] == 2
+        assert {d.status for d in session.exec(select(Delivery))} == {DeliveryStatus.SENT}
     engine.dispose()
 
 
@@ -86,7 +97,7 @@ def test_downgrade_then_upgrade_again(fresh_database: FreshDatabase) -> None:
         conn.commit()
     assert current_revision(engine) == "0001"
     init_db(engine)
-    assert current_revision(engine) == "0003"
+    assert current_revision(engine) == "0004"
     engine.dispose()
 
 
@@ -94,5 +105,5 @@ def test_init_db_is_safe_to_run_twice(fresh_database: FreshDatabase) -> None:
     engine = make_engine(fresh_database("twice"))
     init_db(engine)
     init_db(engine)
-    assert current_revision(engine) == "0003"
+    assert current_revision(engine) == "0004"
     engine.dispose()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import email
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -259,9 +261,9 @@ def test_a_message_in_the_outbox_parses(session: Session, settings: Settings) ->
     ],
 )
 def test_a_token_is_stamped_and_aged_by_the_times_given(read_at: datetime, ok: bool) -> None:
-    token = make_token(["k"], Purpose.CONFIRM, 7, "ada@example.org", 3, now=NOW)
+    token = make_token(["k"], Purpose.CONFIRM, "h4ndle", 3, now=NOW)
     if ok:
-        assert read_token(["k"], Purpose.CONFIRM, token, now=read_at, max_age=72 * 3600).subscriber_id == 7
+        assert read_token(["k"], Purpose.CONFIRM, token, now=read_at, max_age=72 * 3600).handle == "h4ndle"
     else:
         with pytest.raises(TokenError, match="expired"):
             read_token(["k"], Purpose.CONFIRM, token, now=read_at, max_age=72 * 3600)
@@ -415,3 +417,29 @@ def test_a_pending_signups_settings_stand_and_a_new_signup_only_sends_the_link_a
         confirm(session, settings, old_link, NOW + 26 * HOUR)
     new_link = _token(confirm_url(settings, sub, NOW + 25 * HOUR))
     assert confirm(session, settings, new_link, NOW + 26 * HOUR).topics == ['"KV cache"', "agents"]
+
+
+def test_link_payloads_are_opaque(session: Session, settings: Settings) -> None:
+    request_signup(session, settings, "ada@example.org", PREFS, NOW)
+    sub = _sub(session, "ada@example.org")
+    for url in (*links(settings, sub, NOW), confirm_url(settings, sub, NOW)):
+        payload = json.loads(base64.urlsafe_b64decode(_token(url).split(".")[0] + "=="))
+        # A random handle (and, for a confirmation link, its request's stamp): no row id, no address hash.
+        assert payload.keys() <= {"h", "t"} and payload["h"] == sub.handle
+
+
+@pytest.mark.parametrize(("days", "manage_works"), [(89, True), (91, False)])
+def test_manage_links_live_90_days_and_unsubscribe_links_for_ever(
+    session: Session, settings: Settings, days: int, manage_works: bool
+) -> None:
+    request_signup(session, settings, "ada@example.org", PREFS, NOW)
+    sub = _sub(session, "ada@example.org")
+    manage, leave = (_token(u) for u in links(settings, sub, NOW))
+    later = NOW + timedelta(days=days)
+    if manage_works:
+        assert subscriber_for(session, settings, Purpose.MANAGE, manage, now=later).id == sub.id
+    else:
+        with pytest.raises(LinkError, match="expired"):
+            subscriber_for(session, settings, Purpose.MANAGE, manage, now=later)
+    forever = NOW + timedelta(days=3650)
+    assert subscriber_for(session, settings, Purpose.UNSUBSCRIBE, leave, now=forever).id == sub.id

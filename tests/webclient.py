@@ -439,7 +439,7 @@ def _broken(site: Site, token: str) -> dict[str, str]:
     sub = site.subscriber(ADA)
     assert sub is not None and sub.id is not None
     another_key = make_token(
-        ["someone-elses-key"], Purpose.CONFIRM, sub.id, sub.email, stamp_of(sub.requested_at), now=site.clock()
+        ["someone-elses-key"], Purpose.CONFIRM, sub.handle, stamp_of(sub.requested_at), now=site.clock()
     )
     tokens = site.tokens(ADA)
     return {
@@ -500,6 +500,6 @@ def bad_link_tokens(site: Site, email: str, good: dict[str, str], mine: str) -> 
         "tampered": tamper(good[mine]),
         "garbage": "abc.def.ghi",
         f"{other}-token": good[other],
-        "confirm-token": make_token(keys, Purpose.CONFIRM, sub.id, sub.email, 1, now=now),
-        "another-key": make_token(["other-key"], Purpose(mine), sub.id, sub.email, now=now),
+        "confirm-token": make_token(keys, Purpose.CONFIRM, sub.handle, 1, now=now),
+        "another-key": make_token(["other-key"], Purpose(mine), sub.handle, now=now),
     }

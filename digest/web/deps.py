@@ -19,7 +19,7 @@ from sqlmodel import Session
 from digest.config import Settings
 from digest.db import open_session
 from digest.models import Subscriber, SubscriberStatus
-from digest.signup import LinkError, confirm_max_age, subscriber_for
+from digest.signup import LinkError, subscriber_for
 from digest.tokens import Purpose
 from digest.web.forms import NOT_A_FILE, NOT_TEXT, PostedForm
 from digest.web.previews import IndexCache
@@ -187,8 +187,7 @@ class Readers:
 
     def find(self, purpose: Purpose, token: str) -> Subscriber:
         """The subscriber, or LinkError (a confirmation link also expires)."""
-        max_age = confirm_max_age(self.settings) if purpose is Purpose.CONFIRM else None
-        return subscriber_for(self.session, self.settings, purpose, token, now=self.now, max_age=max_age)
+        return subscriber_for(self.session, self.settings, purpose, token, now=self.now)
 
     def for_api(self, purpose: Purpose, token: str) -> Subscriber:
         """The subscriber, or the API's 400 for a link that does not work."""
