@@ -122,6 +122,7 @@ class Settings(BaseSettings):
     confirm_cooldown_hours: int = Field(default=24, ge=0)
     pending_retention_days: int = Field(default=7, ge=1)
     signup_rate_limit: int = Field(default=10, ge=1)  # sign-up requests per IP per rate window
+    link_rate_limit: int = Field(default=60, ge=1)  # requests carrying a link token, per IP per rate window
     rate_window_seconds: int = Field(default=3600, ge=1)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
 

@@ -19,6 +19,7 @@ from tests.webclient import (  # noqa: F401  (clock, site: fixtures)
     ADA,
     FIXED_EPOCH,
     PENDING,
+    UNSUBSCRIBED,
     Clock,
     Site,
     assert_forbidden,
@@ -154,6 +155,26 @@ def test_rate_limits_count_an_ipv6_client_by_its_64(site: Site) -> None:
     assert _signups_allowed(site, ["2001:db8:aa:bc::1"], 1) == [200]  # the next /64 is someone else
     assert _signups_allowed(site, ["::ffff:198.51.100.7", "198.51.100.7"], 4) == [200, 200, 200, 429]
     assert _signups_allowed(site, ["198.51.100.8"], 1) == [200]  # IPv4 stays per address
+
+
+def test_requests_carrying_link_tokens_are_rate_limited_but_one_click_unsubscribe_never(site: Site) -> None:
+    """Issue 11 #1: every token endpoint is counted per visitor, like sign-up (defence in depth for a
+    leaked or guessed link); the RFC 8058 one-click POST is not: providers send it for many readers."""
+    tokens = confirmed(site)
+    site.settings.link_rate_limit = 4
+    site.app.app.state.web.limiter = MemoryRateLimiter(clock=lambda: FIXED_EPOCH)  # type: ignore[attr-defined]
+    manage, leave = tokens["manage"], tokens["unsubscribe"]
+    codes = [site.client.get(f"/manage/{manage}").status_code for _ in range(3)]
+    codes.append(site.client.get(f"/api/manage/{manage}").status_code)
+    codes.append(site.client.get(f"/unsubscribe/{leave}").status_code)
+    codes.append(site.client.post("/api/confirm/whatever").status_code)
+    assert codes == [200, 200, 200, 200, 429, 429]
+    page = site.client.get(f"/manage/{manage}")
+    assert page.status_code == 429 and "Too many requests" in page.text and page.headers["Retry-After"]
+    api = site.client.get(f"/api/manage/{manage}")
+    assert api.status_code == 429 and api.json() == {"error": "too many requests"}
+    assert one_click(site, leave, "urlencoded").status_code == 200  # still unsubscribes
+    assert status_of(site, ADA) is UNSUBSCRIBED
 
 
 # --- headers --------------------------------------------------------------------------------------

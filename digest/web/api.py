@@ -28,7 +28,7 @@ from digest.signup import (
 )
 from digest.subscribers import MAX_CAP, MAX_TOPICS, SubscriberError, unsubscribe
 from digest.tokens import Purpose
-from digest.web.deps import INVALID_LINK, LimitsDep, NowDep, ReadersDep, SessionDep, SettingsDep, WebDep
+from digest.web.deps import INVALID_LINK, LINKS_LIMITED, LimitsDep, NowDep, ReadersDep, SessionDep, SettingsDep, WebDep
 from digest.web.forms import NOT_TEXT, form_values, is_text, read_preferences, read_signup
 from digest.web.previews import preview
 
@@ -178,7 +178,7 @@ def preview_topics(body: PreviewIn, limits: LimitsDep, web: WebDep, now: NowDep)
     return JSONResponse({"papers": [{**asdict(p), "meta": p.meta} for p in papers], "more": more})
 
 
-@router.post("/confirm/{token}", response_model=Status, responses={400: {}})
+@router.post("/confirm/{token}", response_model=Status, responses={429: {}, 400: {}}, dependencies=[LINKS_LIMITED])
 def confirm_subscription(token: str, session: SessionDep, settings: SettingsDep, now: NowDep) -> Status:
     """Confirm a sign-up with the token from the confirmation email."""
     try:
@@ -192,13 +192,20 @@ def _out(sub: Subscriber) -> SubscriptionOut:
     return SubscriptionOut(email=sub.email, status=sub.status, **asdict(sub.preferences))
 
 
-@router.get("/manage/{token}", response_model=SubscriptionOut, responses={400: {}})
+@router.get(
+    "/manage/{token}", response_model=SubscriptionOut, responses={429: {}, 400: {}}, dependencies=[LINKS_LIMITED]
+)
 def get_subscription(token: str, readers: ReadersDep) -> SubscriptionOut:
     """The subscription a manage token is for."""
     return _out(readers.for_api(Purpose.MANAGE, token))
 
 
-@router.put("/manage/{token}", response_model=SubscriptionOut, responses={400: {}, 422: {}})
+@router.put(
+    "/manage/{token}",
+    response_model=SubscriptionOut,
+    responses={429: {}, 400: {}, 422: {}},
+    dependencies=[LINKS_LIMITED],
+)
 def put_subscription(
     token: str, body: PreferencesIn, readers: ReadersDep, session: SessionDep
 ) -> JSONResponse | SubscriptionOut:
@@ -218,7 +225,12 @@ def put_subscription(
 ActionPath = Annotated[str, Path(json_schema_extra={"enum": ["pause", "resume"]})]
 
 
-@router.post("/manage/{token}/{action}", response_model=SubscriptionOut, responses={400: {}, 404: {}, 409: {}})
+@router.post(
+    "/manage/{token}/{action}",
+    response_model=SubscriptionOut,
+    responses={429: {}, 400: {}, 404: {}, 409: {}},
+    dependencies=[LINKS_LIMITED],
+)
 def pause_or_resume(
     token: str, action: ActionPath, readers: ReadersDep, session: SessionDep, now: NowDep
 ) -> SubscriptionOut:
@@ -232,7 +244,7 @@ def pause_or_resume(
         raise HTTPException(status_code=409, detail=str(exc)) from exc
 
 
-@router.post("/unsubscribe/{token}", response_model=Status, responses={400: {}})
+@router.post("/unsubscribe/{token}", response_model=Status, responses={429: {}, 400: {}}, dependencies=[LINKS_LIMITED])
 def unsubscribe_api(token: str, readers: ReadersDep, session: SessionDep, now: NowDep) -> Status:
     """Unsubscribe (idempotent)."""
     unsubscribe(session, readers.for_api(Purpose.UNSUBSCRIBE, token), now)

@@ -162,6 +162,26 @@ def get_limits(request: Request, web: WebDep) -> RateLimits:
 LimitsDep = Annotated[RateLimits, Depends(get_limits)]
 
 
+class LinkRateLimited(Exception):
+    """Too many requests carrying link tokens from one visitor (answered 429, page or JSON)."""
+
+    def __init__(self, wait: int) -> None:
+        super().__init__(wait)
+        self.wait = wait
+
+
+def limit_links(limits: LimitsDep, settings: SettingsDep) -> None:
+    """Count one request that carries a link token; LinkRateLimited past DIGEST_LINK_RATE_LIMIT."""
+    if (wait := limits.wait("link", settings.link_rate_limit)) is not None:
+        raise LinkRateLimited(wait)
+
+
+# For the routes that take a link token (confirm, manage, unsubscribe pages and their API), solved
+# first. The RFC 8058 one-click unsubscribe POST is left out: mail providers send it from few
+# addresses for many readers, and an unsubscribe must never wait.
+LINKS_LIMITED = Depends(limit_links)
+
+
 # --- link tokens ------------------------------------------------------------------------------------
 
 

@@ -11,12 +11,12 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from digest.render import topic_label
 from digest.signup import next_link_at
-from digest.web.deps import BadLink, CsrfFailed, Unsubscribed, Web, WebDep, get_web
+from digest.web.deps import BadLink, CsrfFailed, LinkRateLimited, Unsubscribed, Web, WebDep, get_web
 from digest.web.security import CSRF_FIELD, SECURE_CSRF_COOKIE, csrf_cookie_name, csrf_token, new_csrf_cookie
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -106,8 +106,16 @@ def _unsubscribed(request: Request, exc: Exception) -> HTMLResponse:
 
 
 # What the pages answer when their dependencies refuse a request (create_app registers these).
-ERROR_PAGES: dict[type[Exception], Callable[[Request, Exception], HTMLResponse]] = {
+def _links_limited(request: Request, exc: Exception) -> Response:
+    wait = exc.wait if isinstance(exc, LinkRateLimited) else 60
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": "too many requests"}, status_code=429, headers={"Retry-After": str(wait)})
+    return too_many(Renderer(request, get_web(request)), wait)
+
+
+ERROR_PAGES: dict[type[Exception], Callable[[Request, Exception], Response]] = {
     CsrfFailed: _forbidden,
     BadLink: _bad_link,
     Unsubscribed: _unsubscribed,
+    LinkRateLimited: _links_limited,
 }

@@ -20,6 +20,7 @@ from digest.subscribers import SubscriberError, unsubscribe
 from digest.tokens import Purpose
 from digest.web.deps import (
     CSRF_CHECKED,
+    LINKS_LIMITED,
     BadLink,
     ConfirmReader,
     CsrfFailed,
@@ -110,7 +111,7 @@ def resend(
     return check_inbox(page, now)
 
 
-@router.get("/confirm/{token}", response_class=HTMLResponse)
+@router.get("/confirm/{token}", response_class=HTMLResponse, dependencies=[LINKS_LIMITED])
 def confirm_page(page: PageDep, sub: ConfirmReader, now: NowDep) -> HTMLResponse:
     """One button: mail scanners fetch links, so a GET never confirms anything."""
     return page.render(
@@ -119,7 +120,7 @@ def confirm_page(page: PageDep, sub: ConfirmReader, now: NowDep) -> HTMLResponse
     )  # fmt: skip
 
 
-@router.post("/confirm/{token}", response_class=HTMLResponse, dependencies=[CSRF_CHECKED])
+@router.post("/confirm/{token}", response_class=HTMLResponse, dependencies=[LINKS_LIMITED, CSRF_CHECKED])
 def confirm_post(page: PageDep, token: str, session: SessionDep, settings: SettingsDep, now: NowDep) -> HTMLResponse:
     """Activate the subscription."""
     try:
@@ -139,13 +140,13 @@ def _manage(page: Renderer, sub: Subscriber, now: datetime, status: int = 200, *
     )  # fmt: skip
 
 
-@router.get("/manage/{token}", response_class=HTMLResponse)
+@router.get("/manage/{token}", response_class=HTMLResponse, dependencies=[LINKS_LIMITED])
 def manage_page(page: PageDep, sub: ManageReader, now: NowDep) -> HTMLResponse:
     """The reader's preferences, editable."""
     return _manage(page, sub, now)
 
 
-@router.post("/manage/{token}", response_class=HTMLResponse, dependencies=[CSRF_CHECKED])
+@router.post("/manage/{token}", response_class=HTMLResponse, dependencies=[LINKS_LIMITED, CSRF_CHECKED])
 def manage_post(page: PageDep, form: FormDep, sub: ManageReader, session: SessionDep, now: NowDep) -> HTMLResponse:
     """Save, pause, resume, or unsubscribe."""
     try:
@@ -175,7 +176,7 @@ def _apply_action(
     return _manage(page, sub, now, saved="Saved. Your next digest follows these settings.")
 
 
-@router.get("/unsubscribe/{token}", response_class=HTMLResponse)
+@router.get("/unsubscribe/{token}", response_class=HTMLResponse, dependencies=[LINKS_LIMITED])
 def unsubscribe_page(page: PageDep, sub: UnsubscribeReader) -> HTMLResponse:
     """One button; the GET changes nothing (mail scanners fetch every link)."""
     return page.render("unsubscribe.html", email=sub.email)
