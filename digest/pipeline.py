@@ -28,7 +28,7 @@ from digest.match import select as select_papers
 from digest.models import Delivery, DeliveryStatus, Subscriber
 from digest.plan import ChunkPlan, Due, due_now, plan_chunk, plan_due
 from digest.render import RenderedDigest
-from digest.send import Outcome, Outgoing, Result, Transport
+from digest.send import Outcome, Outgoing, Result, Transport, safe_filename
 from digest.suppress import suppress
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,9 @@ def _send(run: Run, conn: Connection, claimed: Claimed, report: SendReport) -> N
         if result.permanent_recipient:
             suppress(run.session, sub.email, f"hard bounce: {result.detail}", run.clock())
             report.counts["suppressed"] += 1
-        line = DigestLine(sub.email, row.period, len(row.paper_ids), result.outcome.value, file=names[result.key])
+        line = DigestLine(
+            sub.email, row.period, len(row.paper_ids), result.outcome.value, file=safe_filename(names[result.key])
+        )
         report.lines.append(line)
 
     run.transport.deliver(outgoing, on_result)

@@ -7,6 +7,7 @@ before the body went out a failure is safe to retry; after it, we cannot know, s
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 import time
@@ -65,9 +66,17 @@ class Transport(Protocol):
     def deliver(self, messages: Sequence[Outgoing], report: Report) -> None: ...
 
 
+MAX_STEM = 120
+
+
 def safe_filename(text: str) -> str:
-    """A file name fragment from an address or period (no slashes, no dots at the start)."""
-    return re.sub(r"[^A-Za-z0-9@._+-]", "_", text).lstrip(".")[:120] or "message"
+    """A file name stem from an address and period: no slashes, no dot at the start, at most
+    MAX_STEM characters — a longer one keeps its start and ends with a hash of the whole, so two
+    long names never meet in one file."""
+    stem = re.sub(r"[^A-Za-z0-9@._+-]", "_", text).lstrip(".") or "message"
+    if len(stem) <= MAX_STEM:
+        return stem
+    return f"{stem[: MAX_STEM - 17]}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
 class OutboxTransport:
@@ -85,15 +94,15 @@ class OutboxTransport:
                 report(Result(message.key, Outcome.SKIPPED, reason))
                 continue
             try:
-                self._write(message.name + ".eml", message.data)
-                self._write(message.name + ".html", message.html.encode("utf-8"))
+                self._write(message.name, ".eml", message.data)
+                self._write(message.name, ".html", message.html.encode("utf-8"))
             except OSError as exc:
                 report(Result(message.key, Outcome.RETRY, f"outbox: {exc}"))
             else:
                 report(Result(message.key, Outcome.SENT, "written to outbox"))
 
-    def _write(self, name: str, data: bytes) -> None:
-        target = self.folder / safe_filename(name)
+    def _write(self, name: str, suffix: str, data: bytes) -> None:
+        target = self.folder / (safe_filename(name) + suffix)
         tmp = target.with_suffix(target.suffix + ".tmp")
         tmp.write_bytes(data)
         os.replace(tmp, target)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlmodel import Session, select
@@ -10,7 +11,16 @@ from sqlmodel import Session, select
 from digest.config import Settings, parse_smtp_url
 from digest.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
 from digest.pipeline import run_send
-from digest.send import Outcome, Outgoing, Result, SmtpTransport, classify, make_transport
+from digest.send import (
+    OutboxTransport,
+    Outcome,
+    Outgoing,
+    Result,
+    SmtpTransport,
+    classify,
+    make_transport,
+    safe_filename,
+)
 from digest.suppress import is_suppressed
 from tests.conftest import NOW, free_port
 from tests.factories import add_papers, paper, subscriber
@@ -198,3 +208,25 @@ def test_sending_works_from_a_thread_that_already_runs_an_event_loop(smtp_server
     asyncio.run(inside_a_loop())
     assert [r.outcome for r in results] == [Outcome.SENT]
     assert len(smtp_server.messages) == 1
+
+
+def test_the_outbox_keeps_every_file_of_long_addresses_apart(tmp_path: Path) -> None:
+    """Issue 11 #14: names were cut at 120 characters after the suffix was added, so a long
+    address's .html overwrote its .eml, and two long addresses with one start shared a file."""
+    long = "a" * 150
+    first, second = f"{long}1@example.org", f"{long}2@example.org"
+    outbox = OutboxTransport(tmp_path)
+    messages = [
+        Outgoing(key=n, sender="d@example.org", recipient=who, data=f"To: {who}\r\n\r\nbody".encode(),
+                 name=f"{who}-2026-11-30", html=f"<p>{who}</p>")
+        for n, who in enumerate((first, second))
+    ]  # fmt: skip
+    results: list[Result] = []
+    outbox.deliver(messages, results.append)
+    assert [r.outcome for r in results] == [Outcome.SENT, Outcome.SENT]
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 4 and all(len(f) <= 125 for f in files)
+    for who in (first, second):
+        stem = safe_filename(f"{who}-2026-11-30")
+        assert (tmp_path / f"{stem}.eml").read_bytes().startswith(f"To: {who}".encode())
+        assert (tmp_path / f"{stem}.html").read_text() == f"<p>{who}</p>"
