@@ -189,13 +189,24 @@ def _without_stray_end_tags(content: bytes) -> bytes:
 
 
 def _feedparser(content: bytes) -> Any:
+    """feedparser's reading of the bytes; where feedparser itself breaks, of the bytes repaired
+    (stray end tags and unused extension elements dropped), and failing that of the repaired bytes
+    as UTF-8 with what is not UTF-8 replaced (its strict parser breaks on such bytes in a namespace)."""
     try:
-        return feedparser.parse(content, sanitize_html=True, resolve_relative_uris=False)
+        return _read(content)
     except Exception:
         repaired = _without_stray_end_tags(_UNUSED.sub(b"", _EXTENSION_TAG.sub(b"", content)))
-        if repaired == content:
+    try:
+        return _read(repaired)
+    except Exception:
+        transcoded = repaired.decode("utf-8", "replace").encode("utf-8")
+        if transcoded == content:
             raise
-        return feedparser.parse(repaired, sanitize_html=True, resolve_relative_uris=False)
+        return _read(transcoded)
+
+
+def _read(content: bytes) -> Any:
+    return feedparser.parse(content, sanitize_html=True, resolve_relative_uris=False)
 
 
 def _parse_xml(content: bytes) -> Any:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from digest.config import SourceKind
-from digest.parse import parse
+from digest.parse import FeedError, parse
 from digest.query import MAX_DEPTH, QueryError, parse_query
 from digest.text import _stray_lt_escaped, html_to_text, plain_text, squash, words
 from tests.fuzz.checks import check_parse, check_query, check_text
@@ -80,6 +80,16 @@ FEEDS: list[tuple[SourceKind, bytes, list[str]]] = [
     (SourceKind.HF_JSON, hf(rb"T\ud800x"), ["T x"]),
     (SourceKind.HF_JSON, hf(rb"\udfff"), []),
 ]
+
+
+def test_a_namespace_that_is_not_utf8_no_longer_breaks_feedparser() -> None:
+    """`make fuzz` (rss): feedparser's strict parser raised ValueError (a namespace URI with a byte
+    that is not UTF-8), so the feed was lost as 'the parser could not read this feed'. Read again
+    with such bytes replaced, it is what it is: a document with no entry."""
+    content = b'<!----><r v="" xmlns:dc="h\xff/"><dc:h>e gt'
+    with pytest.raises(FeedError, match="not a readable feed") as caught:
+        parse(SourceKind.RSS, content)
+    assert "parser could not read" not in str(caught.value)
 
 
 @pytest.mark.parametrize(("kind", "content", "titles"), FEEDS)
