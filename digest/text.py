@@ -55,26 +55,26 @@ _TAG_OR_LT = re.compile(r"<[^<>]*>|<")
 
 
 _COMMENT_CLOSE = re.compile(r"--\s*>")  # what HTMLParser ends a comment with
-_QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")
+_TAG_NAME = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)")
 
 
 def _safe_tag(tag: re.Match[str], last_close: int) -> str:
+    """A complete tag as HTMLParser may safely see it. Attributes are dropped (cleaning keeps only
+    text, and HTMLParser's attribute scan runs on past the ">" of a tag whose quotes it reads
+    differently — again for each such tag, quadratic); what is no tag is text."""
     text = tag.group()
     if len(text) == 1:
         return "&lt;"
-    if text.startswith("<!["):
-        # A marked section: HTMLParser raises AssertionError on most (`<![b>`) and searches the rest
-        # of the text for the end of the others; CDATA's text it drops anyway.
+    if text.startswith("<![") or text.startswith("<?") or (text.startswith("<!") and not text.startswith("<!--")):
+        # Marked sections (HTMLParser raises AssertionError on most, `<![b>`), declarations and
+        # processing instructions carry no text.
         return ""
-    if _QUOTED.sub("", text).count('"') or _QUOTED.sub("", text).count("'"):
-        # A quote the tag does not close: HTMLParser's attribute scan would run on past the ">" to
-        # the next quote of the text, again for each such tag (quadratic); it is text.
-        return "&lt;" + text[1:]
-    if text.startswith("<!--") and last_close < tag.start() + 4:
+    if text.startswith("<!--"):
         # A comment never closed: HTMLParser would search the rest of the text for its end, again
         # for each one (quadratic on `<!--x>` repeated); it is text.
-        return "&lt;" + text[1:]
-    return text
+        return text if last_close >= tag.start() + 4 else "&lt;" + text[1:]
+    name = _TAG_NAME.match(text)
+    return f"<{name.group(1)}{name.group(2)}>" if name else "&lt;" + text[1:]
 
 
 def _stray_lt_escaped(fragment: str) -> str:
