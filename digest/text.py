@@ -54,35 +54,34 @@ def squash(text: str) -> str:
 _TAG_OR_LT = re.compile(r"<[^<>]*>|<")
 
 
-_COMMENT_CLOSE = re.compile(r"--\s*>")  # what HTMLParser ends a comment with
+_COMMENT_OR_TAG = re.compile(r"<!--.*?-->|<[^<>]*>|<", re.S)
 _TAG_NAME = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)")
 
 
-def _safe_tag(tag: re.Match[str], last_close: int) -> str:
-    """A complete tag as HTMLParser may safely see it. Attributes are dropped (cleaning keeps only
-    text, and HTMLParser's attribute scan runs on past the ">" of a tag whose quotes it reads
-    differently — again for each such tag, quadratic); what is no tag is text."""
+def _safe_tag(tag: re.Match[str]) -> str:
+    """A complete tag as HTMLParser may safely see it: a bare name. Attributes are dropped (cleaning
+    keeps only text, and HTMLParser's attribute scan runs on past the ">" of a tag whose quotes it
+    reads differently); comments, declarations, marked sections and processing instructions go
+    (HTMLParser searches the rest of the text for the end of an unclosed one, again for each one,
+    and raises AssertionError on marked sections it does not know); what is no tag is text."""
     text = tag.group()
     if len(text) == 1:
         return "&lt;"
-    if text.startswith("<![") or text.startswith("<?") or (text.startswith("<!") and not text.startswith("<!--")):
-        # Marked sections (HTMLParser raises AssertionError on most, `<![b>`), declarations and
-        # processing instructions carry no text.
+    if text.startswith(("<!", "<?")):
         return ""
-    if text.startswith("<!--"):
-        # A comment never closed: HTMLParser would search the rest of the text for its end, again
-        # for each one (quadratic on `<!--x>` repeated); it is text.
-        return text if last_close >= tag.start() + 4 else "&lt;" + text[1:]
     name = _TAG_NAME.match(text)
     return f"<{name.group(1)}{name.group(2)}>" if name else "&lt;" + text[1:]
 
 
 def _stray_lt_escaped(fragment: str) -> str:
-    """The fragment with every "<" that does not open a complete tag written as `&lt;` (Python's
-    HTMLParser rescans the rest of the text for each unfinished tag: quadratic on `<b<b<b…`), and
-    so is an unclosed comment's; marked sections are dropped."""
-    last_close = max((m.start() for m in _COMMENT_CLOSE.finditer(fragment)), default=-1)
-    return _TAG_OR_LT.sub(lambda tag: _safe_tag(tag, last_close), fragment)
+    """The fragment as HTMLParser may read it in linear time: comments gone, every tag a bare name,
+    and every "<" that does not open a complete tag written as `&lt;` (it rescans the rest of the
+    text for each unfinished tag: quadratic on `<b<b<b…`). A comment runs to the first `-->` after
+    it; where no `-->` follows, a `<!--` is only the start of a dropped tag, so that finding a
+    comment's end never scans past the last close (which would be quadratic too)."""
+    cut = fragment.rfind("-->") + 3 if "-->" in fragment else 0
+    head = _COMMENT_OR_TAG.sub(_safe_tag, fragment[:cut]) if cut else ""
+    return head + _TAG_OR_LT.sub(_safe_tag, fragment[cut:])
 
 
 def bounded(raw: str, limit: int | None) -> str:
