@@ -369,6 +369,7 @@ def make_subscribers(rng: random.Random, count: int, queries: Sequence[str], now
         roll = rng.random()
         yield {
             "email": f"{first}.{last}.{n}@{DOMAINS[n % len(DOMAINS)]}",
+            "handle": f"bench-{n:010d}",  # unique and deterministic; draws nothing from the seed
             "status": SubscriberStatus.ACTIVE,
             "topics": list(picked),
             "frequency": Frequency.DAILY,
