@@ -256,32 +256,23 @@ def expire_stale(session: Session, now: datetime, stale_after: timedelta, table:
     """Rows stuck in `sending` past the timeout (their worker died mid-send) become `unknown`:
     the message may have gone out, so it is reported, never resent automatically."""
     cutoff = now - stale_after
-    statement = (
-        update(table)
-        .where(col(table.status) == DeliveryStatus.SENDING, col(table.claimed_at) < cutoff)
-        .values(
-            status=DeliveryStatus.UNKNOWN,
-            error=f"its worker stopped mid-send (claimed before {cutoff:%Y-%m-%d %H:%M} UTC)",
-        )
-    )
-    result: CursorResult[Any] = session.execute(statement, execution_options=NO_SYNC)  # type: ignore[assignment]
-    session.commit()
-    return int(result.rowcount)
+    why = f"its worker stopped mid-send (claimed before {cutoff:%Y-%m-%d %H:%M} UTC)"
+    return _move_stale(session, table, DeliveryStatus.SENDING, cutoff, status=DeliveryStatus.UNKNOWN, error=why)
 
 
 def release_stale(session: Session, now: datetime, stale_after: timedelta, table: Outbound = Delivery) -> int:
     """Rows still `claimed` past the timeout lost their worker before their SMTP transaction began:
     nothing of them went out, so they wait again, due at once (the sweeper queues them)."""
     cutoff = now - stale_after
-    statement = (
-        update(table)
-        .where(col(table.status) == DeliveryStatus.CLAIMED, col(table.claimed_at) < cutoff)
-        .values(
-            status=DeliveryStatus.PENDING,
-            due_at=None,
-            error=f"its worker stopped before sending it (claimed before {cutoff:%Y-%m-%d %H:%M} UTC): resent",
-        )
+    why = f"its worker stopped before sending it (claimed before {cutoff:%Y-%m-%d %H:%M} UTC): resent"
+    return _move_stale(
+        session, table, DeliveryStatus.CLAIMED, cutoff, status=DeliveryStatus.PENDING, due_at=None, error=why
     )
+
+
+def _move_stale(session: Session, table: Outbound, held: DeliveryStatus, cutoff: datetime, **values: Any) -> int:
+    """Rows in `held` claimed before `cutoff` get `values`; committed; returns how many."""
+    statement = update(table).where(col(table.status) == held, col(table.claimed_at) < cutoff).values(**values)
     result: CursorResult[Any] = session.execute(statement, execution_options=NO_SYNC)  # type: ignore[assignment]
     session.commit()
     return int(result.rowcount)
