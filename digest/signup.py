@@ -27,6 +27,7 @@ from sqlmodel import Session, col, select
 from digest.config import Settings
 from digest.models import (
     DEFAULT_PREFERENCES,
+    DeliveryStatus,
     Notice,
     NoticeKind,
     Preferences,
@@ -119,7 +120,17 @@ class _Plan:
 
 
 def _recent_notice(session: Session, sub_id: int, since: datetime) -> bool:
-    query = select(Notice.id).where(Notice.subscriber_id == sub_id, col(Notice.created_at) >= since).limit(1)
+    """Whether an email was queued for this reader since `since` — one that failed does not count:
+    the reader never got it, so they may ask again at once."""
+    query = (
+        select(Notice.id)
+        .where(
+            Notice.subscriber_id == sub_id,
+            col(Notice.created_at) >= since,
+            col(Notice.status) != DeliveryStatus.FAILED,
+        )
+        .limit(1)
+    )
     return session.exec(query).first() is not None
 
 

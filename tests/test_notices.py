@@ -11,7 +11,7 @@ from digest import compose, notices
 from digest.config import Settings, parse_smtp_url
 from digest.models import DeliveryStatus, Notice, NoticeKind, Preferences, Subscriber
 from digest.send import Outgoing, SmtpTransport
-from digest.signup import request_signup
+from digest.signup import Requested, request_signup
 from tests.conftest import NOW
 from tests.smtpserver import SmtpServer, smtp_server  # noqa: F401
 
@@ -45,3 +45,9 @@ def test_a_notice_that_cannot_be_built_fails_with_its_reason_and_the_rest_go_out
     # Nothing is left claimed: a later pass has nothing to do and nothing turns `unknown`.
     assert not list(session.exec(select(Notice).where(col(Notice.status) == DeliveryStatus.SENDING)))
     assert notices.send_notices(session, settings, transport, NOW) == {}
+    # The reader whose email failed never got it: the 24 h cooldown does not stop them asking again.
+    again = request_signup(session, settings, "bad@example.org", Preferences(["diffusion"]), NOW)
+    assert again.outcome is Requested.CONFIRMATION_QUEUED
+    assert request_signup(session, settings, "ada@example.org", Preferences(["diffusion"]), NOW).outcome is (
+        Requested.COOLING_DOWN
+    )
