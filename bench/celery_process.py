@@ -20,10 +20,20 @@ import psutil
 from digest.config import PROJECT_ROOT, Settings
 
 
-def environment(settings: Settings, **extra: str) -> dict[str, str]:
-    """This process's environment without its DIGEST_* variables, plus one DIGEST_* variable per
-    field of `settings` (so the child's `Settings()` equals it) and `extra`."""
+def child_environment(**extra: str) -> dict[str, str]:
+    """The environment for a child process of ours: this one's without its DIGEST_* variables (a
+    child is configured only by what the caller gives it), this checkout first on PYTHONPATH (it
+    imports this code, whatever folder it runs in), and `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    env["PYTHONPATH"] = str(PROJECT_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+def environment(settings: Settings, **extra: str) -> dict[str, str]:
+    """A child's environment (`child_environment`) with one DIGEST_* variable per field of
+    `settings` (so the child's `Settings()` equals it) and `extra`."""
+    env = child_environment()
     values = settings.model_dump(mode="json")
     prefix = settings.model_config.get("env_prefix", "")
     for name, field in Settings.model_fields.items():
@@ -32,8 +42,6 @@ def environment(settings: Settings, **extra: str) -> dict[str, str]:
             continue
         alias = field.validation_alias if isinstance(field.validation_alias, str) else None
         env[alias or f"{prefix}{name}".upper()] = value if isinstance(value, str) else json.dumps(value)
-    # The child imports this checkout's code, whatever folder it runs in.
-    env["PYTHONPATH"] = str(PROJECT_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.update(extra)
     return env
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
-from email.utils import parseaddr
 
 from bench.measure import Clock, Timing, median_rate, peak_rss_mb, profiled, timed
 from bench.records import DigestConfig, DigestResult, PerDigest, PerDigestWarm, SendRate
@@ -16,7 +15,7 @@ from digest import compose
 from digest.config import Settings
 from digest.db import make_engine
 from digest.match import PaperIndex, annotate
-from digest.mime import build_message
+from digest.mime import build_message, envelope_sender
 from digest.render import RenderedDigest, environment, render_digest
 from digest.send import Outgoing, SmtpTransport, Transport
 
@@ -102,7 +101,7 @@ def _steps(settings: Settings, transport: Transport, index: PaperIndex, sample: 
         for ctx, (sub, row) in zip(contexts, sample, strict=True)
     ]
     mime, data = timed(reps, lambda: [build_message(r, h) for r, h in zip(rendered, heads, strict=True)])
-    send, outcomes = _time_send(transport, parseaddr(settings.from_address)[1], data, sample, reps)
+    send, outcomes = _time_send(transport, envelope_sender(settings.from_address), data, sample, reps)
     return _Steps(render, mime, send, rendered, data, outcomes)
 
 

@@ -8,7 +8,7 @@ import email.policy
 import smtplib
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from email.utils import format_datetime
 from pathlib import Path
 from typing import NamedTuple
 
@@ -21,6 +21,7 @@ from digest.compose import render_for
 from digest.config import Settings
 from digest.db import make_engine
 from digest.match import PaperIndex, annotate
+from digest.mime import envelope_sender
 from digest.models import Delivery, Subscriber
 from digest.render import DigestContext, paper_view, subject_line, subject_topics, topic_label
 
@@ -143,7 +144,7 @@ def stage_naive(cfg: NaiveConfig) -> NaiveResult:
     index, sample = digest_sample(settings, engine, cfg.setup.now, cfg.sample)
     sample = [(sub, row) for sub, row in sample if _renders(settings, sub, row, index)]
     naive = _Naive(settings, index, _naive_templates())
-    sender = parseaddr(settings.from_address)[1]
+    sender = envelope_sender(settings.from_address)
     total = Clock()
     with total.run():
         sent = naive.send_all(sample, sender)

@@ -20,6 +20,7 @@ from typing import TypeVar
 from sqlalchemy.engine import Engine
 
 from bench import celery_run, db, generate, report, smtp
+from bench.celery_process import child_environment
 from bench.celery_run import CeleryConfig
 from bench.records import (
     Ceiling,
@@ -173,8 +174,7 @@ def run_stage(name: str, cfg: StageConfig, kind: type[R], work: Path, timeout: f
     cfg_path, out_path = work / f"{name}.config.json", work / f"{name}.result.json"
     cfg_path.write_text(dumps(cfg))
     out_path.unlink(missing_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    env["PYTHONPATH"] = str(PROJECT_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env = child_environment()
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "bench.stages", cfg.stage, str(cfg_path), str(out_path)],

@@ -7,6 +7,9 @@ folder it reads (once per process).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import datetime
 from typing import NamedTuple, Protocol
 
@@ -17,10 +20,12 @@ from digest.mime import Headers, build_message, domain_of, envelope_sender, make
 from digest.models import Frequency, NoticeKind, Subscriber
 from digest.render import DigestContext, RenderedDigest, render_digest, render_pair, topic_label
 from digest.schedule import zone
-from digest.send import Outgoing
+from digest.send import Outcome, Outgoing, Result
 from digest.signup import confirm_url
 from digest.tokens import Purpose, make_token
 
+log = logging.getLogger(__name__)
+Veto = Callable[[], str | None]
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
@@ -156,3 +161,18 @@ def notice_message(settings: Settings, sub: Subscriber, key: int, kind: NoticeKi
     unsubscribe_url = None if kind is NoticeKind.CONFIRM else links(settings, sub, now).unsubscribe
     head = headers(settings, sub, now, message_id, unsubscribe_url, listed=False)
     return outgoing(settings, key, f"{sub.email}-{kind.value}-{key}", render_notice(settings, sub, kind, now), head)
+
+
+def compose_each(
+    jobs: Iterable[tuple[int, Callable[[], Outgoing], Veto]], fail: Callable[[Result], None]
+) -> list[Outgoing]:
+    """Build each (key, build, veto) message and give it its last-moment check; one that cannot be
+    built is reported to `fail` as `failed`, with its reason, and the rest of the batch goes on."""
+    outgoing = []
+    for key, build, veto in jobs:
+        try:
+            outgoing.append(replace(build(), veto=veto))
+        except Exception as exc:  # one unbuildable message must not strand the others
+            log.exception("could not compose message %s", key)
+            fail(Result(key, Outcome.FAILED, f"could not compose: {type(exc).__name__}: {exc}"[:300]))
+    return outgoing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from email.utils import parseaddr
 from enum import StrEnum
@@ -63,6 +64,19 @@ class SmtpConfig(BaseModel):
     password: str | None = None
     implicit_tls: bool = False
     starttls: bool = False
+
+
+def url_is_local(url: str, *, private: bool = False) -> bool:
+    """Whether a URL names this machine (`localhost`, a loopback address) — or, with `private`, also
+    a private or link-local network. A name other than localhost is not looked up."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return not address.is_global if private else address.is_loopback
 
 
 def parse_smtp_url(url: str, *, starttls: bool | None = None) -> SmtpConfig:

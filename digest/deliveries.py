@@ -147,16 +147,22 @@ def _reader_active() -> Any:
     return _reader_in(Delivery, [SubscriberStatus.ACTIVE])
 
 
-def claim_many(session: Session, row_ids: Sequence[int], now: datetime) -> list[int]:
-    """Claim many delivery rows in one conditional update (each still waiting, due, and its reader
-    still active), committed before any SMTP; returns the ids this caller won."""
+def claim_many(
+    session: Session,
+    row_ids: Sequence[int],
+    now: datetime,
+    table: Outbound = Delivery,
+    readers: Sequence[SubscriberStatus] = (SubscriberStatus.ACTIVE,),
+) -> list[int]:
+    """Claim rows in one conditional update (each still waiting, due, and its reader still in
+    `readers`), committed before any SMTP; returns the ids this caller won."""
     if not row_ids:
         return []
     statement = (
-        update(Delivery)
-        .where(col(Delivery.id).in_(row_ids), waiting_and_due(Delivery, now), _reader_active())
-        .values(status=DeliveryStatus.CLAIMED, claimed_at=now, attempts=col(Delivery.attempts) + 1)
-        .returning(col(Delivery.id))
+        update(table)
+        .where(col(table.id).in_(row_ids), waiting_and_due(table, now), _reader_in(table, readers))
+        .values(status=DeliveryStatus.CLAIMED, claimed_at=now, attempts=col(table.attempts) + 1)
+        .returning(col(table.id))
     )
     won = sorted(int(i) for (i,) in session.execute(statement, execution_options=NO_SYNC))
     session.commit()
@@ -164,22 +170,14 @@ def claim_many(session: Session, row_ids: Sequence[int], now: datetime) -> list[
 
 
 def claim(
-    session: Session, row_id: int, now: datetime, table: Outbound = Delivery, readers: Sequence[SubscriberStatus] = ()
+    session: Session,
+    row_id: int,
+    now: datetime,
+    table: Outbound = Delivery,
+    readers: Sequence[SubscriberStatus] = (SubscriberStatus.ACTIVE,),
 ) -> bool:
-    """Move a row to `claimed` if it is still waiting and its reader still in `readers` (default:
-    active); committed. True if this caller won the row."""
-    statement = (
-        update(table)
-        .where(
-            col(table.id) == row_id,
-            waiting_and_due(table, now),
-            _reader_in(table, readers or [SubscriberStatus.ACTIVE]),
-        )
-        .values(status=DeliveryStatus.CLAIMED, claimed_at=now, attempts=col(table.attempts) + 1)
-    )
-    result: CursorResult[Any] = session.execute(statement, execution_options=NO_SYNC)  # type: ignore[assignment]
-    session.commit()
-    return result.rowcount == 1
+    """Claim one row (see `claim_many`). True if this caller won it."""
+    return bool(claim_many(session, [row_id], now, table, readers))
 
 
 def skip_inactive(session: Session, delivery_ids: Sequence[int]) -> int:

@@ -14,7 +14,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from digest.config import USER_AGENT
+from digest.config import USER_AGENT, url_is_local
 
 ARXIV_HOSTS = frozenset({"arxiv.org", "export.arxiv.org", "rss.arxiv.org", "www.arxiv.org"})
 MAX_RETRY_AFTER = timedelta(days=1)
@@ -105,18 +105,6 @@ def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
 
 
-def is_local(url: str) -> bool:
-    """Whether a configured URL names this machine or a private network: `localhost`, or an address
-    literal that is loopback, link-local or private (a name is not looked up: the operator chose it)."""
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return not ipaddress.ip_address(host.strip("[]")).is_global
-    except ValueError:
-        return False
-
-
 def redirect_problem(origin: str, current: str, target: str) -> str | None:
     """Why a feed at `current` (configured as `origin`) may not be followed to `target`, or None:
     only to http(s), never from https to http, and to a non-public address only when the configured
@@ -126,7 +114,7 @@ def redirect_problem(origin: str, current: str, target: str) -> str | None:
         return f"redirect to {target[:80]!r} refused: not an http(s) URL"
     if urlsplit(current).scheme.lower() == "https" and scheme != "https":
         return "redirect from https to http refused"
-    if not is_local(origin):
+    if not url_is_local(origin, private=True):
         found = _addresses(urlsplit(target).hostname or "")
         if not found:
             return f"redirect to {urlsplit(target).hostname!r} refused: it does not resolve"

@@ -6,14 +6,12 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
-from digest import deliveries
+from digest import compose, deliveries
 from digest.clock import Clock
-from digest.compose import notice_message
 from digest.config import Settings
 from digest.models import DeliveryStatus, Notice, NoticeKind, Subscriber, SubscriberStatus
 from digest.send import Outcome, Outgoing, Result, Transport
@@ -23,8 +21,8 @@ log = logging.getLogger(__name__)
 BATCH = 500
 # Who a notice may still go to when it is claimed.
 READERS = {
-    NoticeKind.CONFIRM: [SubscriberStatus.PENDING],
-    NoticeKind.ALREADY: [SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED],
+    NoticeKind.CONFIRM: (SubscriberStatus.PENDING,),
+    NoticeKind.ALREADY: (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED),
 }
 
 
@@ -86,15 +84,15 @@ def _compose_all(
 ) -> list[Outgoing]:
     """The claimed notices' messages, each marked in flight right before its MAIL FROM; one that
     cannot be built is settled `failed` with its reason, and the rest of the batch goes out."""
-    outgoing = []
-    for key, (notice, sub) in claimed.items():
-        veto = in_flight.veto(key, notice.subscriber_id, tuple(READERS[notice.kind]))
-        try:
-            outgoing.append(replace(notice_message(settings, sub, key, notice.kind, now), veto=veto))
-        except Exception as exc:  # one unbuildable notice must not strand the others in `sending`
-            log.exception("could not compose notice %s", key)
-            settle(Result(key, Outcome.FAILED, f"could not compose: {type(exc).__name__}: {exc}"[:300]))
-    return outgoing
+
+    def build(notice: Notice, sub: Subscriber, key: int) -> Callable[[], Outgoing]:
+        return lambda: compose.notice_message(settings, sub, key, notice.kind, now)
+
+    jobs = [
+        (key, build(notice, sub, key), in_flight.veto(key, notice.subscriber_id, READERS[notice.kind]))
+        for key, (notice, sub) in claimed.items()
+    ]
+    return compose.compose_each(jobs, settle)
 
 
 def _skip_if_moot(session: Session, notice: Notice) -> None:

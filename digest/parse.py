@@ -194,15 +194,17 @@ def _feedparser(content: bytes) -> Any:
     as UTF-8 with what is not UTF-8 replaced (its strict parser breaks on such bytes in a namespace)."""
     try:
         return _read(content)
-    except Exception:
-        repaired = _without_stray_end_tags(_UNUSED.sub(b"", _EXTENSION_TAG.sub(b"", content)))
-    try:
-        return _read(repaired)
-    except Exception:
-        transcoded = repaired.decode("utf-8", "replace").encode("utf-8")
-        if transcoded == content:
-            raise
-        return _read(transcoded)
+    except Exception as exc:
+        failure = exc
+    repaired = _without_stray_end_tags(_UNUSED.sub(b"", _EXTENSION_TAG.sub(b"", content)))
+    for attempt in dict.fromkeys((repaired, repaired.decode("utf-8", "replace").encode("utf-8"))):
+        if attempt == content:
+            continue  # the same bytes again would fail the same way
+        try:
+            return _read(attempt)
+        except Exception as exc:
+            failure = exc
+    raise failure
 
 
 def _read(content: bytes) -> Any:
@@ -261,12 +263,17 @@ def _arxiv_rss_entry(entry: Any, result: ParseResult) -> None:
     _finish(_arxiv_paper(entry, ident, abstract, authors), result)
 
 
-def parse_arxiv_rss(content: bytes) -> ParseResult:
-    """arXiv listing RSS (rss.arxiv.org): keep `new` and `cross` announcements, skip replacements."""
+def _feed_result(content: bytes, read: Callable[[Any, ParseResult], None]) -> ParseResult:
+    """An RSS or Atom document read entry by entry with `read`, its well-formedness warning kept."""
     feed = _parse_xml(content)
     result = ParseResult(warning=_bozo_warning(feed), entries=len(feed.entries))
-    _each(feed.entries, result, _arxiv_rss_entry)
+    _each(feed.entries, result, read)
     return result
+
+
+def parse_arxiv_rss(content: bytes) -> ParseResult:
+    """arXiv listing RSS (rss.arxiv.org): keep `new` and `cross` announcements, skip replacements."""
+    return _feed_result(content, _arxiv_rss_entry)
 
 
 def _arxiv_atom_entry(entry: Any, result: ParseResult) -> None:
@@ -280,10 +287,7 @@ def _arxiv_atom_entry(entry: Any, result: ParseResult) -> None:
 
 def parse_arxiv_atom(content: bytes) -> ParseResult:
     """An arXiv API response (export.arxiv.org/api/query), Atom 1.0."""
-    feed = _parse_xml(content)
-    result = ParseResult(warning=_bozo_warning(feed), entries=len(feed.entries))
-    _each(feed.entries, result, _arxiv_atom_entry)
-    return result
+    return _feed_result(content, _arxiv_atom_entry)
 
 
 def _pdf_link(entry: Any) -> str | None:
@@ -329,10 +333,7 @@ def _rss_entry(entry: Any, result: ParseResult) -> None:
 
 def parse_rss(content: bytes) -> ParseResult:
     """Any RSS or Atom feed. arXiv links are recognised so the paper merges with arXiv's row."""
-    feed = _parse_xml(content)
-    result = ParseResult(warning=_bozo_warning(feed), entries=len(feed.entries))
-    _each(feed.entries, result, _rss_entry)
-    return result
+    return _feed_result(content, _rss_entry)
 
 
 def _hf_item(item: Any) -> tuple[ParsedPaper | None, str | None]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.engine import Connection
@@ -182,17 +182,12 @@ def _compose_all(run: Run, conn: Connection, claimed: Claimed, report: SendRepor
     """The messages of the claimed rows, each marked in flight right before its MAIL FROM (or vetoed
     there if its reader left); a digest that cannot be composed is settled `failed` and the rest go on."""
     in_flight = InFlight(conn, run.clock)
-    outgoing: list[Outgoing] = []
-    for key, row in claimed.rows.items():
-        sub = claimed.subs[row.subscriber_id]
-        try:
-            message = compose.digest_message(run.settings, sub, key, row, claimed.index)
-        except Exception as exc:  # one unrenderable digest must not stop the batch
-            log.exception("could not compose delivery %s", key)
-            _settle(run, conn, row, Result(key, Outcome.FAILED, f"could not compose: {exc}"[:300]), report)
-            continue
-        outgoing.append(replace(message, veto=in_flight.veto(key, row.subscriber_id)))
-    return outgoing
+
+    def build(row: Delivery, key: int) -> Callable[[], Outgoing]:
+        return lambda: compose.digest_message(run.settings, claimed.subs[row.subscriber_id], key, row, claimed.index)
+
+    jobs = [(key, build(row, key), in_flight.veto(key, row.subscriber_id)) for key, row in claimed.rows.items()]
+    return compose.compose_each(jobs, lambda failed: _settle(run, conn, claimed.rows[failed.key], failed, report))
 
 
 def _settle(run: Run, conn: Connection, row: Delivery, result: Result, report: SendReport) -> None:

@@ -7,7 +7,7 @@ that planning a page or a chunk of readers needs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -86,12 +86,17 @@ def window_start(sub: Subscriber, last_end: datetime | None, now: datetime) -> d
     return min(max(start, last_end) if last_end else start, now)
 
 
+def _unrecorded(session: Session, subs: Iterable[Subscriber], now: datetime) -> dict[int, Slot]:
+    """The slot owed now to each of these readers whose period has no delivery row yet."""
+    slots = {sub.id: slot for sub in subs if sub.id is not None and (slot := slot_for(sub, now))}
+    rows = deliveries.existing_keys(session, ((sid, s.period) for sid, s in slots.items()))
+    return {sid: slot for sid, slot in slots.items() if (sid, slot.period) not in rows}
+
+
 def plan_due(session: Session, now: datetime, page_size: int) -> Iterator[list[int]]:
     """Ids of active subscribers whose digest is due (or due again), a page at a time."""
     for page in active_pages(session, page_size):
-        slots = {sub.id: slot for sub in page if sub.id is not None and (slot := slot_for(sub, now))}
-        rows = deliveries.existing_keys(session, ((sid, s.period) for sid, s in slots.items()))
-        due = {sid for sid, slot in slots.items() if (sid, slot.period) not in rows}
+        due = set(_unrecorded(session, page, now))
         due |= {sid for _id, sid, _start in deliveries.waiting_rows(session, [s.id for s in page if s.id], now)}
         if due:
             yield sorted(due)
@@ -101,15 +106,10 @@ def plan_chunk(session: Session, settings: Settings, ids: Sequence[int], now: da
     """The active readers among `ids`, and the digests to compose for those whose period has no row yet."""
     query = select(Subscriber).where(col(Subscriber.id).in_(ids), Subscriber.status == SubscriberStatus.ACTIVE)
     subs = {s.id: s for s in session.exec(query) if s.id is not None}
-    slots = {sid: slot for sid, sub in subs.items() if (slot := slot_for(sub, now))}
-    rows = deliveries.existing_keys(session, ((sid, s.period) for sid, s in slots.items()))
-    ends = deliveries.last_window_end(session, list(slots))
+    owed = _unrecorded(session, subs.values(), now)
+    ends = deliveries.last_window_end(session, list(owed))
     end = window_end(settings, now)
-    due = [
-        Due(subs[sid], slot, Window(window_start(subs[sid], ends.get(sid), end), end))
-        for sid, slot in slots.items()
-        if (sid, slot.period) not in rows
-    ]
+    due = [Due(subs[sid], slot, Window(window_start(subs[sid], ends.get(sid), end), end)) for sid, slot in owed.items()]
     resend_starts = [start for _id, _sid, start in deliveries.waiting_rows(session, list(subs), now)]
     since = min([*(d.window.start for d in due), *resend_starts], default=end)
     return ChunkPlan(subs, due, since, end)

@@ -8,15 +8,13 @@ for local use with the embedded SQLite database a random key is made once and ke
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import secrets
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from sqlalchemy import make_url
 
-from digest.config import Settings
+from digest.config import Settings, url_is_local
 
 MIN_BYTES = 32
 # Keys that are public: this project's old default and the placeholder of .env.example.
@@ -26,17 +24,6 @@ HOW = 'make one with: python -c "import secrets; print(secrets.token_urlsafe(48)
 
 class SecretError(ValueError):
     """The configured key cannot be used here; the message says why and how to make one."""
-
-
-def is_local(base_url: str) -> bool:
-    """Whether the links point at this machine only (localhost or a loopback address)."""
-    host = (urlsplit(base_url).hostname or "").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def weakness(key: str | None) -> str | None:
@@ -74,7 +61,7 @@ def ensure_secret(settings: Settings) -> Settings:
     problem = weakness(settings.secret_key)
     if problem is None:
         return settings
-    if not is_local(settings.base_url):
+    if not url_is_local(settings.base_url):
         raise SecretError(f"DIGEST_SECRET_KEY {problem}, and DIGEST_BASE_URL {settings.base_url} is not local; {HOW}")
     if settings.secret_key and settings.secret_key.strip() not in PLACEHOLDERS:
         return settings  # a short key of the operator's own, for local use only

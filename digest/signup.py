@@ -73,16 +73,11 @@ def confirm_url(settings: Settings, sub: Subscriber, now: datetime) -> str:
     return f"{settings.base_url}/confirm/{token}"
 
 
-def confirm_max_age(settings: Settings) -> int:
-    """How long a confirmation link works, in seconds."""
-    return settings.confirm_link_hours * 3600
-
-
 def link_max_age(settings: Settings, purpose: Purpose) -> int | None:
     """How long a link works, in seconds: a confirmation link for DIGEST_CONFIRM_LINK_HOURS, a manage
     link for DIGEST_MANAGE_LINK_DAYS (every email carries a fresh one), an unsubscribe link for ever."""
     if purpose is Purpose.CONFIRM:
-        return confirm_max_age(settings)
+        return settings.confirm_link_hours * 3600
     if purpose is Purpose.MANAGE:
         return settings.manage_link_days * 86_400
     return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,7 @@ def _owner(name: str, modules: set[str]) -> str:
     return ""
 
 
+@cache
 def import_graph() -> dict[str, set[str]]:
     """Module → the modules of ours it imports (a package's own name, as in `from digest import x`, is
     not an edge to the package: only its submodule is)."""
@@ -128,6 +130,7 @@ def test_functions_are_small() -> None:
     assert {name: n for name, n in lengths.items() if n > MAX_FUNCTION_LINES} == {}
 
 
+@cache
 def readme_map() -> str:
     text = (PROJECT_ROOT / "README.md").read_text()
     match = re.search(r"^### Module map\n(.*?)^#", text, re.S | re.M)

@@ -181,16 +181,23 @@ def test_fan_out_enqueued_ten_times_with_two_workers(world: World) -> None:
     assert statuses == {DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN}
 
 
-def test_kill_9_during_the_data_pause_then_restart(world: World) -> None:
-    world.readers([f"reader{n:02d}@example.org" for n in range(20)] + ["slow-20@example.org"])
+def _killed_in_data(world: World) -> Celery:
+    """Start a worker, plan the sends, and SIGKILL its pool child while a slow message waits in
+    SMTP DATA; the worker is then stopped. Returns the client that planned."""
     first = world.worker("w-first")
     client = world.client()
     client.send_task("digest.plan_sends")
     wait_for("the slow message's DATA pause", world.smtp.state.slow_started.is_set, timeout=60)
     (child,) = first.children()
-    child.kill()  # SIGKILL in the middle of an SMTP DATA phase
+    child.kill()
     time.sleep(1)
     first.stop()
+    return client
+
+
+def test_kill_9_during_the_data_pause_then_restart(world: World) -> None:
+    world.readers([f"reader{n:02d}@example.org" for n in range(20)] + ["slow-20@example.org"])
+    client = _killed_in_data(world)
     world.worker("w-restarted")
     world.pump(client, "all digests settled", lambda: len(world.rows()) == 21 and all_settled(world.engine))
     figures = invariant(world.engine, world.smtp, "kill -9 of a worker child during SMTP DATA, then a restart")
@@ -209,14 +216,7 @@ def test_kill_9_at_several_points_of_a_chunk(world: World, position: int) -> Non
     emails = [f"reader{n:02d}@example.org" for n in range(30)]
     emails[position] = f"slow-30-{position:02d}@example.org"
     world.readers(emails)
-    first = world.worker("w-first")
-    client = world.client()
-    client.send_task("digest.plan_sends")
-    wait_for("the slow message's DATA pause", world.smtp.state.slow_started.is_set, timeout=60)
-    (child,) = first.children()
-    child.kill()  # SIGKILL with the chunk part-sent
-    time.sleep(1)
-    first.stop()
+    client = _killed_in_data(world)
     assert len(world.smtp.messages) == position  # everything before the slow one, nothing after
     world.worker("w-restarted")
     world.pump(client, "all digests settled", lambda: len(world.rows()) == 30 and all_settled(world.engine))

@@ -8,7 +8,6 @@ ill-formed documents, every encoding and entity case, and the sanitizer's hostil
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from bench.celery_process import child_environment
 from digest.cli import app
 from tests.conftest import FIXTURES, FreshDatabase
 
@@ -102,8 +102,9 @@ def test_one_bad_entry_keeps_the_good_ones_as_a_real_process(
     kind, body = HOSTILE[case]
     feed = tmp_path / "feed"
     feed.write_text(body, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    env.update(DIGEST_DATABASE_URL=fresh_database("hostile"), DIGEST_SOURCES="[]", DIGEST_SECRET_KEY="x" * 32)
+    env = child_environment(
+        DIGEST_DATABASE_URL=fresh_database("hostile"), DIGEST_SOURCES="[]", DIGEST_SECRET_KEY="x" * 32
+    )
     run = [sys.executable, "-m", "digest"]
     done = subprocess.run(
         [*run, "fetch", "--file", str(feed), "--kind", kind], env=env, cwd=tmp_path,

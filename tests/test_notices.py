@@ -30,7 +30,7 @@ def test_a_notice_that_cannot_be_built_fails_with_its_reason_and_the_rest_go_out
             "\ud800".encode()
         return real(settings, sub, key, kind, now)
 
-    monkeypatch.setattr(notices, "notice_message", built)
+    monkeypatch.setattr(compose, "notice_message", built)
     transport = SmtpTransport(parse_smtp_url(smtp_server.url))
 
     counts = notices.send_notices(session, settings, transport, NOW)

@@ -3,7 +3,6 @@ would meet it; local use with SQLite gets a random key made once and kept beside
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
 import sys
@@ -11,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from digest.config import PROJECT_ROOT, Settings
-from digest.secret import PLACEHOLDERS, SecretError, ensure_secret, is_local, key_file, weakness
+from bench import celery_process
+from bench.celery_process import child_environment
+from digest.config import Settings, url_is_local
+from digest.secret import PLACEHOLDERS, SecretError, ensure_secret, key_file, weakness
 
 STRONG = "s" * 40
 PUBLIC = "https://digest.example.org"
@@ -31,7 +32,7 @@ PUBLIC = "https://digest.example.org"
     ],
 )
 def test_what_counts_as_local(url: str, local: bool) -> None:
-    assert is_local(url) is local
+    assert url_is_local(url) is local
 
 
 @pytest.mark.parametrize(
@@ -77,9 +78,7 @@ def test_local_use_without_sqlite_still_needs_a_key() -> None:
 
 
 def _env(tmp_path: Path, **values: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    env.update(DIGEST_DATABASE_URL=f"sqlite:///{tmp_path}/digest.sqlite3", DIGEST_SOURCES="[]", **values)
-    return env
+    return child_environment(DIGEST_DATABASE_URL=f"sqlite:///{tmp_path}/digest.sqlite3", DIGEST_SOURCES="[]", **values)
 
 
 @pytest.mark.parametrize("command", [["serve", "--port", "0"], ["send"], ["init-db"]])
@@ -107,20 +106,16 @@ def test_a_local_cli_run_needs_nothing_and_keeps_its_key(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("role", ["worker", "beat"])
 def test_a_worker_or_beat_refuses_a_short_key_in_one_line(tmp_path: Path, role: str) -> None:
-    env = _env(
-        tmp_path, DIGEST_BASE_URL=PUBLIC, DIGEST_SECRET_KEY="short", DIGEST_BROKER_URL="redis://127.0.0.1:6379/11"
-    )
-    env["PYTHONPATH"] = str(PROJECT_ROOT)
-    args = ["worker", "-Q", "nothing", "-c", "1", "--without-mingle", "--without-gossip"] if role == "worker" else []
-    args = args or ["beat", "-s", str(tmp_path / "schedule")]
-    done = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "workers.celery_app", *args], env=env, cwd=tmp_path,
-        capture_output=True, text=True, timeout=120, check=False,
+    settings = Settings(
+        _env_file=None, database_url=f"sqlite:///{tmp_path}/digest.sqlite3", sources=[], base_url=PUBLIC,
+        secret_key="short", broker_url="redis://127.0.0.1:6379/11", celery_queue="nothing",
     )  # fmt: skip
-    assert done.returncode == 1
-    errors = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("error:")]
+    process = (celery_process.worker if role == "worker" else celery_process.beat)(settings, role, tmp_path).start()
+    assert process.popen is not None and process.popen.wait(timeout=120) == 1
+    output = process.text()
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
     assert errors == [
         "error: DIGEST_SECRET_KEY is shorter than 32 bytes, and DIGEST_BASE_URL https://digest.example.org is not "
         'local; make one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
     ]
-    assert "Traceback" not in done.stdout + done.stderr
+    assert "Traceback" not in output

@@ -101,11 +101,12 @@ class Site:
         self.clock = clock or Clock()
         # No broker in tests: count the "send queued notices now" prompts instead of calling Celery.
         self.kicks = 0
+        self.limiter = limiter or MemoryRateLimiter(clock=lambda: FIXED_EPOCH)
         self.app = create_app(
             settings,
             engine=engine,
             clock=self.clock,
-            limiter=limiter or MemoryRateLimiter(clock=lambda: FIXED_EPOCH),
+            limiter=self.limiter,
             send_in_process=False,
             kick=self._kick,
         )

@@ -29,7 +29,7 @@ from digest.signup import (
 from digest.subscribers import MAX_CAP, MAX_TOPICS, SubscriberError, unsubscribe
 from digest.tokens import Purpose
 from digest.web.deps import INVALID_LINK, LINKS_LIMITED, LimitsDep, NowDep, ReadersDep, SessionDep, SettingsDep, WebDep
-from digest.web.forms import NOT_TEXT, form_values, is_text, read_preferences, read_signup
+from digest.web.forms import NOT_TEXT, form_values, is_text, read_preferences, read_signup, topic_lines
 from digest.web.previews import preview
 
 router = APIRouter(prefix="/api", tags=["subscriptions"])
@@ -132,17 +132,12 @@ def _invalid(errors: dict[str, str]) -> JSONResponse:
     return JSONResponse({"errors": errors}, status_code=422)
 
 
-def _rate_limited(wait: int) -> JSONResponse:
-    return JSONResponse({"error": "too many requests"}, status_code=429, headers={"Retry-After": str(wait)})
-
-
 @router.post("/subscribe", status_code=202, response_model=Accepted, responses={422: {}, 429: {}})
 def subscribe(
     body: SubscribeIn, limits: LimitsDep, session: SessionDep, web: WebDep, now: NowDep
 ) -> JSONResponse | Accepted:
     """Sign up (double opt-in): the answer is the same whatever state the address is in."""
-    if (wait := limits.wait("signup", web.settings.signup_rate_limit)) is not None:
-        return _rate_limited(wait)
+    limits.check("signup", web.settings.signup_rate_limit)
     result = read_signup({**body.form(), "email": body.email})
     if result.errors or result.prefs is None:
         return _invalid(result.errors)
@@ -157,8 +152,7 @@ def subscribe(
 @router.post("/resend", status_code=202, response_model=Accepted, responses={422: {}, 429: {}})
 def resend(body: EmailIn, limits: LimitsDep, session: SessionDep, web: WebDep, now: NowDep) -> JSONResponse | Accepted:
     """Ask for a new confirmation link for a pending sign-up (same answer for every address)."""
-    if (wait := limits.wait("signup", web.settings.signup_rate_limit)) is not None:
-        return _rate_limited(wait)
+    limits.check("signup", web.settings.signup_rate_limit)
     with suppress(SubscriberError):
         request_new_link(session, web.settings, body.email, now)
     web.kick()
@@ -168,13 +162,13 @@ def resend(body: EmailIn, limits: LimitsDep, session: SessionDep, web: WebDep, n
 @router.post("/preview", responses={422: {}, 429: {}})
 def preview_topics(body: PreviewIn, limits: LimitsDep, web: WebDep, now: NowDep) -> JSONResponse:
     """The papers of the last 7 days these topics match, as the digest would show them."""
-    if (wait := limits.wait("preview", PREVIEWS_PER_WINDOW)) is not None:
-        return _rate_limited(wait)
+    limits.check("preview", PREVIEWS_PER_WINDOW)
     errors: dict[str, str] = {}
-    read_preferences({"topics": "\n".join(_one_line(t) for t in body.topics)}, errors)
+    topics = "\n".join(_one_line(t) for t in body.topics)  # as PreferencesIn stores them
+    read_preferences({"topics": topics}, errors)
     if "topics" in errors:
         return _invalid({"topics": errors["topics"]})
-    papers, more = preview(web.previews, [t.strip() for t in body.topics if t.strip()], now)
+    papers, more = preview(web.previews, topic_lines(topics), now)
     return JSONResponse({"papers": [{**asdict(p), "meta": p.meta} for p in papers], "more": more})
 
 

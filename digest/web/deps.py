@@ -4,7 +4,7 @@ link token names. Handlers take them as the `...Dep` types below."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -117,15 +117,10 @@ class CsrfFailed(Exception):
     """A form POST without the CSRF field that matches the visitor's cookie (pages answer 403)."""
 
 
-def csrf_passed(request: Request, form: Mapping[str, str], settings: Settings) -> bool:
-    """Whether a browser form POST carries the CSRF field matching the visitor's cookie."""
-    cookie = request.cookies.get(csrf_cookie_name(settings.base_url))
-    return csrf_ok(settings.secret_key, cookie, form.get(CSRF_FIELD))
-
-
 def require_csrf(request: Request, form: FormDep, settings: SettingsDep) -> None:
-    """Raise CsrfFailed unless the posted form passes the CSRF check."""
-    if not csrf_passed(request, form, settings):
+    """Raise CsrfFailed unless the posted form carries the CSRF field matching the visitor's cookie."""
+    cookie = request.cookies.get(csrf_cookie_name(settings.base_url))
+    if not csrf_ok(settings.secret_key, cookie, form.get(CSRF_FIELD)):
         raise CsrfFailed
 
 
@@ -150,9 +145,10 @@ class RateLimits:
     visitor: str  # an IPv4 address, or the /64 of an IPv6 one (see security.visitor_key)
     window: int
 
-    def wait(self, what: str, limit: int) -> int | None:
-        """Count one `what` for this visitor: seconds to wait if that goes over `limit`, else None."""
-        return self.limiter.hit(f"{what}:{self.visitor}", limit, self.window)
+    def check(self, what: str, limit: int) -> None:
+        """Count one `what` for this visitor; RateLimited (answered 429) if that goes over `limit`."""
+        if (wait := self.limiter.hit(f"{what}:{self.visitor}", limit, self.window)) is not None:
+            raise RateLimited(wait)
 
 
 def get_limits(request: Request, web: WebDep) -> RateLimits:
@@ -162,8 +158,8 @@ def get_limits(request: Request, web: WebDep) -> RateLimits:
 LimitsDep = Annotated[RateLimits, Depends(get_limits)]
 
 
-class LinkRateLimited(Exception):
-    """Too many requests carrying link tokens from one visitor (answered 429, page or JSON)."""
+class RateLimited(Exception):
+    """Too many requests of one kind from one visitor (answered 429 with Retry-After, page or JSON)."""
 
     def __init__(self, wait: int) -> None:
         super().__init__(wait)
@@ -171,9 +167,8 @@ class LinkRateLimited(Exception):
 
 
 def limit_links(limits: LimitsDep, settings: SettingsDep) -> None:
-    """Count one request that carries a link token; LinkRateLimited past DIGEST_LINK_RATE_LIMIT."""
-    if (wait := limits.wait("link", settings.link_rate_limit)) is not None:
-        raise LinkRateLimited(wait)
+    """Count one request that carries a link token (DIGEST_LINK_RATE_LIMIT)."""
+    limits.check("link", settings.link_rate_limit)
 
 
 # For the routes that take a link token (confirm, manage, unsubscribe pages and their API), solved

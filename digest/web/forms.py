@@ -147,7 +147,14 @@ def read_preferences(form: Mapping[str, str], errors: dict[str, str]) -> Prefere
     """Preferences from form fields (everything but the email); problems go into `errors`. A field
     that is missing or blank takes its value from DEFAULT_PREFERENCES; one that is not text (see
     `field_problems`) is refused."""
-    form, problems = _text_only(form)
+    text, problems = _text_only(form)
+    prefs = _preferences(text, errors)
+    errors.update(problems)
+    return None if errors else prefs
+
+
+def _preferences(form: Mapping[str, str], errors: dict[str, str]) -> Preferences | None:
+    """Preferences from form fields already checked to be text."""
     raw_topics = form.get("topics", "")
     topics = topic_lines(raw_topics)
     if len(raw_topics) > MAX_TOPICS_CHARS:
@@ -157,7 +164,6 @@ def read_preferences(form: Mapping[str, str], errors: dict[str, str]) -> Prefere
     frequency, hour, tz, weekly_day = _schedule(form, errors)
     min_upvotes = _optional_int(form, "min_upvotes", 0, 100_000, errors)
     cap = _int(form, "max_papers", 1, MAX_CAP, errors, DEFAULT_PREFERENCES.max_papers)
-    errors.update(problems)
     if errors:
         return None
     return Preferences(topics, frequency, hour, tz, weekly_day, min_upvotes, cap)
@@ -182,6 +188,6 @@ def read_signup(form: Mapping[str, str]) -> FormResult:
     errors: dict[str, str] = {}
     text, problems = _text_only(form)
     email = _email(text, errors)
-    prefs = read_preferences(text, errors)
+    prefs = _preferences(text, errors)
     errors.update(problems)
     return FormResult(email, None if errors else prefs, errors)

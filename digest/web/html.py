@@ -16,7 +16,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from digest.render import topic_label
 from digest.signup import next_link_at
-from digest.web.deps import BadLink, CsrfFailed, LinkRateLimited, Unsubscribed, Web, WebDep, get_web
+from digest.web.deps import BadLink, CsrfFailed, RateLimited, Unsubscribed, Web, WebDep, get_web
 from digest.web.security import CSRF_FIELD, SECURE_CSRF_COOKIE, csrf_cookie_name, csrf_token, new_csrf_cookie
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -106,8 +106,8 @@ def _unsubscribed(request: Request, exc: Exception) -> HTMLResponse:
 
 
 # What the pages answer when their dependencies refuse a request (create_app registers these).
-def _links_limited(request: Request, exc: Exception) -> Response:
-    wait = exc.wait if isinstance(exc, LinkRateLimited) else 60
+def _rate_limited(request: Request, exc: Exception) -> Response:
+    wait = exc.wait if isinstance(exc, RateLimited) else 60
     if request.url.path.startswith("/api/"):
         return JSONResponse({"error": "too many requests"}, status_code=429, headers={"Retry-After": str(wait)})
     return too_many(Renderer(request, get_web(request)), wait)
@@ -117,5 +117,5 @@ ERROR_PAGES: dict[type[Exception], Callable[[Request, Exception], Response]] = {
     CsrfFailed: _forbidden,
     BadLink: _bad_link,
     Unsubscribed: _unsubscribed,
-    LinkRateLimited: _links_limited,
+    RateLimited: _rate_limited,
 }

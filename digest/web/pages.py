@@ -23,7 +23,6 @@ from digest.web.deps import (
     LINKS_LIMITED,
     BadLink,
     ConfirmReader,
-    CsrfFailed,
     FormDep,
     LimitsDep,
     ManageReader,
@@ -33,10 +32,10 @@ from digest.web.deps import (
     SettingsDep,
     UnsubscribeReader,
     WebDep,
-    csrf_passed,
+    require_csrf,
 )
 from digest.web.forms import form_values, read_preferences, read_signup, topic_lines
-from digest.web.html import PageDep, Renderer, check_inbox, too_many
+from digest.web.html import PageDep, Renderer, check_inbox
 from digest.web.previews import preview
 
 log = logging.getLogger(__name__)
@@ -65,8 +64,7 @@ def index(page: PageDep) -> HTMLResponse:
 @router.post("/preview", response_class=HTMLResponse, dependencies=[CSRF_CHECKED])
 def preview_page(page: PageDep, form: FormDep, limits: LimitsDep, now: NowDep) -> HTMLResponse:
     """The sign-up form again, with the papers of the last week the topics would have brought."""
-    if (wait := limits.wait("preview", PREVIEWS_PER_WINDOW)) is not None:
-        return too_many(page, wait)
+    limits.check("preview", PREVIEWS_PER_WINDOW)
     errors: dict[str, str] = {}
     read_preferences(form, errors)
     if "topics" in errors:
@@ -80,8 +78,7 @@ def subscribe(
     page: PageDep, form: FormDep, limits: LimitsDep, session: SessionDep, web: WebDep, now: NowDep
 ) -> HTMLResponse:
     """Validate, record a pending sign-up, queue the email; the answer never reveals the address's state."""
-    if (wait := limits.wait("signup", web.settings.signup_rate_limit)) is not None:
-        return too_many(page, wait)
+    limits.check("signup", web.settings.signup_rate_limit)
     zone = form.get("timezone", "").strip()
     if form.get("website"):  # the honeypot: people never see this field, bots fill it in
         log.info("honeypot filled from %s", limits.visitor)
@@ -103,8 +100,7 @@ def resend(
     page: PageDep, form: FormDep, limits: LimitsDep, session: SessionDep, web: WebDep, now: NowDep
 ) -> HTMLResponse:
     """'Send me a new link' from an expired or broken confirmation link (same neutral answer)."""
-    if (wait := limits.wait("signup", web.settings.signup_rate_limit)) is not None:
-        return too_many(page, wait)
+    limits.check("signup", web.settings.signup_rate_limit)
     with suppress(SubscriberError):  # the same answer either way
         request_new_link(session, web.settings, form.get("email", ""), now)
     web.kick()
@@ -187,8 +183,7 @@ def one_click(request: Request, form: FormDep, settings: SettingsDep) -> bool:
     any other must pass the CSRF check (else CsrfFailed)."""
     if form.get("List-Unsubscribe") == ONE_CLICK:
         return True
-    if not csrf_passed(request, form, settings):
-        raise CsrfFailed
+    require_csrf(request, form, settings)
     return False
 
 
