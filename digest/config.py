@@ -51,6 +51,7 @@ DEFAULT_SOURCES = [
         name="hf-daily-papers",
         kind=SourceKind.HF_JSON,
         url="https://huggingface.co/api/daily_papers?date={date}",
+        days_back=3,  # upvotes keep climbing for days: re-read them on every run
     ),
 ]
 
@@ -130,6 +131,13 @@ class Settings(BaseSettings):
     fetch_timeout: float = 30.0
     fetch_max_bytes: int = 50 * 1024 * 1024
     arxiv_min_interval: float = 3.0
+    # Papers Hugging Face announced get their categories and full author list from here: one
+    # batched `id_list` query per fetch run, paced like every arXiv request (`digest.enrich`).
+    arxiv_api_url: str = "https://export.arxiv.org/api/query"
+    arxiv_enrich_batch: int = Field(default=100, ge=1, le=500)
+    # A paper becomes eligible for a reader's minimum upvotes the first time it meets it within
+    # this many days of being first seen (its count is re-read on every fetch).
+    upvote_lookback_days: int = Field(default=7, ge=1, le=60)
 
     confirm_link_hours: int = Field(default=72, ge=1)
     manage_link_days: int = Field(default=90, ge=1)  # every digest and notice carries a fresh one

@@ -67,6 +67,13 @@ class Paper(SQLModel, table=True):
     abs_url: str = Field(default="", sa_column=Column(Text, nullable=False))
     pdf_url: str | None = Field(default=None, sa_column=Column(Text))
     upvotes: int | None = None
+    # Each time the count rose above every count seen before: [count, unix seconds of that fetch].
+    # A reader's minimum is met at the first entry reaching it (`match.PaperRecord.reached`).
+    upvote_history: list[list[int]] = Field(default_factory=list, sa_column=_json_list())
+    on_hf: bool = False  # Hugging Face Daily Papers announced it: it has a page there
+    # Announced by Hugging Face with no arXiv description yet: its categories and full author list
+    # are asked of the arXiv API on the next fetch run (`digest.enrich`).
+    needs_arxiv: bool = Field(default=False, index=True)
     sources: list[str] = Field(default_factory=list, sa_column=_json_list())
     # True once arXiv or Hugging Face described the paper; until then a generic feed's text stands in.
     authoritative: bool = True
@@ -117,9 +124,14 @@ class Preferences:
     weekly_day: int = 0  # Monday; only used by the weekly frequency
     min_upvotes: int | None = None
     max_papers: int = 25
+    # The top N papers of the period on Hugging Face by upvotes; None: no trending section. A
+    # subscription with no topics is a trending one (`subscribers.check_preferences`).
+    trending: int | None = None
 
 
 DEFAULT_PREFERENCES = Preferences()
+TRENDING_DEFAULT = 10  # papers in the trending section when the reader does not say
+TRENDING_MAX = 50
 
 
 def new_handle() -> str:
@@ -143,13 +155,14 @@ class Subscriber(SQLModel, table=True):
     weekly_day: int = DEFAULT_PREFERENCES.weekly_day
     min_upvotes: int | None = DEFAULT_PREFERENCES.min_upvotes
     max_papers: int = DEFAULT_PREFERENCES.max_papers
+    trending: int | None = DEFAULT_PREFERENCES.trending
 
     @property
     def preferences(self) -> Preferences:
         """The reader's topics and schedule as a plain value."""
         return Preferences(
             list(self.topics), Frequency(self.frequency), self.send_hour, self.timezone,
-            self.weekly_day, self.min_upvotes, self.max_papers,
+            self.weekly_day, self.min_upvotes, self.max_papers, self.trending,
         )  # fmt: skip
 
     created_at: datetime = Field(sa_column=_utc_column(nullable=False))
@@ -185,6 +198,8 @@ class Delivery(SQLModel, table=True):
     status: DeliveryStatus = Field(default=DeliveryStatus.PENDING, sa_column=_enum(DeliveryStatus))
     paper_ids: list[str] = Field(default_factory=list, sa_column=_json_list())
     more_count: int = 0
+    # The first `trending_count` of `paper_ids` are the trending section, in rank order.
+    trending_count: int = 0
     window_start: datetime = Field(sa_column=_utc_column(nullable=False))
     window_end: datetime = Field(sa_column=_utc_column(nullable=False))
     message_id: str = Field(default="", max_length=300)

@@ -175,7 +175,7 @@ def _resend_plan(seen: _Seen, now: datetime) -> _Plan:
 
 # The columns a sign-up sets on an existing row (created_at, confirmed_at and the rest are kept).
 _SIGNUP_COLUMNS = ("status", "topics", "frequency", "send_hour", "timezone", "weekly_day", "min_upvotes",
-                   "max_papers", "requested_at")  # fmt: skip
+                   "max_papers", "trending", "requested_at")  # fmt: skip
 
 
 @lru_cache(maxsize=4)

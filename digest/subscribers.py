@@ -9,7 +9,7 @@ from datetime import datetime
 from email_validator import EmailNotValidError, validate_email
 from sqlmodel import Session, col, select
 
-from digest.models import Preferences, Subscriber, SubscriberStatus
+from digest.models import TRENDING_DEFAULT, TRENDING_MAX, Preferences, Subscriber, SubscriberStatus
 from digest.query import QueryError, parse_query
 from digest.schedule import Schedule, ScheduleError, validate
 from digest.suppress import is_suppressed
@@ -60,7 +60,12 @@ def check_preferences(prefs: Preferences) -> Preferences:
         raise SubscriberError("minimum upvotes cannot be negative")
     if not 1 <= prefs.max_papers <= MAX_CAP:
         raise SubscriberError(f"papers per email must be between 1 and {MAX_CAP}")
-    return replace(prefs, topics=check_topics(prefs.topics))
+    if prefs.trending is not None and not 1 <= prefs.trending <= TRENDING_MAX:
+        raise SubscriberError(f"trending papers per email must be between 1 and {TRENDING_MAX}")
+    topics = [t.strip() for t in prefs.topics if t.strip()]
+    if not topics:  # no topics: what most people come for, the day's trending papers
+        return replace(prefs, topics=[], trending=prefs.trending or TRENDING_DEFAULT)
+    return replace(prefs, topics=check_topics(topics))
 
 
 def by_email(session: Session, email: str) -> Subscriber | None:
@@ -77,6 +82,7 @@ def apply(sub: Subscriber, prefs: Preferences) -> None:
     sub.weekly_day = prefs.weekly_day
     sub.min_upvotes = prefs.min_upvotes
     sub.max_papers = prefs.max_papers
+    sub.trending = prefs.trending
 
 
 def subscribe_active(session: Session, address: str, prefs: Preferences, now: datetime) -> Subscriber:

@@ -79,7 +79,8 @@ def test_new_address_becomes_pending_with_one_confirmation(session: Session, set
         ("ada@example.org\r\nBcc: x@example.org", PREFS, "line breaks"),
         ("ada@example.org", Preferences(['"unclosed']), "column 1: this quote is never closed"),
         ("ada@example.org", Preferences(["agents"], timezone="Moon/Base"), "unknown time zone"),
-        ("ada@example.org", Preferences([]), "at least one topic"),
+        ("ada@example.org", Preferences([], trending=0), "trending papers per email must be between 1 and 50"),
+        ("ada@example.org", Preferences(["agents"], trending=51), "trending papers per email must be between 1 and 50"),
     ],
 )
 def test_invalid_sign_ups_store_nothing(
@@ -443,3 +444,21 @@ def test_manage_links_live_90_days_and_unsubscribe_links_for_ever(
             subscriber_for(session, settings, Purpose.MANAGE, manage, now=later)
     forever = NOW + timedelta(days=3650)
     assert subscriber_for(session, settings, Purpose.UNSUBSCRIBE, leave, now=forever).id == sub.id
+
+
+@pytest.mark.parametrize(
+    ("prefs", "topics", "trending"),
+    [
+        (Preferences([]), [], 10),  # no topic: a trending subscription, the default ten
+        (Preferences(["  ", ""]), [], 10),
+        (Preferences([], trending=3), [], 3),
+        (Preferences(["agents"]), ["agents"], None),  # topics and no trending: today's digest only
+        (Preferences(["agents"], trending=5), ["agents"], 5),  # both: two sections
+    ],
+)
+def test_topics_are_optional_a_subscription_without_them_is_trending(
+    session: Session, settings: Settings, prefs: Preferences, topics: list[str], trending: int | None
+) -> None:
+    request_signup(session, settings, "ada@example.org", prefs, NOW)
+    row = session.exec(select(Subscriber)).one()
+    assert (row.topics, row.trending) == (topics, trending)
