@@ -46,6 +46,8 @@ class DigestRow(Protocol):
     @property
     def more_count(self) -> int: ...
     @property
+    def trending_count(self) -> int: ...
+    @property
     def created_at(self) -> datetime: ...
     @property
     def message_id(self) -> str: ...
@@ -80,6 +82,8 @@ def context(settings: Settings, sub: Subscriber, date: datetime, urls: Links) ->
         unsubscribe_url=urls.unsubscribe,
         list_name=settings.list_name,
         base_url=settings.base_url,
+        weekly=Frequency(sub.frequency) is Frequency.WEEKLY,
+        trending=sub.trending,
     )
 
 
@@ -117,7 +121,8 @@ def render_for(
     """Render a delivery row's digest for its subscriber."""
     urls = urls or links(settings, sub, row.created_at)
     ctx = context(settings, sub, row.created_at.astimezone(zone(sub.timezone)), urls)
-    return render_digest(settings.templates_dir, ctx, annotate(index, sub.topics, row.paper_ids), row.more_count)
+    matches = annotate(index, sub.topics, row.paper_ids, row.trending_count)
+    return render_digest(settings.templates_dir, ctx, matches, row.more_count)
 
 
 def digest_message(settings: Settings, sub: Subscriber, key: int, row: DigestRow, index: PaperIndex) -> Outgoing:

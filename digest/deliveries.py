@@ -79,6 +79,26 @@ def last_window_end(session: Session, subscriber_ids: Sequence[int]) -> dict[int
     return {sid: end for sid, end in session.exec(query) if end is not None}
 
 
+# Rows whose papers never reached the reader: those papers may still be sent to them.
+_NOT_SENT = (DeliveryStatus.EMPTY, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
+
+
+def sent_papers(session: Session, subscriber_ids: Sequence[int], after: datetime) -> dict[int, set[str]]:
+    """The papers each reader was sent (or is being sent) in digests whose window ended after
+    `after`: a paper whose popularity made it eligible again is never sent to them twice."""
+    if not subscriber_ids:
+        return {}
+    query = select(Delivery.subscriber_id, Delivery.paper_ids).where(
+        col(Delivery.subscriber_id).in_(subscriber_ids),
+        col(Delivery.window_end) > after,
+        col(Delivery.status).not_in(_NOT_SENT),
+    )
+    sent: dict[int, set[str]] = {}
+    for sid, ids in session.exec(query):
+        sent.setdefault(sid, set()).update(ids)
+    return sent
+
+
 @dataclass(frozen=True, slots=True)
 class NewDelivery:
     """A delivery row about to be inserted, as plain data (building an ORM object per reader costs
@@ -93,6 +113,7 @@ class NewDelivery:
     window_end: datetime
     message_id: str
     created_at: datetime
+    trending_count: int = 0
 
     def values(self) -> dict[str, Any]:
         """Every column but the key, as the INSERT takes them."""
@@ -102,6 +123,7 @@ class NewDelivery:
             "status": self.status,
             "paper_ids": self.paper_ids,
             "more_count": self.more_count,
+            "trending_count": self.trending_count,
             "window_start": self.window_start,
             "window_end": self.window_end,
             "message_id": self.message_id,

@@ -6,32 +6,40 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
+from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
 
 from digest.match import PaperIndex, PaperRecord
 from digest.models import Paper
 
 REUSE_SECONDS = 300.0
-_INDEXES: dict[str, tuple[datetime, datetime, float, PaperIndex]] = {}
+_INDEXES: dict[str, tuple[datetime, datetime, datetime, float, PaperIndex]] = {}
 
 
-def load_index(session: Session, since: datetime, until: datetime) -> PaperIndex:
-    """Index the papers first seen in [since, until)."""
-    query = select(Paper).where(col(Paper.first_seen) >= since, col(Paper.first_seen) < until)
+def load_index(
+    session: Session, since: datetime, until: datetime, *, popular_since: datetime | None = None
+) -> PaperIndex:
+    """Index the papers first seen in [since, until) — and, with `popular_since`, the Hugging Face
+    papers first seen from then on: their upvotes keep counting, so they may still become
+    eligible for a minimum, or trend, after the window they arrived in."""
+    arrived = col(Paper.first_seen) >= since
+    if popular_since is not None and popular_since < since:
+        arrived = or_(arrived, and_(col(Paper.on_hf), col(Paper.first_seen) >= popular_since))
+    query = select(Paper).where(arrived, col(Paper.first_seen) < until)
     # Plain, slotted records: the index outlives this session, and matching and rendering read
     # these attributes millions of times (ORM-instrumented access costs several times more).
     return PaperIndex([PaperRecord.of(paper) for paper in session.exec(query)])
 
 
-def shared_index(session: Session, since: datetime, until: datetime) -> PaperIndex:
+def shared_index(session: Session, since: datetime, until: datetime, popular_since: datetime) -> PaperIndex:
     """The index for [since, until), reused by every chunk of one planning pass in this process:
     they share `until` (the pass's window end), and a wider index serves a narrower window."""
     key = str(session.get_bind().engine.url)
     cached = _INDEXES.get(key)
     if cached is not None:
-        start, end, built, index = cached
-        if end == until and start <= since and time.monotonic() - built < REUSE_SECONDS:
+        start, popular, end, built, index = cached
+        if end == until and start <= since and popular <= popular_since and time.monotonic() - built < REUSE_SECONDS:
             return index
-    index = load_index(session, since, until)
-    _INDEXES[key] = (since, until, time.monotonic(), index)
+    index = load_index(session, since, until, popular_since=popular_since)
+    _INDEXES[key] = (since, popular_since, until, time.monotonic(), index)
     return index

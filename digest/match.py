@@ -9,15 +9,15 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any, Protocol
 
 import numpy as np
 
-from digest.models import DEFAULT_PREFERENCES
-from digest.query import And, Category, Node, Not, Or, QueryError, Term, parse_query, positive_terms
+from digest.models import DEFAULT_PREFERENCES, Preferences
+from digest.query import And, Category, Node, Not, Or, QueryError, Term, label, parse_query, positive_terms
 from digest.text import WORD, normalize
 
 # Gap between authors' positions so a phrase never spans two names.
@@ -51,6 +51,12 @@ class PaperLike(Protocol):
     @property
     def first_seen(self) -> datetime: ...
 
+    @property
+    def upvote_history(self) -> Sequence[Sequence[int]]: ...
+
+    @property
+    def on_hf(self) -> bool: ...
+
 
 @dataclass(frozen=True, slots=True)
 class PaperRecord:
@@ -66,6 +72,8 @@ class PaperRecord:
     first_seen: datetime
     abs_url: str
     pdf_url: str | None
+    upvote_history: Sequence[Sequence[int]] = ()  # [count, unix seconds] each time the count rose
+    on_hf: bool = False
 
     @classmethod
     def of(cls, paper: Any) -> PaperRecord:
@@ -73,7 +81,19 @@ class PaperRecord:
         return cls(
             paper.id, paper.title, paper.abstract, list(paper.authors), list(paper.categories),
             paper.published, paper.upvotes, paper.first_seen, paper.abs_url, paper.pdf_url,
+            tuple(tuple(entry) for entry in paper.upvote_history), paper.on_hf,
         )  # fmt: skip
+
+
+def reached(paper: PaperLike, upvotes: int, lookback: timedelta) -> float | None:
+    """When (unix seconds) the paper first had at least `upvotes`, counted from when it was first
+    seen and only within `lookback` of that; None if it never did."""
+    seen = paper.first_seen.timestamp()
+    history: Sequence[Sequence[float]] = paper.upvote_history or (
+        [(paper.upvotes, seen)] if paper.upvotes is not None else []
+    )
+    when = next((max(float(at), seen) for count, at in history if count >= upvotes), None)
+    return when if when is not None and when < seen + lookback.total_seconds() else None
 
 
 Postings = dict[str, dict[int, list[int]]]
@@ -137,6 +157,10 @@ class CompiledTopic:
     ranked: list[int] = field(default_factory=list)
     # Per paper: title hits * 1024 + abstract hits (0 if not matched), for summing over topics.
     score: Any = None
+    node: Node | None = None
+    author_phrases: frozenset[tuple[str, ...]] = frozenset()
+    # The papers each OR alternative matches, computed when a card first asks which one it was.
+    alternatives: dict[int, int] = field(default_factory=dict)
 
 
 class PaperIndex:
@@ -151,6 +175,9 @@ class PaperIndex:
         self._categories: dict[str, int] = defaultdict(int)
         self._topics: dict[str, CompiledTopic | None] = {}
         self._upvotes: dict[int, int] = {}
+        self._reached: dict[tuple[int, timedelta], Any] = {}
+        self._eligible: dict[tuple[object, ...], int] = {}
+        self.hf = _mask_of((i for i, p in enumerate(self.papers) if p.on_hf), len(self.papers))
         self.position = {p.id: i for i, p in enumerate(self.papers)}
         self.selections: dict[tuple[object, ...], Selection] = {}
         self.matches: dict[tuple[object, ...], Match] = {}
@@ -217,6 +244,51 @@ class PaperIndex:
                     mask |= 1 << i
             self._upvotes[upvotes] = mask
         return self._upvotes[upvotes]
+
+    def eligible(self, upvotes: int, start: datetime, end: datetime, lookback: timedelta) -> int:
+        """Papers that first met `upvotes` in [start, end), within `lookback` of being first seen."""
+        key = (upvotes, start, end, lookback)
+        mask = self._eligible.get(key)
+        if mask is None:
+            times = self._reached.get((upvotes, lookback))
+            if times is None:
+                found = (reached(p, upvotes, lookback) for p in self.papers)
+                times = np.array([np.inf if t is None else t for t in found], dtype=np.float64)
+                self._reached[(upvotes, lookback)] = times
+            inside = np.flatnonzero((times >= start.timestamp()) & (times < end.timestamp()))
+            mask = self._eligible[key] = _mask_of(inside.tolist(), len(self.papers))
+        return mask
+
+    def mask_of_ids(self, paper_ids: Iterable[str]) -> int:
+        """The bitset of those of these papers the index holds."""
+        found = (self.position.get(pid) for pid in paper_ids)
+        return _mask_of((i for i in found if i is not None), len(self.papers))
+
+    def author_hits(self, i: int, phrases: Iterable[tuple[str, ...]]) -> frozenset[int]:
+        """Which of paper i's authors (by position in its list) an `author:` phrase names."""
+        postings = self._postings["author"]
+        found: set[int] = set()
+        for phrase in phrases:
+            starts = postings.get(phrase[0], {}).get(i, ())
+            rest = [set(postings.get(word, {}).get(i, ())) for word in phrase[1:]]
+            found.update(s // _AUTHOR_GAP for s in starts if all(s + k in at for k, at in enumerate(rest, 1)))
+        return frozenset(found)
+
+    def reason(self, topic: CompiledTopic, i: int) -> str:
+        """How a topic matched paper i, in words: for an OR, the alternative that matched."""
+        if topic.node is None:
+            return topic.text
+
+        def chosen(node: Or) -> Node:
+            for child in node.children:
+                key = id(child)
+                if key not in topic.alternatives:
+                    topic.alternatives[key] = self.evaluate(child)
+                if _has_bit(topic.alternatives[key], i):
+                    return child
+            return node.children[0]
+
+        return label(topic.node, chosen)
 
     def _field_mask(self, name: str, words: tuple[str, ...]) -> int:
         mask = self.all
@@ -298,7 +370,8 @@ class PaperIndex:
         score = np.zeros(len(self.papers), dtype=np.int32)
         for i in matched:
             score[i] = title_hits[i] * 1024 + min(abstract_hits[i], 1023)
-        return CompiledTopic(text, mask, hits, highlight, ranked, score)
+        by_author = frozenset(t.words for t in terms if t.field == "author")
+        return CompiledTopic(text, mask, hits, highlight, ranked, score, node, by_author)
 
     def ids_of(self, mask: int) -> Any:
         """The indices of a bitset's papers as a numpy array."""
@@ -327,6 +400,11 @@ class Match:
     abstract_hits: int
     # The matched words and phrases (normalized word tuples) to highlight in title and snippet.
     highlight: frozenset[tuple[str, ...]] = field(default_factory=frozenset)
+    # Per topic in `topics`: what of it matched, in words (for an OR, the alternative that did).
+    reasons: tuple[str, ...] = ()
+    # The authors (positions in the paper's list) an `author:` term named: shown and highlighted.
+    authors_hit: frozenset[int] = frozenset()
+    rank: int | None = None  # a trending paper's place (1 = most upvoted)
 
 
 @dataclass(frozen=True)
@@ -410,6 +488,8 @@ def _match_for(index: PaperIndex, i: int, compiled: Sequence[CompiledTopic]) -> 
             abstract_hits=sum(t.hits[i].abstract for t in hit),
             # Only what occurs in this paper: readers whose topics differ elsewhere then share its card.
             highlight=frozenset(p for t in hit for p in t.phrases if index.occurs(i, p)),
+            reasons=tuple(index.reason(t, i) for t in hit),
+            authors_hit=index.author_hits(i, {p for t in hit for p in t.author_phrases}),
         )
         if len(index.matches) >= MATCH_CACHE_MAX:
             index.matches.clear()
@@ -421,8 +501,69 @@ def _compiled(index: PaperIndex, topics: Sequence[str]) -> list[CompiledTopic]:
     return [c for c in (index.topic(t) for t in topics) if c is not None]
 
 
-def annotate(index: PaperIndex, topics: Sequence[str], paper_ids: Sequence[str]) -> list[Match]:
-    """Matches for papers already chosen (a stored delivery), in their stored order."""
+def annotate(index: PaperIndex, topics: Sequence[str], paper_ids: Sequence[str], trending: int = 0) -> list[Match]:
+    """Matches for papers already chosen (a stored delivery), in their stored order; the first
+    `trending` of them are the trending section, ranked in that order."""
     compiled = _compiled(index, topics)
-    positions = (index.position.get(pid) for pid in paper_ids)
-    return [_match_for(index, i, compiled) for i in positions if i is not None]
+    out = []
+    for n, pid in enumerate(paper_ids):
+        i = index.position.get(pid)
+        if i is not None:
+            match = _match_for(index, i, compiled)
+            out.append(replace(match, rank=n + 1) if n < trending else match)
+    return out
+
+
+# A trending paper first seen this long before the reader's window may still be picked (if they
+# were not sent it): a paper that arrived just before the last digest had no time to climb.
+TRENDING_GRACE = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Picked:
+    """One reader's digest: the trending section (best first) and the papers on their topics."""
+
+    trending: list[Match]
+    topical: Selection
+
+    @property
+    def matches(self) -> list[Match]:
+        """Every paper of the digest, trending first."""
+        return [*self.trending, *self.topical.matches]
+
+
+def pick(
+    index: PaperIndex,
+    prefs: Preferences,
+    start: datetime,
+    end: datetime,
+    *,
+    lookback: timedelta,
+    exclude: int = 0,
+) -> Picked:
+    """The papers of one reader's digest for the window [start, end), none of those in `exclude`
+    (what they were already sent): the top `prefs.trending` papers on Hugging Face by upvotes,
+    then the papers their topics match — first seen in the window or, with a minimum of upvotes,
+    that first met it in the window — never one twice."""
+    keep = index.all ^ (index.all & exclude)
+    trending = _trending(index, prefs, start, end, keep) if prefs.trending else []
+    if not prefs.topics:
+        return Picked(trending, Selection([], 0))
+    keep ^= index.mask_of_ids(m.paper.id for m in trending)
+    least = prefs.min_upvotes
+    window = index.eligible(least, start, end, lookback) if least else index.window(start, end)
+    return Picked(trending, select(index, prefs.topics, candidates=window & keep, cap=prefs.max_papers))
+
+
+def _trending(index: PaperIndex, prefs: Preferences, start: datetime, end: datetime, keep: int) -> list[Match]:
+    """The top papers on Hugging Face first seen in the window (or just before it), by upvotes."""
+    pool = index.hf & index.window(start - TRENDING_GRACE, end) & keep
+    key = ("trending", prefs.trending, tuple(prefs.topics), pool)
+    cached = index.selections.get(key)
+    if cached is None:
+        ids = index.ids_of(pool)
+        best = ids[np.argsort(index.order_array[ids], kind="stable")][: prefs.trending or 0]
+        compiled = _compiled(index, prefs.topics)
+        ranked = [replace(_match_for(index, int(i), compiled), rank=n) for n, i in enumerate(best, 1)]
+        cached = index.selections[key] = Selection(ranked, 0)
+    return cached.matches

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
@@ -23,10 +23,9 @@ from digest.config import Settings
 from digest.deliveries import InFlight, NewDelivery
 from digest.index import load_index, shared_index
 from digest.ingest import SourceReport, fetch_all
-from digest.match import PaperIndex
-from digest.match import select as select_papers
+from digest.match import PaperIndex, pick
 from digest.models import Delivery, DeliveryStatus, Subscriber
-from digest.plan import ChunkPlan, Due, due_now, plan_chunk, plan_due
+from digest.plan import ChunkPlan, Due, due_now, plan_chunk, plan_due, popular_reach
 from digest.render import RenderedDigest
 from digest.send import Outcome, Outgoing, Result, Transport, safe_filename
 from digest.suppress import suppress
@@ -85,24 +84,26 @@ def run_fetch(session: Session, settings: Settings, now: datetime, only: str | N
     return fetch_all(session, settings, now, only)
 
 
-def select_for(settings: Settings, due: Due, index: PaperIndex, now: datetime) -> NewDelivery:
-    """Match: the papers of the reader's window their topics select, as the delivery row to record."""
+def select_for(settings: Settings, due: Due, index: PaperIndex, now: datetime, sent: Iterable[str] = ()) -> NewDelivery:
+    """Match: the papers of the reader's window they get (trending first, then their topics),
+    none of those already `sent` to them, as the delivery row to record."""
     sub, window = due.sub, due.window
     assert sub.id is not None
-    chosen = select_papers(
-        index, sub.topics, candidates=index.window(window.start, window.end),
-        min_upvotes=sub.min_upvotes, cap=sub.max_papers,
-    )  # fmt: skip
+    lookback = timedelta(days=settings.upvote_lookback_days)
+    exclude = index.mask_of_ids(sent) if sent else 0
+    chosen = pick(index, sub.preferences, window.start, window.end, lookback=lookback, exclude=exclude)
+    matches = chosen.matches
     return NewDelivery(
         subscriber_id=sub.id,
         period=due.slot.period,
-        status=DeliveryStatus.PENDING if chosen.matches else DeliveryStatus.EMPTY,
-        paper_ids=[m.paper.id for m in chosen.matches],
-        more_count=chosen.more,
+        status=DeliveryStatus.PENDING if matches else DeliveryStatus.EMPTY,
+        paper_ids=[m.paper.id for m in matches],
+        more_count=chosen.topical.more,
         window_start=window.start,
         window_end=window.end,
         message_id=compose.digest_message_id(settings, sub.id, due.slot.period),
         created_at=now,
+        trending_count=len(chosen.trending),
     )
 
 
@@ -124,8 +125,8 @@ def send_chunk(
     """
     run = Run(session, settings, transport, now, clock or (lambda: now))
     plan = plan_chunk(session, settings, subscriber_ids, now)
-    index = shared_index(session, plan.since, plan.end)
-    rows = [select_for(settings, due, index, now) for due in plan.due]
+    index = shared_index(session, plan.since, plan.end, plan.popular_since)
+    rows = [select_for(settings, due, index, now, plan.sent.get(due.sub.id or 0, ())) for due in plan.due]
     if dry_run:
         return _dry_run_report(settings, plan, rows, index)
     report = SendReport()
@@ -232,6 +233,8 @@ def run_send(
 def preview(session: Session, settings: Settings, sub: Subscriber, now: datetime) -> RenderedDigest | None:
     """What this subscriber's next digest would contain right now (nothing is recorded)."""
     due = due_now(session, settings, sub, now)
-    index = load_index(session, due.window.start, due.window.end)
+    index = load_index(
+        session, due.window.start, due.window.end, popular_since=due.window.start - popular_reach(settings)
+    )
     row = select_for(settings, due, index, now)
     return compose.render_for(settings, sub, row, index) if row.paper_ids else None

@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 
 from digest import deliveries
 from digest.config import Settings
+from digest.match import TRENDING_GRACE
 from digest.models import Frequency, Subscriber, SubscriberStatus
 from digest.schedule import Schedule, ScheduleError, Slot, latest_slot, previous_slot, slot_back
 from digest.subscribers import active_pages
@@ -48,6 +49,9 @@ class ChunkPlan:
     due: list[Due]
     since: datetime
     end: datetime
+    # Hugging Face papers from this far back may still trend or meet a minimum in these windows.
+    popular_since: datetime
+    sent: dict[int, set[str]]  # what each due reader was already sent, from that far back on
 
 
 def schedule_of(sub: Subscriber) -> Schedule:
@@ -112,7 +116,15 @@ def plan_chunk(session: Session, settings: Settings, ids: Sequence[int], now: da
     due = [Due(subs[sid], slot, Window(window_start(subs[sid], ends.get(sid), end), end)) for sid, slot in owed.items()]
     resend_starts = [start for _id, _sid, start in deliveries.waiting_rows(session, list(subs), now)]
     since = min([*(d.window.start for d in due), *resend_starts], default=end)
-    return ChunkPlan(subs, due, since, end)
+    popular_since = since - popular_reach(settings)
+    sent = deliveries.sent_papers(session, list(owed), popular_since)
+    return ChunkPlan(subs, due, since, end, popular_since, sent)
+
+
+def popular_reach(settings: Settings) -> timedelta:
+    """How long before a window a Hugging Face paper may have arrived and still be picked in it:
+    by its upvotes meeting a minimum late, or by trending just after it arrived."""
+    return max(timedelta(days=settings.upvote_lookback_days), TRENDING_GRACE)
 
 
 def due_now(session: Session, settings: Settings, sub: Subscriber, now: datetime) -> Due:

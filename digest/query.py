@@ -7,6 +7,7 @@ raises `QueryError` saying where (1-based column) and why. Matching lives in `di
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -273,6 +274,20 @@ def positive_terms(node: Node) -> list[Term]:
     if isinstance(node, Not):
         return []
     return [term for child in node.children for term in positive_terms(child)]
+
+
+def label(node: Node, chosen: Callable[[Or], Node] | None = None) -> str:
+    """A short human name for a topic's tree: its positive words, NOTs left out; an OR names one
+    alternative — the one `chosen` picks (the one that matched a paper), else its first."""
+    if isinstance(node, Term):
+        return node.text.strip('"')
+    if isinstance(node, Category):
+        return node.text or node.pattern
+    if isinstance(node, Not):
+        return ""
+    if isinstance(node, Or):
+        return label(chosen(node) if chosen else node.children[0], chosen)
+    return " ".join(part for part in (label(c, chosen) for c in node.children) if part)
 
 
 def describe_error(error: QueryError) -> str:

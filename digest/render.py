@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import premailer
 from jinja2 import (
@@ -26,7 +27,9 @@ from jinja2 import (
 from markupsafe import Markup
 
 from digest.match import Match
-from digest.query import And, Category, Node, Not, Or, QueryError, Term, parse_query
+from digest.parse import arxiv_id
+from digest.query import QueryError, parse_query
+from digest.query import label as query_label
 from digest.text import clip, squash, word_spans
 
 SNIPPET_CHARS = 300
@@ -55,6 +58,9 @@ class PaperView:
     upvotes: int | None
     topics: list[str]
     published: str
+    # The shortened author line with the authors an `author:` topic named highlighted (and shown).
+    author_line: list[Segment] = field(default_factory=list)
+    hf_url: str | None = None  # the paper's Hugging Face page: discussion, models, datasets, Spaces
 
     @property
     def title_text(self) -> str:
@@ -87,6 +93,13 @@ class DigestContext:
     unsubscribe_url: str
     list_name: str
     base_url: str
+    weekly: bool = False  # the digest covers a week: "this week", not "today"
+    trending: int | None = None  # the reader's trending section size, if they have one
+
+    @property
+    def period_word(self) -> str:
+        """'today' or 'this week'."""
+        return "this week" if self.weekly else "today"
 
 
 @dataclass(frozen=True)
@@ -179,32 +192,42 @@ def wrap(text: str, width: int = 72, joiner: str = "\n   ") -> str:
 
 def short_authors(names: Sequence[str], shown: int = AUTHORS_SHOWN) -> str:
     """'A, B and C', or 'A, B, C and 9 others' for long lists."""
+    return "".join(s.text for s in author_segments(names, frozenset(), shown))
+
+
+def author_segments(names: Sequence[str], hits: frozenset[int], shown: int = AUTHORS_SHOWN) -> list[Segment]:
+    """The author line as runs of text, the `hits` (positions in `names`) highlighted: 'A, B and C',
+    or 'A, B, C and 9 others' for long lists — where an author a topic named is always shown
+    ('A, B, C, LeCun and 8 others')."""
     if len(names) <= shown + 1:
-        return names[0] if len(names) == 1 else ", ".join(names[:-1]) + (" and " + names[-1] if names else "")
-    return f"{', '.join(names[:shown])} and {len(names) - shown} others"
-
-
-def _label(node: Node) -> str:
-    if isinstance(node, Term):
-        return node.text.strip('"')
-    if isinstance(node, Category):
-        return node.text or node.pattern
-    if isinstance(node, Not):
-        return ""
-    if isinstance(node, Or):
-        return _label(node.children[0])
-    assert isinstance(node, And)
-    return " ".join(label for label in (_label(c) for c in node.children) if label)
+        visible = list(range(len(names)))
+    else:
+        visible = sorted({*range(shown), *(i for i in hits if i < len(names))})
+    hidden = len(names) - len(visible)
+    out: list[Segment] = []
+    for n, i in enumerate(visible):
+        if n:
+            last = n == len(visible) - 1 and not hidden
+            out.append(Segment(" and " if last else ", ", False))
+        out.append(Segment(names[i], i in hits))
+    if hidden:
+        out.append(Segment(f" and {hidden} other{'s' if hidden != 1 else ''}", False))
+    return out
 
 
 @lru_cache(maxsize=100_000)
 def topic_label(topic: str) -> str:
     """A short human name for a topic: `"KV cache" OR kv-cache -survey` reads as `KV cache`."""
     try:
-        label = _label(parse_query(topic))
+        text = query_label(parse_query(topic))
     except QueryError:
-        label = topic
-    return clip(squash(label), 40) or clip(squash(topic), 40)
+        text = topic
+    return short_label(text) or short_label(topic)
+
+
+def short_label(text: str) -> str:
+    """A label as cards and subjects show it: one line, at most 40 characters."""
+    return clip(squash(text), 40)
 
 
 def subject_line(count: int, topics: Sequence[str], date: datetime, limit: int = 60) -> str:
@@ -237,6 +260,7 @@ class Card:
     html: Markup
     text: str
     topics: tuple[str, ...] = ()
+    why: str = ""  # the card's last line, this reader's own: why the paper is in their digest
 
 
 _CARDS: OrderedDict[tuple[object, ...], Card] = OrderedDict()
@@ -252,7 +276,7 @@ def paper_card(folder: Path, match: Match) -> Card:
     """A paper's card. The body is cached: many readers get the same paper with the same
     highlights, so its HTML and text are rendered once and reused across their digests."""
     paper = match.paper
-    key = (folder, paper.id, paper.title, paper.abstract, paper.upvotes, match.highlight)
+    key = (folder, paper.id, paper.title, paper.abstract, paper.upvotes, match.highlight, match.authors_hit)
     body = _CARDS.get(key)
     if body is None:
         view = _build_view(match, with_topics=False)
@@ -263,7 +287,27 @@ def paper_card(folder: Path, match: Match) -> Card:
         _CARDS[key] = body
         if len(_CARDS) > _CARDS_MAX:
             _CARDS.popitem(last=False)
-    return Card(body.view, body.html, body.text, tuple(topic_label(t) for t in match.topics))
+    labels = reasons(match)
+    return Card(body.view, body.html, body.text, labels, f"Matched: {', '.join(labels)}" if labels else "")
+
+
+def reasons(match: Match) -> tuple[str, ...]:
+    """What of each of the reader's topics matched the paper, as the card says it."""
+    if match.reasons:
+        return tuple(
+            dict.fromkeys(short_label(r) or topic_label(t) for r, t in zip(match.reasons, match.topics, strict=True))
+        )
+    return tuple(topic_label(t) for t in match.topics)
+
+
+def trending_card(folder: Path, match: Match, period_word: str) -> Card:
+    """A trending paper's card: '#3 today · 120 upvotes', and the reader's topics it also matched."""
+    card = paper_card(folder, match)
+    count = match.paper.upvotes or 0
+    why = f"#{match.rank} {period_word} · {count} upvote{'s' if count != 1 else ''}"
+    if card.topics:
+        why += f" · also on your topic {', '.join(card.topics)}"
+    return replace(card, why=why)
 
 
 def _build_view(match: Match, *, with_topics: bool = True) -> PaperView:
@@ -277,9 +321,18 @@ def _build_view(match: Match, *, with_topics: bool = True) -> PaperView:
         snippet=segments(snippet(paper.abstract, phrases), phrases),
         categories=list(paper.categories),
         upvotes=paper.upvotes,
-        topics=[topic_label(t) for t in match.topics] if with_topics else [],
+        topics=list(reasons(match)) if with_topics else [],
         published=f"{paper.published:%d %b %Y}" if paper.published else "",
+        author_line=author_segments(paper.authors, match.authors_hit),
+        hf_url=hf_page(paper),
     )
+
+
+def hf_page(paper: Any) -> str | None:
+    """The paper's page on Hugging Face, when Hugging Face announced it (its id is arXiv's)."""
+    if getattr(paper, "on_hf", False) and arxiv_id(paper.id) == paper.id:
+        return f"https://huggingface.co/papers/{paper.id}"
+    return None
 
 
 def _protect(source: str) -> tuple[str, list[str]]:
@@ -404,14 +457,42 @@ def render_pair(folder: Path, name: str, subject: str, values: dict[str, object]
 
 
 def render_digest(folder: Path, context: DigestContext, matches: Sequence[Match], more: int) -> RenderedDigest:
-    """Render the subject, HTML and plaintext of one reader's digest."""
-    cards = [paper_card(folder, m) for m in matches]
-    subject = subject_line(len(matches) + more, subject_topics(context.topics, matches), context.date)
+    """Render the subject, HTML and plaintext of one reader's digest: the trending papers (those
+    with a rank) in their own section, then the papers on the reader's topics."""
+    trending = [trending_card(folder, m, context.period_word) for m in matches if m.rank is not None]
+    topical = [m for m in matches if m.rank is None]
+    cards = [paper_card(folder, m) for m in topical]
     values: dict[str, object] = {
+        "trending": trending,
         "cards": cards,
         "more": more,
         "ctx": context,
         "topics": [topic_label(t) for t in context.topics],
         "date_label": f"{context.date:%A} {context.date.day} {context.date:%B %Y}",
+        "summary": summary(context, trending, cards, more),
+        "lead": next(iter([*cards, *trending]), None),
     }
-    return render_pair(folder, "digest", subject, values)
+    return render_pair(folder, "digest", digest_subject(context, len(trending), topical, more), values)
+
+
+def digest_subject(context: DigestContext, trending: int, topical: Sequence[Match], more: int) -> str:
+    """'7 new papers on KV cache — 29 Nov', '10 trending papers today — 29 Nov', or
+    '7 new papers on KV cache + 10 trending — 29 Nov'."""
+    when = f"{context.date.day} {context.date:%b}"
+    hot = f"{trending} trending paper{'s' if trending != 1 else ''} {context.period_word}"
+    if not topical and not more:
+        return f"{hot} — {when}"
+    subject = subject_line(len(topical) + more, subject_topics(context.topics, topical), context.date)
+    return subject.replace(" — ", f" + {trending} trending — ", 1) if trending else subject
+
+
+def summary(context: DigestContext, trending: Sequence[Card], cards: Sequence[Card], more: int) -> str:
+    """The first visible line (what inboxes show as the preview)."""
+    count = len(cards) + more
+    parts = []
+    if cards or more:
+        parts.append(f"{count} paper{'s' if count != 1 else ''} matched your topics")
+    if trending:
+        parts.append(f"the {len(trending)} most upvoted on Hugging Face {context.period_word}")
+    line = ", and ".join(parts)
+    return line[:1].upper() + line[1:]

@@ -25,6 +25,8 @@ class P:
     published: datetime | None = None
     upvotes: int | None = None
     first_seen: datetime = T0
+    upvote_history: list[list[int]] = field(default_factory=list)
+    on_hf: bool = False
 
 
 CORPUS = [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -41,6 +41,8 @@ class P:
     first_seen: datetime
     abs_url: str
     pdf_url: str | None
+    upvote_history: list[list[int]] = field(default_factory=list)
+    on_hf: bool = False
 
 
 def _paper(n: int, title: str, abstract: str, **extra: object) -> P:
