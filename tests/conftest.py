@@ -114,6 +114,8 @@ def settings(tmp_path: Path, fresh_database: FreshDatabase) -> Settings:
         broker_url=None,
         sources=[],
         arxiv_min_interval=0.0,
+        # Nothing listens here: a test that fetches Hugging Face papers never asks the real arXiv API.
+        arxiv_api_url="http://127.0.0.1:9/api/query",
     )
 
 

@@ -22,6 +22,8 @@ def paper(
     upvotes: int | None = None,
     published: datetime | None = None,
     sources: Sequence[str] = ("arxiv",),
+    on_hf: bool = False,
+    upvote_history: Sequence[tuple[int, datetime]] = (),
 ) -> Paper:
     abs_url, pdf_url = arxiv_urls(pid)
     return Paper(
@@ -35,6 +37,8 @@ def paper(
         pdf_url=pdf_url,
         upvotes=upvotes,
         sources=list(sources),
+        on_hf=on_hf,
+        upvote_history=[[count, int(at.timestamp())] for count, at in upvote_history],
         first_seen=first_seen,
         updated_at=first_seen,
     )
@@ -59,6 +63,7 @@ def subscriber(
     weekly_day: int = 0,
     min_upvotes: int | None = None,
     max_papers: int = 25,
+    trending: int | None = None,
 ) -> Subscriber:
     sub = Subscriber(
         email=email,
@@ -70,6 +75,7 @@ def subscriber(
         weekly_day=weekly_day,
         min_upvotes=min_upvotes,
         max_papers=max_papers,
+        trending=trending,
         created_at=joined,
         confirmed_at=joined if status is SubscriberStatus.ACTIVE else None,
     )
