@@ -306,24 +306,25 @@ def trending_card(folder: Path, match: Match, period_word: str) -> Card:
     count = match.paper.upvotes or 0
     why = f"#{match.rank} {period_word} · {count} upvote{'s' if count != 1 else ''}"
     if card.topics:
-        why += f" · also on your topic {', '.join(card.topics)}"
+        why += f" · also on your topic{'s' if len(card.topics) > 1 else ''} {', '.join(card.topics)}"
     return replace(card, why=why)
 
 
 def _build_view(match: Match, *, with_topics: bool = True) -> PaperView:
     paper = match.paper
     phrases = match.highlight
+    line = author_segments(paper.authors, match.authors_hit)
     return PaperView(
         title=segments(paper.title, phrases),
         url=safe_url(getattr(paper, "abs_url", None)) or "",
         pdf_url=safe_url(getattr(paper, "pdf_url", None)),
-        authors=short_authors(paper.authors),
+        authors="".join(s.text for s in line),
         snippet=segments(snippet(paper.abstract, phrases), phrases),
         categories=list(paper.categories),
         upvotes=paper.upvotes,
         topics=list(reasons(match)) if with_topics else [],
         published=f"{paper.published:%d %b %Y}" if paper.published else "",
-        author_line=author_segments(paper.authors, match.authors_hit),
+        author_line=line,
         hf_url=hf_page(paper),
     )
 

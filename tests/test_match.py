@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from digest.match import PaperIndex, annotate, select
+from digest.match import PaperIndex, annotate, pick, select
+from digest.models import Preferences
 from digest.query import parse_query
 
 T0 = datetime(2026, 11, 29, 0, 0, tzinfo=UTC)
@@ -431,3 +432,94 @@ def test_annotate_of_a_paper_no_longer_matching() -> None:
     assert match.topics == ()
     assert (match.title_hits, match.abstract_hits) == (0, 0)
     assert match.highlight == frozenset()
+
+
+# --- trending, popularity over time, and saying why -------------------------------------------
+
+H = timedelta(hours=1)
+WEEK = timedelta(days=7)
+HOT = [
+    P("h1", "Agents that plan", upvotes=120, first_seen=T0, on_hf=True),
+    P("h2", "Agents that act", upvotes=40, first_seen=T0 + H, on_hf=True),
+    P("h3", "Protein design", upvotes=300, first_seen=T0 + 2 * H, on_hf=True),
+    P("h4", "Old but loved", upvotes=500, first_seen=T0 - timedelta(days=3), on_hf=True),
+    P("a1", "Agents on arXiv", upvotes=None, first_seen=T0 + H),
+]
+
+
+def _prefs(topics: list[str], trending: int | None = None, min_upvotes: int | None = None) -> Preferences:
+    return Preferences(topics, trending=trending, min_upvotes=min_upvotes)
+
+
+@pytest.mark.parametrize(
+    ("prefs", "trending", "topical"),
+    [
+        (_prefs([], trending=2), ["h3", "h1"], []),  # top N of the window by upvotes, on HF only
+        (_prefs([], trending=10), ["h3", "h1", "h2"], []),  # fewer papers than N: all of them
+        (_prefs(["agents"]), [], ["h1", "h2", "a1"]),
+        (_prefs(["agents"], trending=1), ["h3"], ["h1", "h2", "a1"]),
+        (_prefs(["agents"], trending=2), ["h3", "h1"], ["h2", "a1"]),  # never a paper twice
+        (_prefs(["agents"], min_upvotes=50), [], ["h1"]),
+    ],
+)
+def test_pick_trending_and_topics(prefs: Preferences, trending: list[str], topical: list[str]) -> None:
+    index = PaperIndex(HOT)
+    picked = pick(index, prefs, T0, T0 + 5 * H, lookback=WEEK)
+    assert [m.paper.id for m in picked.trending] == trending
+    assert [m.rank for m in picked.trending] == list(range(1, len(trending) + 1))
+    assert [m.paper.id for m in picked.topical.matches] == topical
+
+
+def test_pick_leaves_out_what_the_reader_was_already_sent() -> None:
+    index = PaperIndex(HOT)
+    sent = index.mask_of_ids(["h3", "a1", "not-in-the-index"])
+    picked = pick(index, _prefs(["agents"], trending=1), T0, T0 + 5 * H, lookback=WEEK, exclude=sent)
+    assert [m.paper.id for m in picked.matches] == ["h1", "h2"]
+
+
+def test_trending_looks_a_day_back_for_papers_that_arrived_just_before_the_last_digest() -> None:
+    late = P("late", "Late arrival", upvotes=90, first_seen=T0 - 2 * H, on_hf=True)
+    index = PaperIndex([*HOT, late])
+    picked = pick(index, _prefs([], trending=3), T0, T0 + 5 * H, lookback=WEEK)
+    assert [m.paper.id for m in picked.trending] == ["h3", "h1", "late"]  # h4 is three days old: out
+
+
+def test_a_minimum_is_met_when_the_count_first_reaches_it_within_the_lookback() -> None:
+    seen = T0
+    climb = [[count, int((seen + after).timestamp())] for count, after in ((5, 0 * H), (60, 10 * H), (400, 9 * 24 * H))]
+    papers = [P("c", "Climbing agents", upvotes=400, first_seen=seen, upvote_history=climb, on_hf=True)]
+    index = PaperIndex(papers)
+    day1, day2 = (seen, seen + 24 * H), (seen + 24 * H, seen + 48 * H)
+    assert index.eligible(50, *day1, WEEK) == 1 and index.eligible(50, *day2, WEEK) == 0  # 60 at +10 h
+    assert (
+        index.eligible(50, seen, seen + 9 * H, WEEK) == 0 and index.eligible(50, seen + 9 * H, seen + 11 * H, WEEK) == 1
+    )
+    assert index.eligible(4, seen, seen + H, WEEK) == 1  # met at once: eligible from first seen
+    assert all(index.eligible(300, seen + n * 24 * H, seen + (n + 1) * 24 * H, WEEK) == 0 for n in range(12))
+    # A row stored before upvotes were tracked: its count stands from when it was first seen.
+    legacy = PaperIndex([P("l", "Legacy", upvotes=70, first_seen=seen)])
+    assert legacy.eligible(50, *day1, WEEK) == 1 and legacy.eligible(80, *day1, WEEK) == 0
+
+
+@pytest.mark.parametrize(
+    ("topic", "paper", "reason"),
+    [
+        ('"KV cache" OR agents', "judges", ""),  # not matched at all: no reason asked
+        ('"KV cache" OR diffusion', "survey", "diffusion"),  # the alternative that matched, not the first
+        ('"KV cache" OR diffusion', "kvcache", "KV cache"),
+        ('(cats OR "KV cache") cache -survey', "kvcache", "KV cache cache"),
+        ("author:LeCun OR diffusion", "kvcache", "LeCun"),
+    ],
+)
+def test_the_reason_names_the_alternative_that_matched(index: PaperIndex, topic: str, paper: str, reason: str) -> None:
+    chosen = select(index, [topic], candidates=index.all, cap=20).matches
+    found = {m.paper.id: m.reasons for m in chosen}
+    assert found.get(paper, ("",)) == (reason,)
+
+
+def test_author_matches_name_the_authors(index: PaperIndex) -> None:
+    (match,) = select(index, ["author:LeCun"], candidates=index.mask_of_ids(["kvcache"]), cap=5).matches
+    assert match.authors_hit == frozenset({0})
+    many = P("many", "x", "y", ["A One", "B Two", "C Three", "D Four", "E Five", "Yann LeCun", "G Seven"])
+    (deep,) = select(PaperIndex([many]), ['author:"Yann LeCun"'], candidates=1, cap=5).matches
+    assert deep.authors_hit == frozenset({5})

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
 from digest.config import PROJECT_ROOT
-from digest.match import PaperIndex, select
+from digest.match import PaperIndex, pick, select
+from digest.models import Preferences
 from digest.render import (
     DigestContext,
+    author_segments,
     environment,
     render_digest,
     safe_url,
@@ -302,3 +304,65 @@ def test_readers_share_a_card_body_but_each_sees_their_own_topics_and_highlights
     rendered = render_digest(TEMPLATES, ctx, [other], 0)
     assert "Matched: clustering" in rendered.text and ">Matched: clustering</p>" in rendered.html
     assert "Matched: KV cache" not in rendered.text
+
+
+# --- trending and two-section digests ---------------------------------------------------------
+
+HOT = [
+    _paper(4, "Agents that plan with long context", "Planning agents read long context.", upvotes=212, on_hf=True),
+    _paper(5, "Protein language models", "Proteins as text.", upvotes=180, on_hf=True,
+           authors=["Mia Wong", "Tom Berg", "Ivy Cole", "Raj Patel", "Yann LeCun", "Eve Stone"]),
+    _paper(6, "Diffusion for video", "Video diffusion at scale.", upvotes=97, on_hf=True),
+]  # fmt: skip
+
+
+def _two_kinds(topics: list[str], trending: int) -> tuple[str, str, str]:
+    index = PaperIndex([*PAPERS, *HOT])
+    ctx = replace(CONTEXT, topics=topics, trending=trending)
+    picked = pick(
+        index, Preferences(topics, trending=trending), SEEN, SEEN + timedelta(days=1), lookback=timedelta(days=7)
+    )
+    out = render_digest(TEMPLATES, ctx, picked.matches, more=picked.topical.more)
+    return out.subject, out.html, out.text
+
+
+@pytest.mark.parametrize(("name", "topics"), [("trending", []), ("two-sections", [*TOPICS, "author:LeCun"])])
+def test_trending_digests_match_golden(name: str, topics: list[str], regen_golden: bool) -> None:
+    subject, html, text = _two_kinds(topics, 2)
+    _golden(f"digest-{name}.html", html, regen_golden)
+    _golden(f"digest-{name}.txt", text, regen_golden)
+    if not topics:
+        assert subject == "2 trending papers today — 30 Nov"
+        assert "Your topics" not in text and "TRENDING" not in text  # one kind: no section headings
+    else:
+        assert subject.startswith("2 new papers on ") and subject.endswith(" + 2 trending — 30 Nov")
+        assert text.index("TRENDING") < text.index("ON YOUR TOPICS")
+
+
+def test_an_author_named_by_a_topic_is_shown_and_highlighted_even_in_a_long_list() -> None:
+    _subject, html, text = _two_kinds(["author:LeCun"], 0)
+    assert "Mia Wong, Tom Berg, Ivy Cole, Yann LeCun and 2 others" in text
+    assert '<span class="hit"' in html and ">Yann LeCun</span> and 2 others" in html
+
+
+@pytest.mark.parametrize(
+    ("names", "hits", "expected"),
+    [
+        (["A", "B", "C", "D", "E"], {4}, "A, B, C, E and 1 other"),
+        (["A", "B", "C", "D", "E", "F"], {1}, "A, B, C and 3 others"),  # already shown
+        (["A", "B", "C", "D"], {3}, "A, B, C and D"),
+        (["A", "B", "C", "D", "E", "F", "G"], {4, 6}, "A, B, C, E, G and 2 others"),
+    ],
+)
+def test_author_line_keeps_the_matched_authors(names: list[str], hits: set[int], expected: str) -> None:
+    line = author_segments(names, frozenset(hits))
+    assert "".join(s.text for s in line) == expected
+    assert {s.text for s in line if s.hit} == {names[i] for i in hits}
+
+
+def test_a_weekly_digest_says_this_week() -> None:
+    index = PaperIndex(HOT)
+    picked = pick(index, Preferences([], trending=1), SEEN, SEEN + timedelta(days=7), lookback=timedelta(days=7))
+    out = render_digest(TEMPLATES, replace(CONTEXT, topics=[], trending=1, weekly=True), picked.matches, 0)
+    assert out.subject == "1 trending paper this week — 30 Nov"
+    assert "#1 this week · 212 upvotes" in out.text and "Hugging Face this week" in out.text
