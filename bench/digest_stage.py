@@ -88,7 +88,7 @@ class _Steps:
 def _steps(settings: Settings, transport: Transport, index: PaperIndex, sample: Sample, reps: int) -> _Steps:
     """render_digest, build_message and the transport, each step `reps` times on its own."""
     contexts = [reader_context(settings, sub, row) for sub, row in sample]
-    matches = [annotate(index, sub.topics, row.paper_ids) for sub, row in sample]
+    matches = [annotate(index, sub.topics, row.paper_ids, row.trending_count) for sub, row in sample]
     render, rendered = timed(
         reps,
         lambda: [

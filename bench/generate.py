@@ -328,6 +328,8 @@ def _paper(rng: random.Random, m: _Material, n: int, now: datetime) -> dict[str,
     abs_url, pdf_url = arxiv_urls(pid)
     first_seen = now - timedelta(seconds=rng.randint(60, 6 * 3600))
     upvotes = None if rng.random() < 0.6 else int(rng.paretovariate(1.3)) - 1
+    if upvotes is not None and rng.random() < 0.1:  # announced days ago on Hugging Face, still climbing
+        first_seen -= timedelta(days=rng.randint(1, 5))
     return {
         "id": pid,
         "title": title,
@@ -338,11 +340,22 @@ def _paper(rng: random.Random, m: _Material, n: int, now: datetime) -> dict[str,
         "abs_url": abs_url,
         "pdf_url": pdf_url,
         "upvotes": upvotes,
+        "upvote_history": [] if upvotes is None else _climb(rng, upvotes, first_seen, now),
+        "on_hf": upvotes is not None,
+        "needs_arxiv": False,
         "sources": ["arxiv", "hf-daily-papers"] if upvotes is not None else ["arxiv"],
         "authoritative": True,
         "first_seen": first_seen,
         "updated_at": first_seen,
     }
+
+
+def _climb(rng: random.Random, upvotes: int, first_seen: datetime, now: datetime) -> list[list[int]]:
+    """The counts successive fetches saw, rising to `upvotes`: [count, unix seconds] each time it rose."""
+    fetches = sorted(rng.uniform(first_seen.timestamp(), now.timestamp()) for _ in range(rng.randint(0, 3)))
+    counts = sorted({rng.randint(0, upvotes) for _ in fetches} - {upvotes})
+    seen = [first_seen.timestamp(), *fetches][: len(counts) + 1]
+    return [[count, int(at)] for count, at in zip([*counts, upvotes], seen, strict=False)]
 
 
 def make_papers(rng: random.Random, count: int, now: datetime) -> Iterator[dict[str, Any]]:
@@ -354,7 +367,8 @@ def make_papers(rng: random.Random, count: int, now: datetime) -> Iterator[dict[
 
 
 def make_subscribers(rng: random.Random, count: int, queries: Sequence[str], now: datetime) -> Iterator[dict[str, Any]]:
-    """`count` active, long-confirmed daily readers due at 00:00 UTC, 1–3 Zipf-drawn topics each."""
+    """`count` active, long-confirmed daily readers due at 00:00 UTC, 1–3 Zipf-drawn topics each;
+    about 10% also (or only, half of them) get the trending papers."""
     cum = zipf_weights(len(queries))
     ranks = range(len(queries))
     for n in range(count):
@@ -367,11 +381,13 @@ def make_subscribers(rng: random.Random, count: int, queries: Sequence[str], now
         first = first.encode("ascii", "ignore").decode()
         last = rng.choice(LAST_NAMES).lower().encode("ascii", "ignore").decode()
         roll = rng.random()
+        trending = rng.random()
         yield {
             "email": f"{first}.{last}.{n}@{DOMAINS[n % len(DOMAINS)]}",
             "handle": f"bench-{n:010d}",  # unique and deterministic; draws nothing from the seed
             "status": SubscriberStatus.ACTIVE,
-            "topics": list(picked),
+            "topics": [] if trending < 0.05 else list(picked),
+            "trending": (5, 10, 10, 20)[int(trending * 80) % 4] if trending < 0.1 else None,
             "frequency": Frequency.DAILY,
             "send_hour": 0,
             "timezone": "UTC",

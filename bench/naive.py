@@ -84,7 +84,7 @@ class _Naive:
     def render(self, sub: Subscriber, row: Delivery) -> _NaiveEmail:
         """Plain Jinja over the frozen templates."""
         ctx = reader_context(self.settings, sub, row)
-        found = annotate(self.index, sub.topics, row.paper_ids)
+        found = annotate(self.index, sub.topics, row.paper_ids, row.trending_count)
         subject = subject_line(len(found) + row.more_count, subject_topics(ctx.topics, found), ctx.date)
         values = {
             "subject": subject,

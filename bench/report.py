@@ -228,7 +228,7 @@ def _stage_rows(result: RunResult) -> list[str]:
 
 def _match_row(m: MatchResult, mq: MatchResult) -> str:
     return (
-        f"| match (`select` per reader; index built in {m.index_build_s} s) | "
+        f"| match (`pick` per reader; index built in {m.index_build_s} s) | "
         f"{m.subscribers_per_s:,.0f} subscribers/s "
         f"({m.match_s} s for {m.subscribers:,}; {mq.match_s} s for {mq.subscribers:,}) | "
         f"{1e6 / max(1, m.subscribers_per_s):.0f} µs | {m.peak_rss_mb:.0f} MB |"

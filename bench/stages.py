@@ -1,7 +1,7 @@
 """The measured stages, each run in a process of its own (`python -m bench.stages STAGE CONFIG OUT`),
 so that the peak RSS it reports is that stage's alone. Every stage calls the project's real code.
 
-- match:   build the PaperIndex once, then `digest.match.select` for every subscriber, streamed in batches
+- match:   build the PaperIndex once, then `digest.match.pick` for every subscriber, streamed in batches
 - digest:  on a sample of real selections: render (`render_digest`), MIME (`build_message`), send
            (`SmtpTransport` to smtp-sink), and the whole per-digest path (`compose.digest_message` + send)
 - naive:   the same sample the naive way: premailer per email, stdlib EmailMessage, one smtplib connection
@@ -48,28 +48,28 @@ from digest.clock import utcnow
 from digest.config import Settings
 from digest.db import make_engine, open_session
 from digest.index import load_index
-from digest.match import PaperIndex
-from digest.match import select as select_papers
-from digest.models import Frequency, Subscriber
+from digest.match import PaperIndex, pick
+from digest.models import Frequency, Preferences, Subscriber
 from digest.pipeline import send_chunk
 from digest.plan import Window, plan_due, window_end
 from digest.schedule import Schedule, previous_slot
 from digest.send import Outcome, Transport, make_transport
 
 STREAM_BATCH = 2_000
+LOOKBACK = timedelta(days=Settings.model_fields["upvote_lookback_days"].default)
 
 
-# ---- match: select() for every reader ------------------------------------------------------------
+# ---- match: pick() for every reader ------------------------------------------------------------
 
 
 def _stream(engine: Engine, limit: int) -> Iterator[Sequence[Any]]:
-    """Subscribers (id, topics, min_upvotes, max_papers) in id order, STREAM_BATCH at a time."""
+    """Subscribers (id, topics, min_upvotes, max_papers, trending) in id order, STREAM_BATCH at a time."""
     table = Subscriber.__table__  # type: ignore[attr-defined]
     last, left = 0, limit
     with engine.connect() as conn:
         while left > 0:
             query = (
-                sa_select(table.c.id, table.c.topics, table.c.min_upvotes, table.c.max_papers)
+                sa_select(table.c.id, table.c.topics, table.c.min_upvotes, table.c.max_papers, table.c.trending)
                 .where(table.c.id > last, table.c.status == "active")
                 .order_by(table.c.id)
                 .limit(min(STREAM_BATCH, left))
@@ -100,7 +100,8 @@ class _Matched:
 
 
 def _match_readers(index: PaperIndex, batches: Iterator[Sequence[Any]], window: Window) -> _Matched:
-    """`select` for every reader of every batch, loading and matching timed apart."""
+    """`pick` for every reader of every batch (what `pipeline.select_for` runs), loading and
+    matching timed apart."""
     seen = _Matched()
     readers = nonempty = shown = matched = 0
     while True:
@@ -109,15 +110,14 @@ def _match_readers(index: PaperIndex, batches: Iterator[Sequence[Any]], window: 
         if rows is None:
             break
         with seen.match.run():
-            for _id, topics, min_upvotes, cap in rows:
-                chosen = select_papers(
-                    index, topics, candidates=index.window(window.start, window.end), min_upvotes=min_upvotes, cap=cap
-                )
+            for _id, topics, min_upvotes, cap, trending in rows:
+                prefs = Preferences(topics, min_upvotes=min_upvotes, max_papers=cap, trending=trending)
+                chosen = pick(index, prefs, window.start, window.end, lookback=LOOKBACK)
                 readers += 1
-                if chosen.matches:
+                if found := chosen.matches:
                     nonempty += 1
-                    shown += len(chosen.matches)
-                    matched += len(chosen.matches) + chosen.more
+                    shown += len(found)
+                    matched += len(found) + chosen.topical.more
     seen.readers, seen.nonempty, seen.shown, seen.matched = readers, nonempty, shown, matched
     return seen
 
