@@ -143,12 +143,22 @@ def schedule_text(sub: Subscriber) -> str:
     return f"{when} at {sub.send_hour:02d}:00 ({sub.timezone})"
 
 
+def choice_text(sub: Subscriber) -> str:
+    """'on 2 topics', 'with the 10 trending papers', or both — counts only, never the text typed."""
+    count = len(sub.topics)
+    parts = [f"on {count} topic{'s' if count != 1 else ''}"] if count else []
+    if sub.trending:
+        parts.append(f"with the {sub.trending} trending paper{'s' if sub.trending != 1 else ''} of Hugging Face")
+    return " and ".join(parts)
+
+
 def render_notice(settings: Settings, sub: Subscriber, kind: NoticeKind, now: datetime) -> RenderedDigest:
     """The subject, HTML and text of one notice."""
     values: dict[str, object] = {
         "ctx": context(settings, sub, now, links(settings, sub, now)),
         "topics": [topic_label(t) for t in sub.topics],
         "schedule": schedule_text(sub),
+        "what": choice_text(sub),
         "link_hours": settings.confirm_link_hours,
     }
     if kind is NoticeKind.CONFIRM:

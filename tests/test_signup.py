@@ -218,6 +218,23 @@ def test_confirmation_email_over_smtp(session: Session, settings: Settings, smtp
     assert f'href="{link}"' in html and 'style="' in html  # same look as the digest: inlined CSS
 
 
+def test_a_trending_confirmation_says_what_was_chosen(
+    session: Session, settings: Settings, smtp_server: SmtpServer
+) -> None:
+    request_signup(session, settings, "hot@example.org", Preferences([], trending=5), NOW)
+    request_signup(session, settings, "both@example.org", Preferences(["agents"], trending=1), NOW)
+    transport = SmtpTransport(parse_smtp_url(smtp_server.url), timeout=5)
+    assert send_notices(session, settings, transport, NOW) == {"sent": 2}
+    (hot,) = _received(smtp_server, "hot@example.org")
+    (both,) = _received(smtp_server, "both@example.org")
+    hot_text = hot.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    both_text = both.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "every day at 08:00 (UTC),\nwith the 5 trending papers of Hugging Face." in hot_text.replace("\r\n", "\n")
+    assert "topic" not in hot_text.split("Nothing will be sent")[0]
+    assert "on 1 topic and with the 1 trending paper of Hugging Face." in both_text
+    assert "agents" not in both_text
+
+
 def test_already_subscribed_email_has_manage_link_and_list_unsubscribe(
     session: Session, settings: Settings, smtp_server: SmtpServer
 ) -> None:
