@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
+from typing import TypeVar
 
 import httpx
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from digest.config import Settings, SourceConfig, SourceKind
+from digest.enrich import ENRICH_NAME, enrich
 from digest.fetch import Fetched, Throttle, Validators, fetch, make_client
 from digest.models import Paper, SourceState
 from digest.parse import FeedError, ParsedPaper, ParseResult, parse
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -35,10 +39,56 @@ class SourceReport:
 
 
 _DESCRIBED = ("title", "abstract", "authors", "published", "abs_url", "pdf_url")
+_KEPT = (*_DESCRIBED, "categories", "upvotes", "upvote_history", "on_hf", "needs_arxiv", "sources", "authoritative")
+# A paper's upvote history keeps at most this many rises (a paper re-read hourly for the 4 days
+# of a dated source rises at most ~100 times; the bound only guards against odd data).
+MAX_HISTORY = 200
 
 
 def _snapshot(row: Paper) -> tuple[object, ...]:
-    return tuple(getattr(row, name) for name in (*_DESCRIBED, "categories", "upvotes", "sources", "authoritative"))
+    return tuple(getattr(row, name) for name in _KEPT)
+
+
+def _from_arxiv(paper: ParsedPaper) -> bool:
+    """Whether arXiv's own feeds (listing RSS or API Atom) described the paper."""
+    return paper.authoritative and not paper.on_hf
+
+
+def _flags(row: Paper, paper: ParsedPaper) -> None:
+    """`on_hf` once Hugging Face described the paper; `needs_arxiv` while only Hugging Face did.
+
+    Called before the categories are merged: a row arXiv described is authoritative with categories
+    (Hugging Face gives none, a generic feed is never authoritative)."""
+    if _from_arxiv(paper):
+        row.needs_arxiv = False
+    elif paper.on_hf and not row.on_hf:
+        row.needs_arxiv = not (row.authoritative and row.categories)
+    row.on_hf = row.on_hf or paper.on_hf
+
+
+def _bounded(history: list[list[int]]) -> list[list[int]]:
+    """At most MAX_HISTORY entries: past that, the rise that was smallest over the entry before it
+    goes (never the first or the newest), so the time a threshold was first met stays exact except
+    for the fewest counts, and only ever moves later."""
+    while len(history) > MAX_HISTORY:
+        drop = min(range(1, len(history) - 1), key=lambda i: history[i][0] - history[i - 1][0])
+        history = history[:drop] + history[drop + 1 :]
+    return history
+
+
+def _count_upvotes(row: Paper, count: int, now: datetime) -> None:
+    """Take the newest count; record it in the history when it is higher than every count before.
+
+    A row stored before histories were kept starts its history with the count it had, at the time
+    it was first seen. The JSON column gets a new list: a change in place would not be saved."""
+    history = list(row.upvote_history)
+    if not history and row.upvotes is not None:
+        history = [[row.upvotes, int(row.first_seen.timestamp())]]
+    if not history or count > max(entry[0] for entry in history):
+        history = _bounded([*history, [count, int(now.timestamp())]])
+    if history != row.upvote_history:
+        row.upvote_history = history
+    row.upvotes = count
 
 
 def _merge(row: Paper, paper: ParsedPaper, source: str, now: datetime) -> bool:
@@ -48,6 +98,7 @@ def _merge(row: Paper, paper: ParsedPaper, source: str, now: datetime) -> bool:
     description stays (a later v2 or another source never rewrites what readers already saw)."""
     before = _snapshot(row)
     replace = paper.authoritative and not row.authoritative
+    _flags(row, paper)
     for name in _DESCRIBED:
         new = getattr(paper, name)
         if new and (replace or not getattr(row, name)):
@@ -55,7 +106,7 @@ def _merge(row: Paper, paper: ParsedPaper, source: str, now: datetime) -> bool:
     row.authoritative = row.authoritative or paper.authoritative
     row.categories = list(dict.fromkeys([*row.categories, *paper.categories]))
     if paper.upvotes is not None:
-        row.upvotes = paper.upvotes
+        _count_upvotes(row, paper.upvotes, now)
     row.sources = list(dict.fromkeys([*row.sources, source]))
     if _snapshot(row) == before:
         return False
@@ -74,6 +125,9 @@ def _new_row(paper: ParsedPaper, source: str, now: datetime) -> Paper:
         abs_url=paper.abs_url,
         pdf_url=paper.pdf_url,
         upvotes=paper.upvotes,
+        upvote_history=[] if paper.upvotes is None else [[paper.upvotes, int(now.timestamp())]],
+        on_hf=paper.on_hf,
+        needs_arxiv=paper.on_hf and not paper.categories,
         sources=[source],
         authoritative=paper.authoritative,
         first_seen=now,
@@ -184,7 +238,7 @@ def run_source(
             max_bytes=settings.fetch_max_bytes, throttle=throttle, origin=source.url,
         )  # fmt: skip
         _absorb(session, source, fetched, report, now)
-        validators = validators or ((url, fetched) if fetched.status == "ok" else None)
+        validators = validators or _kept(url, fetched, state)
         if not report.ok:
             break
     # An empty but well-formed feed is a healthy run: arXiv lists nothing at weekends and on
@@ -197,6 +251,16 @@ def run_source(
     session.add(state)
     session.commit()
     return report
+
+
+def _kept(url: str, fetched: Fetched, state: SourceState) -> tuple[str, Fetched] | None:
+    """The validators to keep from this URL: a good answer's, or after a 304 the ones we sent (so a
+    dated source's unchanged day keeps them instead of handing them to the next day's URL)."""
+    if fetched.status == "ok":
+        return url, fetched
+    if fetched.status == "not_modified":
+        return url, Fetched("ok", etag=state.etag, last_modified=state.last_modified)
+    return None
 
 
 def _absorb(session: Session, source: SourceConfig, fetched: Fetched, report: SourceReport, now: datetime) -> None:
@@ -218,16 +282,40 @@ def _absorb(session: Session, source: SourceConfig, fetched: Fetched, report: So
 
 
 def fetch_all(session: Session, settings: Settings, now: datetime, only: str | None = None) -> list[SourceReport]:
-    """Run every configured source (or just `only`); one failing source never stops the others."""
+    """Run every configured source (or just `only`), then — on a full run, when an arXiv API URL is
+    set — ask arXiv about the papers only Hugging Face described (`digest.enrich`). One failing
+    step never stops the others."""
     sources = [s for s in settings.sources if only is None or s.name == only]
     throttle = Throttle(settings.arxiv_min_interval)
     reports = []
     with make_client(settings.fetch_timeout) as client:
         for source in sources:
-            try:
-                reports.append(run_source(session, client, source, settings, throttle, now))
-            except Exception as exc:  # a bug or a database hiccup in one source must not stop the rest
-                session.rollback()
-                log.exception("source %s failed", source.name)
-                reports.append(SourceReport(source.name, ok=False, error=f"internal error: {exc}"[:300]))
+            step = partial(run_source, session, client, source, settings, throttle, now)
+            reports.append(_guarded(session, source.name, step))
+        if only is None and settings.arxiv_api_url:
+            enriched = _guarded(session, ENRICH_NAME, partial(_enrich, session, client, settings, throttle, now))
+            reports += [enriched] if enriched is not None else []
     return reports
+
+
+def _guarded(session: Session, name: str, step: Callable[[], _T]) -> _T | SourceReport:
+    """Run one step of a fetch run; a bug or a database hiccup in it must not stop the rest."""
+    try:
+        return step()
+    except Exception as exc:
+        session.rollback()
+        log.exception("source %s failed", name)
+        return SourceReport(name, ok=False, error=f"internal error: {exc}"[:300])
+
+
+def _enrich(
+    session: Session, client: httpx.Client, settings: Settings, throttle: Throttle, now: datetime
+) -> SourceReport | None:
+    """The arXiv enrichment as one more line of the run's report (none when no paper waited)."""
+    done = enrich(session, client, settings, throttle, now)
+    if done is None:
+        return None
+    return SourceReport(
+        ENRICH_NAME, ok=done.error is None, updated=done.described, parsed=done.parsed, entries=done.entries,
+        error=done.error, problems=done.problems,
+    )  # fmt: skip

@@ -47,6 +47,7 @@ class ParsedPaper:
     abs_url: str
     pdf_url: str | None
     upvotes: int | None = None
+    on_hf: bool = False  # Hugging Face Daily Papers described it (only its parser sets this)
     # False for generic feeds: a blog post about a paper must not become the paper's metadata.
     authoritative: bool = True
 
@@ -59,6 +60,8 @@ class ParseResult:
     skipped: list[str] = field(default_factory=list)
     warning: str | None = None
     entries: int = 0
+    # What the server said went wrong, in entries of their own (the arXiv API answers a bad query so).
+    errors: list[str] = field(default_factory=list)
     ids: set[str] = field(default_factory=set, repr=False)
 
 
@@ -279,6 +282,8 @@ def parse_arxiv_rss(content: bytes) -> ParseResult:
 def _arxiv_atom_entry(entry: Any, result: ParseResult) -> None:
     ident = arxiv_id(str(entry.get("id") or ""))
     if ident is None:
+        if "arxiv.org/api/errors" in str(entry.get("id") or ""):
+            result.errors.append(_entry_text(entry, "summary", 200) or "unnamed error")
         result.skipped.append(f"entry {clip(str(entry.get('id') or ''), 80)!r}: no arXiv id")
         return
     authors = [str(a.get("name") or "") for a in entry.get("authors") or []]
@@ -358,6 +363,7 @@ def _hf_item(item: Any) -> tuple[ParsedPaper | None, str | None]:
         abs_url=abs_url,
         pdf_url=pdf_url,
         upvotes=_count(upvotes),
+        on_hf=True,
     ), None
 
 

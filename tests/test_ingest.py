@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from digest.config import SourceKind
-from digest.ingest import ingest_bytes, store_papers
+from digest.config import Settings, SourceConfig, SourceKind
+from digest.db import open_session
+from digest.ingest import MAX_HISTORY, fetch_all, ingest_bytes, store_papers
 from digest.models import Paper
 from digest.parse import FeedError, ParsedPaper
 from tests.conftest import FIXTURES, NOW
+from tests.httpserver import HTTPTestServer, Response, http_server_fixture  # noqa: F401  (the fixture)
 from tests.test_parse import FLAVORS, entry
 
 ARXIV_RSS = "feed-arxiv-rss.xml"
@@ -142,8 +145,11 @@ def test_a_later_upvote_count_updates_upvotes_and_updated_at_but_not_first_seen(
     assert row["first_seen"] == NOW  # first seen in the arXiv listing
     assert row["categories"] == ["cs.CL", "cs.AI"]
     assert sorted(row["sources"]) == ["arxiv-listing", "hf-daily"]
-    assert {k: v for k, v in row.items() if k not in ("upvotes", "updated_at")} == {
-        k: v for k, v in before[SHARED].items() if k not in ("upvotes", "updated_at")
+    hf_at = int((NOW + timedelta(hours=1)).timestamp())
+    assert row["upvote_history"] == [[14, hf_at], [40, int(refetch.timestamp())]]
+    changed = ("upvotes", "upvote_history", "updated_at")
+    assert {k: v for k, v in row.items() if k not in changed} == {
+        k: v for k, v in before[SHARED].items() if k not in changed
     }
     # Every other row is untouched.
     assert {pid: r for pid, r in after.items() if pid != SHARED} == {
@@ -300,3 +306,167 @@ def test_a_generic_feed_cannot_give_an_arxiv_paper_its_own_link(session: Session
     assert not paper.authoritative  # arXiv's own description replaces the blog's when it arrives
     # A generic feed's links stay on its own entries.
     assert rows["https://blog.example.org/posts/7"].abs_url == "https://blog.example.org/posts/7"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Popularity that keeps counting: upvote histories, and the flags that say who described a paper
+# --------------------------------------------------------------------------------------------------------------------
+
+REFRESH_DAY = FIXTURES / "hf_refresh" / "2026-11-28.json"  # two papers Hugging Face listed two days before NOW
+CLIMBING, FALLING = "2611.21437", "2611.20981"
+
+
+def refresh_day(counts: dict[str, int]) -> bytes:
+    """The saved day with the upvote counts a later read of it shows."""
+    items = json.loads(REFRESH_DAY.read_bytes())
+    for item in items:
+        item["paper"]["upvotes"] = counts[item["paper"]["id"]]
+    return json.dumps(items).encode()
+
+
+def at(when: datetime) -> int:
+    return int(when.timestamp())
+
+
+def test_a_dated_source_rereads_its_earlier_days_and_the_counts_keep_counting(
+    http_server: HTTPTestServer, settings: Settings, engine: Engine
+) -> None:
+    # Today's list does not change (answered 304 once we hold its ETag); two days ago, the counts move.
+    http_server.feed("/api/daily_papers?date=2026-11-30", b"[]", etag='"today"')
+    http_server.route("/api/daily_papers?date=2026-11-29", b"[]")
+    http_server.route("/api/daily_papers?date=2026-11-27", b"[]")
+    counts = {CLIMBING: 5, FALLING: 40}
+    http_server.route("/api/daily_papers?date=2026-11-28", handler=lambda _request: Response(200, refresh_day(counts)))
+    source = SourceConfig(
+        name="hf", kind=SourceKind.HF_JSON, url=http_server.url("/api/daily_papers?date={date}"), days_back=3
+    )
+    # Without an arXiv API URL the enrichment step is off: this test is about the counts alone.
+    settings = settings.model_copy(update={"sources": [source], "arxiv_api_url": ""})
+    runs = [NOW, NOW + timedelta(hours=1), NOW + timedelta(hours=2)]
+    steps = [
+        ({CLIMBING: 5, FALLING: 40}, (2, 0)),
+        ({CLIMBING: 30, FALLING: 35}, (0, 2)),
+        ({CLIMBING: 120, FALLING: 35}, (0, 1)),
+    ]
+
+    for run, (served, changed) in zip(runs, steps, strict=True):
+        counts.update(served)
+        with open_session(engine) as session:
+            [report] = fetch_all(session, settings, run)
+        assert (report.ok, report.new, report.updated) == (True, *changed)
+        rows = stored(engine)
+        assert {pid: rows[pid].upvotes for pid in counts} == served
+
+    rows = stored(engine)
+    assert rows[CLIMBING].upvote_history == [[5, at(runs[0])], [30, at(runs[1])], [120, at(runs[2])]]
+    assert rows[FALLING].upvote_history == [[40, at(runs[0])]]  # a lower count adds nothing
+    assert rows[CLIMBING].first_seen == rows[FALLING].first_seen == NOW
+    assert rows[CLIMBING].updated_at == runs[2] and rows[FALLING].updated_at == runs[1]
+    assert all(row.on_hf and row.needs_arxiv for row in rows.values())
+    # Every run read all four days; from the second on, today's list was answered 304 and the others still read.
+    for day in ("2026-11-30", "2026-11-29", "2026-11-28", "2026-11-27"):
+        assert len(http_server.requests_to(f"/api/daily_papers?date={day}")) == 3, day
+    assert [r.headers.get("If-None-Match") for r in http_server.requests_to("/api/daily_papers?date=2026-11-30")] == [
+        None, '"today"', '"today"',
+    ]  # fmt: skip
+
+    # The same counts once more: nothing changes, not even updated_at.
+    before = snapshot(engine)
+    with open_session(engine) as session:
+        [again] = fetch_all(session, settings, NOW + timedelta(hours=3))
+    assert (again.ok, again.new, again.updated, again.parsed) == (True, 0, 0, 2)
+    assert snapshot(engine) == before
+
+
+def hf_paper(pid: str = "2406.12345", upvotes: int | None = 3, *, on_hf: bool = True) -> ParsedPaper:
+    abs_url, pdf_url = f"https://arxiv.org/abs/{pid}", f"https://arxiv.org/pdf/{pid}"
+    return ParsedPaper(
+        id=pid, title="Draft trees", abstract="A.", authors=["Ada Lovelace"], categories=[], published=None,
+        abs_url=abs_url, pdf_url=pdf_url, upvotes=upvotes, on_hf=on_hf,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("counts", "history"),
+    [
+        pytest.param([3, 3, 3], [(3, 0)], id="unchanged"),
+        pytest.param([3, 9, 4, 9, 12], [(3, 0), (9, 1), (12, 4)], id="rises recorded, dips and repeats not"),
+        pytest.param([0, 1], [(0, 0), (1, 1)], id="from zero"),
+        pytest.param([None, 7, None, 8], [(7, 1), (8, 3)], id="unknown counts skipped"),
+    ],
+)
+def test_the_history_records_each_new_high(
+    session: Session, engine: Engine, counts: list[int | None], history: list[tuple[int, int]]
+) -> None:
+    for hour, count in enumerate(counts):
+        store_papers(session, [hf_paper(upvotes=count)], "hf", NOW + timedelta(hours=hour))
+    [row] = stored(engine).values()
+    assert row.upvote_history == [[count, at(NOW + timedelta(hours=hour))] for count, hour in history]
+    assert row.upvotes == next(c for c in reversed(counts) if c is not None)
+
+
+def test_a_row_stored_before_histories_starts_from_the_count_it_had(session: Session, engine: Engine) -> None:
+    store_papers(session, [hf_paper(upvotes=12)], "hf", NOW)
+    legacy = session.get(Paper, "2406.12345")
+    assert legacy is not None
+    legacy.upvote_history = []  # as migration 0005 left every row
+    session.add(legacy)
+    session.commit()
+
+    assert store_papers(session, [hf_paper(upvotes=10)], "hf", NOW + timedelta(hours=1)) == (0, 1)
+    assert stored(engine)["2406.12345"].upvote_history == [[12, at(NOW)]]
+    store_papers(session, [hf_paper(upvotes=20)], "hf", NOW + timedelta(hours=2))
+    row = stored(engine)["2406.12345"]
+    assert (row.upvotes, row.upvote_history) == (20, [[12, at(NOW)], [20, at(NOW + timedelta(hours=2))]])
+
+
+def test_the_history_is_bounded_and_keeps_its_first_and_newest_entries(session: Session, engine: Engine) -> None:
+    # Rises of 1 every other time and of 10 otherwise: past the bound, the smallest rises go first.
+    count, expected_top = 0, 0
+    for hour in range(MAX_HISTORY + 20):
+        count += 10 if hour % 2 else 1
+        store_papers(session, [hf_paper(upvotes=count)], "hf", NOW + timedelta(hours=hour))
+        expected_top = count
+    [row] = stored(engine).values()
+    history = row.upvote_history
+    assert len(history) == MAX_HISTORY
+    assert history[0] == [1, at(NOW)]
+    assert history[-1] == [expected_top, at(NOW + timedelta(hours=MAX_HISTORY + 19))]
+    assert all(a[0] < b[0] and a[1] < b[1] for a, b in pairwise(history))
+    rises = [b[0] - a[0] for a, b in pairwise(history)]
+    assert rises.count(11) == 20  # twenty rises of 1 were dropped, each merged into the rise of 10 after it
+
+
+@pytest.mark.parametrize(
+    ("order", "pid", "on_hf", "needs_arxiv"),
+    [
+        pytest.param([HF], SHARED, True, True, id="hf only: waits for arXiv"),
+        pytest.param([HF, ARXIV_RSS], SHARED, True, False, id="hf, then the arXiv listing"),
+        pytest.param([ARXIV_RSS, HF], SHARED, True, False, id="arXiv listing, then hf"),
+        pytest.param([BLOG_RSS, HF], "2506.87888", True, True, id="a blog post, then hf: no arXiv description yet"),
+        pytest.param([ARXIV_RSS], SHARED, False, False, id="arXiv only"),
+        pytest.param([BLOG_RSS], "2506.87888", False, False, id="a blog post only"),
+    ],
+)
+def test_on_hf_and_needs_arxiv_follow_who_described_the_paper(
+    session: Session, engine: Engine, order: list[str], pid: str, on_hf: bool, needs_arxiv: bool
+) -> None:
+    for n, fixture in enumerate(order):
+        ingest(session, fixture, now=NOW + timedelta(hours=n))
+    row = stored(engine)[pid]
+    assert (row.on_hf, row.needs_arxiv) == (on_hf, needs_arxiv)
+
+
+def test_on_hf_is_never_reset_and_a_done_paper_is_not_asked_again(session: Session, engine: Engine) -> None:
+    ingest(session, HF, now=NOW)
+    done = session.get(Paper, "2509.54410")
+    assert done is not None and done.needs_arxiv
+    done.needs_arxiv = False  # as the enrichment leaves a paper arXiv does not know
+    session.add(done)
+    session.commit()
+
+    ingest(session, HF, now=NOW + timedelta(hours=1), content=hf_with_upvotes("2509.54410", 3))
+    ingest(session, BLOG_RSS, now=NOW + timedelta(hours=2))
+    rows = stored(engine)
+    assert (rows["2509.54410"].on_hf, rows["2509.54410"].needs_arxiv, rows["2509.54410"].upvotes) == (True, False, 3)
+    assert rows["2506.87888"].on_hf and rows["2506.87888"].needs_arxiv
