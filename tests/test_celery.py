@@ -71,6 +71,8 @@ def test_worker_fetches_and_sends_end_to_end(
 ) -> None:
     http_server.feed("/rss/cs.AI+cs.CL", (SAMPLES / "arxiv-listing.rss").read_bytes(), etag='"v1"')
     http_server.route("/api/daily_papers", (SAMPLES / "hf-daily-papers.json").read_bytes())
+    empty_atom = b'<feed xmlns="http://www.w3.org/2005/Atom"><title>arXiv Query</title></feed>'
+    http_server.route("/api/query", empty_atom, headers={"Content-Type": "application/atom+xml"})
     sources = [
         SourceConfig(name="arxiv", kind=SourceKind.ARXIV_RSS, url=http_server.url("/rss/cs.AI+cs.CL")),
         SourceConfig(name="hf", kind=SourceKind.HF_JSON, url=http_server.url("/api/daily_papers") + "?date={date}"),
@@ -87,6 +89,7 @@ def test_worker_fetches_and_sends_end_to_end(
         secret_key="worker-test-secret-key-of-32-bytes-at-least",
         sources=sources,
         arxiv_min_interval=0,
+        arxiv_api_url=http_server.url("/api/query"),  # the worker asks "arXiv" about HF-only papers
         window_lag_seconds=0,  # send what was fetched a second ago (production waits 10 min)
     )
     engine = make_engine(settings.database_url)

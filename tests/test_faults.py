@@ -136,6 +136,7 @@ def _settings(database: str, smtp: SmtpServer, broker: str, **changes: object) -
         "retry_base_seconds": 1.0,
         "stale_sending_seconds": 4,
         "arxiv_min_interval": 0.0,  # the fixture feeds answer at once: no politeness pause between them
+        "arxiv_api_url": "",  # no enrichment of Hugging Face papers (tests/test_enrich.py has it)
     }
     values.update(changes)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]

@@ -480,7 +480,8 @@ def hf_source(
 
 
 def with_sources(settings: Settings, *sources: SourceConfig) -> Settings:
-    return settings.model_copy(update={"sources": list(sources)})
+    """Settings fetching only these sources (the arXiv enrichment off: tests/test_enrich.py has it)."""
+    return settings.model_copy(update={"sources": list(sources), "arxiv_api_url": ""})
 
 
 def test_a_good_source_stores_papers_and_records_success(
