@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -26,7 +27,7 @@ from digest.config import Settings, SourceKind
 from digest.db import init_db, make_engine, open_session
 from digest.ingest import SourceReport, ingest_bytes
 from digest.models import DEFAULT_PREFERENCES as DEFAULTS
-from digest.models import Frequency, Paper, Preferences, Subscriber
+from digest.models import TRENDING_DEFAULT, Frequency, Paper, Preferences, Subscriber
 from digest.parse import FeedError
 from digest.pipeline import SendReport, run_fetch, run_send
 from digest.pipeline import preview as preview_digest
@@ -37,6 +38,7 @@ from digest.subscribers import SubscriberError, by_email, normalize_email, subsc
 from digest.subscribers import unsubscribe as unsubscribe_sub
 
 app = typer.Typer(help="Daily research-paper digest.", no_args_is_help=True, add_completion=False)
+TRENDING_OPTION = "--trending"
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
 
@@ -198,7 +200,17 @@ def papers(
 @app.command()
 def subscribe(
     email: str,
-    topic: Annotated[list[str], typer.Option("--topic", "-t", help="A topic query; repeat for more.")],
+    topic: Annotated[
+        list[str] | None, typer.Option("--topic", "-t", help="A topic query; repeat for more. None: trending only.")
+    ] = None,
+    trending: Annotated[
+        int | None,
+        typer.Option(
+            TRENDING_OPTION,
+            metavar="[N]",
+            help=f"Also the top N papers on Hugging Face by upvotes (alone: {TRENDING_DEFAULT}; on without topics).",
+        ),
+    ] = None,
     frequency: Annotated[Frequency, typer.Option(help="daily, weekdays or weekly.")] = DEFAULTS.frequency,
     hour: Annotated[int, typer.Option(help="Local hour to send (0-23).")] = DEFAULTS.send_hour,
     tz: Annotated[str, typer.Option(help="IANA time zone, e.g. Europe/Paris.")] = DEFAULTS.timezone,
@@ -210,16 +222,45 @@ def subscribe(
 ) -> None:
     """Add (or update) a subscriber, active at once (admin; readers use the web signup)."""
     settings = load_settings()
-    prefs = Preferences(topic, frequency, hour, tz, weekly_day, min_upvotes, cap)
+    prefs = Preferences(topic or [], frequency, hour, tz, weekly_day, min_upvotes, cap, trending)
     with session_for(settings) as session:
         try:
             sub = subscribe_active(session, email, prefs, utcnow())
         except SubscriberError as exc:
             fail(str(exc))
-    out.print(
-        f"{sub.email} is subscribed ({sub.frequency}, {sub.send_hour:02d}:00 {sub.timezone}) to: "
-        + "; ".join(sub.topics)
-    )
+    out.print(f"{sub.email} is subscribed ({sub.frequency}, {sub.send_hour:02d}:00 {sub.timezone}) {reading(sub)}")
+
+
+def reading(sub: Subscriber) -> str:
+    """'to: topic; topic; plus the trending papers (top 5)' — what a subscriber gets, in a phrase."""
+    trending = f"the trending papers (top {sub.trending})" if sub.trending else ""
+    if not sub.topics:
+        return f"to {trending}"
+    topics = "to: " + "; ".join(sub.topics)
+    return f"{topics}; plus {trending}" if trending else topics
+
+
+# `subscribe`'s options that take a value: the word after one of them is that value, never an option.
+_VALUE_OPTIONS = frozenset({"--topic", "-t", "--frequency", "--hour", "--tz", "--weekly-day", "--min-upvotes", "--cap"})
+_NUMBER = re.compile(r"-?[0-9]+")
+
+
+def with_trending_values(argv: Sequence[str]) -> list[str]:
+    """The arguments with a value after every bare `subscribe … --trending`: Typer options have no
+    optional values, so `--trending` alone (at the end, or before anything that is not a number)
+    becomes `--trending 10` before Typer parses; `--trending 5` and `--trending=5` are left as they are."""
+    args = list(argv)
+    command = next((i for i, arg in enumerate(args) if not arg.startswith("-")), None)
+    if command is None or args[command] != "subscribe":
+        return args
+    i = command + 1
+    while i < len(args) and args[i] != "--":
+        if args[i] in _VALUE_OPTIONS:
+            i += 1  # skip its value: `-t --trending` is a topic
+        elif args[i] == TRENDING_OPTION and not (i + 1 < len(args) and _NUMBER.fullmatch(args[i + 1])):
+            args.insert(i + 1, str(TRENDING_DEFAULT))
+        i += 1
+    return args
 
 
 def existing_subscriber(session: Session, email: str) -> Subscriber:
@@ -254,6 +295,7 @@ def subscriber_json(sub: Subscriber) -> dict[str, object]:
         "timezone": sub.timezone,
         "min_upvotes": sub.min_upvotes,
         "max_papers": sub.max_papers,
+        "trending": sub.trending,
     }
 
 
@@ -268,13 +310,14 @@ def subscribers(
     if as_json:
         sys.stdout.write(json.dumps([subscriber_json(s) for s in rows], ensure_ascii=False, indent=2) + "\n")
         return
-    table = Table("email", "status", "schedule", "topics")
+    table = Table("email", "status", "schedule", "topics", "trending")
     for s in rows:
         table.add_row(
             s.email,
             s.status.value,
             f"{s.frequency.value} {s.send_hour:02d}:00 {s.timezone}",
             "; ".join(s.topics),
+            f"top {s.trending}" if s.trending else "",
         )
     out.print(table)
 
@@ -427,6 +470,6 @@ def demo() -> None:
     out.print(f"{counts}. Open the .html files (or the .eml files in a mail client) to see the digests.")
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `digest` script."""
-    app()
+    app(args=with_trending_values(sys.argv[1:] if argv is None else argv))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from digest.cli import with_trending_values
 from digest.config import PROJECT_ROOT
 from tests.conftest import FreshDatabase
 
@@ -89,6 +90,7 @@ def test_subscribe_list_unsubscribe(run: Run) -> None:
             "timezone": "Europe/Paris",
             "min_upvotes": None,
             "max_papers": 25,
+            "trending": None,
         }
     ]
     assert "is now unsubscribed" in run("unsubscribe", "ADA@example.org").stdout
@@ -96,9 +98,67 @@ def test_subscribe_list_unsubscribe(run: Run) -> None:
     assert json.loads(run("subscribers", "--json").stdout)[0]["status"] == "unsubscribed"
 
 
+SUBSCRIBED = "ada@example.org is subscribed (daily, 08:00 UTC) to"
+
+
+@pytest.mark.parametrize(
+    ("options", "said", "stored"),
+    [
+        ([], f"{SUBSCRIBED} the trending papers (top 10)", ([], 10)),  # no topic: the trending papers
+        (["--trending"], f"{SUBSCRIBED} the trending papers (top 10)", ([], 10)),
+        (["--trending", "5"], f"{SUBSCRIBED} the trending papers (top 5)", ([], 5)),
+        (["--trending=7"], f"{SUBSCRIBED} the trending papers (top 7)", ([], 7)),
+        (["-t", "agents", "--trending"], f"{SUBSCRIBED}: agents; plus the trending papers (top 10)", (["agents"], 10)),
+        (["--trending", "-t", "agents", "-t", "rag"], f"{SUBSCRIBED}: agents; rag; plus the trending papers (top 10)",
+         (["agents", "rag"], 10)),
+        (["--trending", "3", "--topic", "agents"], f"{SUBSCRIBED}: agents; plus the trending papers (top 3)",
+         (["agents"], 3)),
+        (["-t", "agents"], f"{SUBSCRIBED}: agents", (["agents"], None)),
+    ],
+)  # fmt: skip
+def test_subscribe_to_the_trending_papers(
+    run: Run, options: list[str], said: str, stored: tuple[list[str], int | None]
+) -> None:
+    out = run("subscribe", "ada@example.org", *options).stdout
+    assert out.strip() == said
+    [sub] = json.loads(run("subscribers", "--json").stdout)
+    assert (sub["topics"], sub["trending"]) == stored
+    table = run("subscribers").stdout
+    assert "trending" in table.splitlines()[1]  # the header
+    assert (f"top {stored[1]}" in table) is (stored[1] is not None)
+
+
+def test_trending_before_the_address_takes_the_default(run: Run) -> None:
+    assert "the trending papers (top 10)" in run("subscribe", "--trending", "ada@example.org").stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["subscribe", "a@b.org", "--trending"], ["subscribe", "a@b.org", "--trending", "10"]),
+        (["subscribe", "a@b.org", "--trending", "5"], ["subscribe", "a@b.org", "--trending", "5"]),
+        (["subscribe", "--trending", "a@b.org"], ["subscribe", "--trending", "10", "a@b.org"]),
+        (["-v", "subscribe", "a@b.org", "--trending", "--cap", "3"],
+         ["-v", "subscribe", "a@b.org", "--trending", "10", "--cap", "3"]),
+        (["subscribe", "a@b.org", "--trending", "-t", "x"], ["subscribe", "a@b.org", "--trending", "10", "-t", "x"]),
+        (["subscribe", "a@b.org", "-t", "--trending"], ["subscribe", "a@b.org", "-t", "--trending"]),  # a topic
+        (["subscribe", "a@b.org", "--trending", "-5"], ["subscribe", "a@b.org", "--trending", "-5"]),  # refused later
+        (["subscribe", "a@b.org", "--trending=5"], ["subscribe", "a@b.org", "--trending=5"]),
+        (["subscribe", "--", "--trending"], ["subscribe", "--", "--trending"]),
+        (["send", "--trending"], ["send", "--trending"]),  # only subscribe has it
+        ([], []),
+    ],
+)  # fmt: skip
+def test_a_bare_trending_option_gets_the_default_before_typer_parses(argv: list[str], expected: list[str]) -> None:
+    assert with_trending_values(argv) == expected
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (["subscribe", "ada@example.org", "--trending", "0"], "trending papers per email must be between 1 and 50"),
+        (["subscribe", "ada@example.org", "--trending", "51"], "trending papers per email must be between 1 and 50"),
+        (["subscribe", "ada@example.org", "--trending", "-5"], "trending papers per email must be between 1 and 50"),
         (["subscribe", "ada@example.org", "--topic", '"long context'], "column 1: this quote is never closed"),
         (["subscribe", "ada@example.org", "--topic", "agents AND"], "column 8: AND needs a term after it"),
         (["subscribe", "not-an-address", "--topic", "agents"], "is not a valid email address"),

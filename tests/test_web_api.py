@@ -13,7 +13,7 @@ import pytest
 from digest.models import NoticeKind
 from digest.web.api import accepted
 from tests.conftest import NOW
-from tests.webclient import (  # noqa: F401  (clock, site, papers: fixtures)
+from tests.webclient import (  # noqa: F401  (clock, site, papers, trending_papers: fixtures)
     ACTIVE,
     ADA,
     PAUSED,
@@ -31,6 +31,7 @@ from tests.webclient import (  # noqa: F401  (clock, site, papers: fixtures)
     site,
     status_of,
     tamper,
+    trending_papers,
 )
 
 
@@ -95,7 +96,10 @@ BAD_API_SIGNUPS = [
     ({"topics": ["agents AND"]}, "topics", "column 8: AND needs a term after it"),
     ({"topics": ["diffusion", '"long context']}, "topics", "line 2, column 1: this quote is never closed"),
     ({"topics": ["-survey"]}, "topics", "column 1"),
-    ({"topics": [""]}, "topics", "Add at least one topic"),
+    ({"trending": 0}, "trending", "greater than or equal to 1"),
+    ({"trending": 51}, "trending", "less than or equal to 50"),
+    ({"topics": [], "trending": 51}, "trending", "less than or equal to 50"),
+    ({"trending": "ten"}, "trending", "valid integer"),
     ({"topics": ["x " * 50_000]}, "topics", "too much text"),
     ({"timezone": "UTC\r\nX-Injected: 1"}, "timezone", ""),
     ({"timezone": "Mars/Base"}, "timezone", "time zone"),
@@ -115,7 +119,7 @@ def test_api_subscribe_with_bad_input_is_422_with_errors(
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"email": ADA}, {"email": ADA, "topics": []}, {"email": ADA, "topics": "diffusion"},
+    [{}, {"topics": []}, {"email": ADA, "topics": "diffusion"}, json_prefs(email=ADA, trending=0),
      json_prefs(email=ADA, send_hour=24), json_prefs(email=ADA, frequency="hourly"),
      json_prefs(email=ADA, max_papers=0), json_prefs(email="a" * 300 + "@example.org")],
 )  # fmt: skip
@@ -123,6 +127,27 @@ def test_api_subscribe_with_a_malformed_body_is_422(site: Site, body: dict[str, 
     response = site.client.post("/api/subscribe", json=body)
     assert response.status_code == 422
     nothing_stored(site)
+
+
+@pytest.mark.parametrize(
+    ("body", "stored"),
+    [
+        ({"email": ADA}, ([], 10)),  # no topics: the trending papers, 10 of them
+        ({"email": ADA, "topics": []}, ([], 10)),
+        ({"email": ADA, "topics": ["", " "]}, ([], 10)),
+        ({"email": ADA, "topics": [], "trending": 5}, ([], 5)),
+        ({"email": ADA, "topics": [], "trending": None}, ([], 10)),
+        (json_prefs(email=ADA), (["diffusion"], None)),  # topics only
+        (json_prefs(email=ADA, trending=None), (["diffusion"], None)),
+        (json_prefs(email=ADA, trending=50), (["diffusion"], 50)),  # both
+    ],
+)
+def test_api_subscribe_with_trending(site: Site, body: dict[str, Any], stored: tuple[list[str], int | None]) -> None:
+    response = site.client.post("/api/subscribe", json=body)
+    assert response.status_code == 202, response.json()
+    sub = site.subscriber(ADA)
+    assert sub is not None and (sub.topics, sub.trending) == stored
+    assert [n.kind for n in site.notices(ADA)] == [NoticeKind.CONFIRM]
 
 
 def test_api_resend(site: Site) -> None:
@@ -151,20 +176,59 @@ def test_api_preview_returns_this_weeks_matches_with_title_segments(site: Site, 
         for p in site.client.post("/api/preview", json={"topics": ["diffusion", "graph"]}).json()["papers"]
     ]
     assert sorted(titles) == ["A survey of graph networks", "Diffusion models for text"]
-    assert site.client.post("/api/preview", json={"topics": ["quantum"]}).json() == {"papers": [], "more": 0}
+    quantum = site.client.post("/api/preview", json={"topics": ["quantum"]}).json()
+    assert quantum == {"trending": None, "papers": [], "more": 0}
     nothing_stored(site)
 
 
+def _titles(papers: list[dict[str, Any]]) -> list[str]:
+    return ["".join(s["text"] for s in p["title"]) for p in papers]
+
+
+NO_TOPICS = [{}, {"topics": []}, {"topics": [" "]}, {"trending": 3}, {"topics": [], "trending": 3}]
+
+
+@pytest.mark.parametrize("body", NO_TOPICS)
+def test_api_preview_without_topics_is_the_trending_papers(
+    site: Site, trending_papers: None, body: dict[str, Any]
+) -> None:
+    response = site.client.post("/api/preview", json=body)
+    assert response.status_code == 200, response.json()
+    shown = response.json()
+    count = body.get("trending", 10)
+    expected = ["Diffusion transformers at scale", "Agents that use tools", "Diffusion for proteins",
+                "A survey of graphs", "Small diffusion tricks"][:count]  # fmt: skip
+    assert _titles(shown["trending"]) == expected
+    assert [p["rank"] for p in shown["trending"]] == list(range(1, len(expected) + 1))
+    assert [p["upvotes"] for p in shown["trending"]] == [120, 80, 45, 10, 4][:count]
+    assert shown["trending"][0]["why"] == "#1 · 120 upvotes"
+    assert (shown["papers"], shown["more"]) == ([], 0)
+
+
+def test_api_preview_honours_every_setting(site: Site, trending_papers: None) -> None:
+    minimum = site.client.post("/api/preview", json={"topics": ["diffusion"], "min_upvotes": 40}).json()
+    assert minimum["trending"] is None
+    assert _titles(minimum["papers"]) == ["Diffusion transformers at scale", "Diffusion for proteins"]
+    capped = site.client.post("/api/preview", json={"topics": ["diffusion"], "max_papers": 1}).json()
+    assert (_titles(capped["papers"]), capped["more"]) == (["Diffusion transformers at scale"], 3)
+    both = site.client.post("/api/preview", json={"topics": ["diffusion"], "trending": 1, "max_papers": 2}).json()
+    assert _titles(both["trending"]) == ["Diffusion transformers at scale"]
+    assert _titles(both["papers"]) == ["Diffusion for proteins", "Small diffusion tricks"]  # never a paper twice
+    assert both["more"] == 1
+    assert both["papers"][0]["why"] == "Matched: diffusion" and both["papers"][0]["rank"] is None
+
+
 @pytest.mark.parametrize(
-    ("body", "message"),
-    [({"topics": ["agents AND"]}, "column 8"), ({"topics": ["ok", "(x"]}, "line 2, column 1"), ({"topics": []}, None),
-     ({}, None), ({"topics": [" "]}, "Add at least one topic")],
+    ("body", "field", "message"),
+    [({"topics": ["agents AND"]}, "topics", "column 8"), ({"topics": ["ok", "(x"]}, "topics", "line 2, column 1"),
+     ({"topics": "diffusion"}, "topics", ""), ({"trending": 0}, "trending", "greater than or equal to 1"),
+     ({"trending": 51}, "trending", "less than or equal to 50"), ({"min_upvotes": -1}, "min_upvotes", ""),
+     ({"min_upvotes": 100_001}, "min_upvotes", "from 0 to 100000"), ({"max_papers": 0}, "max_papers", "")],
 )  # fmt: skip
-def test_api_preview_with_bad_topics_is_422(site: Site, body: dict[str, Any], message: str | None) -> None:
+def test_api_preview_with_bad_settings_is_422(site: Site, body: dict[str, Any], field: str, message: str) -> None:
     response = site.client.post("/api/preview", json=body)
     assert response.status_code == 422
-    if message:
-        assert message in response.json()["errors"]["topics"]
+    assert message in response.json()["errors"][field]
 
 
 def test_api_confirm(site: Site) -> None:
@@ -196,10 +260,10 @@ def test_api_manage_round_trip(site: Site) -> None:
     assert got.status_code == 200
     assert got.json() == {
         "email": ADA, "status": "active", "topics": ["diffusion"], "frequency": "daily", "send_hour": 8,
-        "timezone": "UTC", "weekly_day": 0, "min_upvotes": None, "max_papers": 25,
+        "timezone": "UTC", "weekly_day": 0, "min_upvotes": None, "max_papers": 25, "trending": None,
     }  # fmt: skip
     new = json_prefs(topics=['"long context"', "cat:cs.CL"], frequency="weekly", weekly_day=3, send_hour=21,
-                     timezone="America/New_York", min_upvotes=10, max_papers=50)  # fmt: skip
+                     timezone="America/New_York", min_upvotes=10, max_papers=50, trending=5)  # fmt: skip
     put = site.client.put(url, json=new)
     assert put.status_code == 200
     assert put.json() == {**new, "email": ADA, "status": "active"}
@@ -207,12 +271,19 @@ def test_api_manage_round_trip(site: Site) -> None:
     sub = site.subscriber(ADA)
     assert sub is not None
     assert (sub.topics, sub.timezone, sub.weekly_day) == (['"long context"', "cat:cs.CL"], "America/New_York", 3)
+    assert sub.trending == 5
+    off = site.client.put(url, json=json_prefs(topics=["agents"], trending=None)).json()
+    assert (off["topics"], off["trending"]) == (["agents"], None)
+    emptied = site.client.put(url, json=json_prefs(topics=[])).json()  # every topic removed: trending
+    assert (emptied["topics"], emptied["trending"]) == ([], 10)
+    assert site.client.get(url).json() == emptied
 
 
 @pytest.mark.parametrize(
     ("change", "field", "message"),
     [({"topics": ["agents AND"]}, "topics", "column 8"), ({"topics": ["a", "b AND"]}, "topics", "line 2, column 3"),
-     ({"timezone": "Nowhere"}, "timezone", "time zone"), ({"timezone": "UTC\n"}, "timezone", "line breaks")],
+     ({"timezone": "Nowhere"}, "timezone", "time zone"), ({"timezone": "UTC\n"}, "timezone", "line breaks"),
+     ({"trending": 0}, "trending", "greater than or equal to 1"), ({"topics": [], "trending": 99}, "trending", "50")],
 )  # fmt: skip
 def test_api_manage_put_with_bad_values_is_422_and_changes_nothing(
     site: Site, change: dict[str, Any], field: str, message: str

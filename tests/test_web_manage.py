@@ -26,6 +26,7 @@ from tests.webclient import (  # noqa: F401  (clock, site: fixtures)
     confirmed,
     field_error,
     input_value,
+    is_checked,
     json_prefs,
     manage_form,
     selected,
@@ -48,6 +49,66 @@ def test_manage_shows_the_current_preferences(site: Site) -> None:
     assert input_value(page.text, "max_papers") == "25"
     assert 'value="pause"' in page.text
     assert 'value="unsubscribe"' in page.text
+    assert not is_checked(page.text, "trending")
+    assert input_value(page.text, "trending_count") == "10"
+
+
+def test_manage_shows_a_trending_readers_choice(site: Site) -> None:
+    assert site.signup(ADA, "", trending_count="7").status_code == 200
+    assert site.post(f"/confirm/{site.confirm_token(ADA)}").status_code == 200
+    page = site.client.get(f"/manage/{site.tokens(ADA)['manage']}").text
+    assert textarea(page) == ""
+    assert is_checked(page, "trending")
+    assert input_value(page, "trending_count") == "7"
+
+
+@pytest.mark.parametrize(
+    ("change", "stored"),
+    [
+        ({"trending": "on"}, (['"long context"', "cat:cs.CL retrieval"], 10)),  # switched on: both
+        ({"trending": "on", "trending_count": "3"}, (['"long context"', "cat:cs.CL retrieval"], 3)),
+        ({}, (['"long context"', "cat:cs.CL retrieval"], None)),  # unticked: topics only
+        ({"topics": ""}, ([], 10)),  # every topic removed: the trending papers
+        ({"topics": "", "trending_count": "20"}, ([], 20)),
+        ({"topics": " \n ", "trending": "on", "trending_count": "1"}, ([], 1)),
+    ],
+)
+def test_manage_switches_trending_on_and_off(
+    site: Site, change: dict[str, str], stored: tuple[list[str], int | None]
+) -> None:
+    tokens = confirmed(site)
+    url = f"/manage/{tokens['manage']}"
+    response = site.post(url, manage_form(**change))
+    assert response.status_code == 200, all_errors(response.text)
+    assert "Saved" in response.text
+    sub = site.subscriber(ADA)
+    assert sub is not None and (sub.topics, sub.trending) == stored
+    page = site.client.get(url).text
+    assert is_checked(page, "trending") is (stored[1] is not None)
+    assert input_value(page, "trending_count") == str(stored[1] or 10)
+
+
+def test_a_trending_reader_switches_to_topics_only(site: Site) -> None:
+    tokens = confirmed(site, ADA, "")
+    sub = site.subscriber(ADA)
+    assert sub is not None and (sub.topics, sub.trending) == ([], 10)
+    assert site.post(f"/manage/{tokens['manage']}", manage_form(topics="agents")).status_code == 200
+    sub = site.subscriber(ADA)
+    assert sub is not None and (sub.topics, sub.trending) == (["agents"], None)
+
+
+@pytest.mark.parametrize(("value", "message"), [("0", "from 1 to 50"), ("51", "from 1 to 50"), ("x", "whole number")])
+def test_manage_with_a_bad_number_of_trending_papers_changes_nothing(site: Site, value: str, message: str) -> None:
+    tokens = confirmed(site)
+    before = site.subscriber(ADA)
+    response = site.post(f"/manage/{tokens['manage']}", manage_form(trending="on", trending_count=value))
+    assert response.status_code == 400
+    error = field_error(response.text, "trending_count")
+    assert error and message in error, all_errors(response.text)
+    assert is_checked(response.text, "trending")
+    after = site.subscriber(ADA)
+    assert after is not None and before is not None
+    assert after.model_dump() == before.model_dump()
 
 
 @pytest.mark.parametrize("zone_name", ["Etc/GMT-3", "Etc/UTC", "GMT"])
@@ -95,7 +156,6 @@ def test_manage_without_an_action_saves(site: Site) -> None:
 BAD_MANAGE_FIELDS = [
     ("topics", "agents AND", "column 8: AND needs a term after it"),
     ("topics", "diffusion\n(vision", "line 2, column 1"),
-    ("topics", "", "Add at least one topic"),
     ("topics", "x " * 15_000, "too much text"),
     ("timezone", "Nowhere/Land", "time zone"),
     ("timezone", "UTC\r\nX-Injected: 1", ""),

@@ -5,6 +5,7 @@ Each test gets its own database, a clock it controls and an in-memory rate limit
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from digest.models import NoticeKind
 from digest.web.security import CSRF_FIELD
 from tests.conftest import NOW
-from tests.webclient import (  # noqa: F401  (clock, site, papers: fixtures)
+from tests.webclient import (  # noqa: F401  (clock, site, papers, trending_papers: fixtures)
     ACTIVE,
     ADA,
     CHECK_INBOX,
@@ -27,12 +28,16 @@ from tests.webclient import (  # noqa: F401  (clock, site, papers: fixtures)
     field_error,
     four_addresses,
     input_value,
+    is_checked,
     nothing_stored,
+    page_text,
     papers,
+    preview_text,
     selected,
     site,
     status_of,
     textarea,
+    trending_papers,
     without_csrf,
 )
 
@@ -140,8 +145,6 @@ BAD_SIGNUP_FIELDS = [
     ("min_upvotes", "many", "min_upvotes", "whole number"),
     ("max_papers", "0", "max_papers", "from 1 to 100"),
     ("max_papers", "101", "max_papers", "from 1 to 100"),
-    ("topics", "", "topics", "Add at least one topic"),
-    ("topics", "   \n \r\n ", "topics", "Add at least one topic"),
     ("topics", "\n".join(f"topic{n}" for n in range(21)), "topics", "At most 20 topics"),
     ("topics", "agents AND", "topics", "column 8: AND needs a term after it"),
     ("topics", '"long context AND agents', "topics", 'column 1: this quote is never closed; add a closing "'),
@@ -165,6 +168,68 @@ def test_a_bad_signup_field_is_refused_with_the_error_next_to_it(
     assert error is not None, all_errors(response.text)
     assert message in error
     assert f'aria-describedby="{shown_at}-error"' in response.text or shown_at not in ("email", "topics")
+    nothing_stored(site)
+
+
+# --- trending papers: on when the topic box is empty ----------------------------------------------
+
+
+def test_the_signup_page_offers_the_trending_papers_on_when_topics_are_empty(site: Site) -> None:
+    page = site.client.get("/").text
+    assert "Trending papers on Hugging Face — on when you leave topics empty" in page_text(page)
+    assert input_value(page, "trending_count") == "10"
+    assert not is_checked(page, "trending")  # JavaScript ticks it while the topic box is empty
+    textarea_tag = re.search(r"<textarea[^>]*>", page)
+    assert textarea_tag and "required" not in textarea_tag.group(0)
+
+
+@pytest.mark.parametrize(
+    ("topics", "fields", "stored"),
+    [
+        ("", {}, ([], 10)),  # nothing ticked, nothing typed: the trending papers, 10 of them
+        ("  \n \r\n ", {}, ([], 10)),
+        ("", {"trending": "on"}, ([], 10)),
+        ("", {"trending_count": "5"}, ([], 5)),  # the number typed counts even without the tick (no JavaScript)
+        ("", {"trending_count": ""}, ([], 10)),
+        ("diffusion", {}, (["diffusion"], None)),  # topics typed, box unticked: topics only
+        ("diffusion", {"trending": "on"}, (["diffusion"], 10)),  # both
+        ("diffusion\nagents", {"trending": "on", "trending_count": "50"}, (["diffusion", "agents"], 50)),
+        ("diffusion", {"trending_count": "999"}, (["diffusion"], None)),  # no box, no trending: the number is unused
+    ],
+)
+def test_the_trending_choice_is_stored(
+    site: Site, topics: str, fields: dict[str, str], stored: tuple[list[str], int | None]
+) -> None:
+    response = site.signup(ADA, topics, **fields)
+    assert response.status_code == 200, all_errors(response.text)
+    assert CHECK_INBOX in response.text
+    sub = site.subscriber(ADA)
+    assert sub is not None and (sub.topics, sub.trending) == stored
+    [mail] = site.send()
+    assert "Confirm your subscription" in mail.subject
+
+
+def test_the_confirm_page_of_a_trending_signup_says_what_it_is_for(site: Site) -> None:
+    assert site.signup(ADA, "", trending_count="7").status_code == 200
+    page = site.client.get(f"/confirm/{site.confirm_token(ADA)}")
+    assert "the top 7 trending papers" in page.text
+
+
+@pytest.mark.parametrize(("topics", "ticked"), [("", ""), ("", "on"), ("diffusion", "on")])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("0", "Enter a number from 1 to 50."), ("51", "Enter a number from 1 to 50."), ("-3", "from 1 to 50"),
+     ("ten", "Enter a whole number."), ("5\r\nX: 1", "line breaks")],
+)  # fmt: skip
+def test_a_bad_number_of_trending_papers_is_refused_next_to_it(
+    site: Site, topics: str, ticked: str, value: str, message: str
+) -> None:
+    response = site.client.post("/subscribe", data=site.signup_form(ADA, topics, trending=ticked, trending_count=value))
+    assert response.status_code == 400
+    error = field_error(response.text, "trending_count")
+    assert error is not None and message in error, all_errors(response.text)
+    assert 'aria-describedby="trending_count-error"' in response.text
+    assert is_checked(response.text, "trending") is bool(ticked)  # the form as it was sent
     nothing_stored(site)
 
 
@@ -321,6 +386,74 @@ def test_the_preview_page_with_bad_topics_or_no_csrf(site: Site, papers: None) -
     assert_forbidden(site.client.post("/preview", data=form))
 
 
+def _preview(site: Site, topics: str = "", **fields: str) -> str:
+    response = site.post("/preview", site.signup_form(topics=topics, **fields))
+    assert response.status_code == 200, all_errors(response.text)
+    return preview_text(response.text)
+
+
+def _order(text: str, *titles: str) -> list[int]:
+    where = [text.find(t) for t in titles]
+    assert all(w >= 0 for w in where), (titles, text)
+    return where
+
+
+def test_the_preview_with_no_topics_is_the_trending_papers_by_upvotes(site: Site, trending_papers: None) -> None:
+    shown = _preview(site, "", trending_count="3")
+    assert "Trending on Hugging Face" in shown and "On your topics" not in shown
+    where = _order(shown, "Diffusion transformers at scale", "#1 · 120 upvotes", "Agents that use tools",
+                   "#2 · 80 upvotes", "Diffusion for proteins", "#3 · 45 upvotes")  # fmt: skip
+    assert where == sorted(where)
+    for absent in ("A survey of graphs", "Small diffusion tricks", "An old favourite", "Diffusion without votes"):
+        assert absent not in shown  # beyond the top 3, older than the week, or not on Hugging Face
+    assert "#1 · 120 upvotes" in _preview(site, "")  # the default, 10, shows all five of the week
+    assert "#5 · 4 upvotes" in _preview(site, "") and "#6" not in _preview(site, "")
+    nothing_stored(site)
+
+
+def test_the_preview_honours_the_minimum_upvotes(site: Site, trending_papers: None) -> None:
+    shown = _preview(site, "diffusion", min_upvotes="40")
+    assert "Trending" not in shown  # topics typed, box unticked: topics only
+    where = _order(shown, "Diffusion transformers at scale", "Diffusion for proteins")  # by upvotes
+    assert where == sorted(where)
+    assert "Small diffusion tricks" not in shown and "Diffusion without votes" not in shown
+    everything = _preview(site, "diffusion")
+    assert "Small diffusion tricks" in everything and "Diffusion without votes" in everything
+
+
+def test_the_preview_honours_the_papers_per_email(site: Site, trending_papers: None) -> None:
+    shown = _preview(site, "diffusion", max_papers="2")
+    assert "Diffusion transformers at scale" in shown and "Diffusion for proteins" in shown
+    assert "Small diffusion tricks" not in shown and "Diffusion without votes" not in shown
+    assert "…and 2 more." in shown
+
+
+def test_the_preview_with_topics_and_trending_shows_both_and_never_a_paper_twice(
+    site: Site, trending_papers: None
+) -> None:
+    shown = _preview(site, "diffusion", trending="on", trending_count="2")
+    trending, _, topical = shown.partition("On your topics")
+    assert "Trending on Hugging Face" in trending
+    where = _order(trending, "#1 · 120 upvotes", "#2 · 80 upvotes")
+    assert where == sorted(where)
+    assert "Diffusion transformers at scale" in trending and "Agents that use tools" in trending
+    assert "Diffusion transformers at scale" not in topical  # already in the trending section
+    for title in ("Diffusion for proteins", "Small diffusion tricks", "Diffusion without votes"):
+        assert title in topical
+    assert "Matched: diffusion" in topical
+
+
+def test_the_preview_with_a_bad_setting_shows_its_error_and_no_papers(site: Site, trending_papers: None) -> None:
+    for name, value in (("min_upvotes", "-1"), ("max_papers", "0"), ("trending_count", "51")):
+        response = site.client.post("/preview", data=site.signup_form(topics="", **{name: value}))
+        assert response.status_code == 400
+        assert field_error(response.text, name)
+        assert "Diffusion transformers" not in response.text
+    kept = site.client.post("/preview", data=site.signup_form(topics="", timezone="Mars/Base"))
+    assert kept.status_code == 200  # a bad time zone changes nothing about the last week's papers
+    assert field_error(kept.text, "timezone") and "#1 · 120 upvotes" in preview_text(kept.text)
+
+
 # --- the confirmation email carries nothing a stranger typed (issue 11 #10) -------------------------
 
 HOSTILE_TOPICS = '"https://evil.example/verify"\n"call +1 555 0100" now\ndiffusion'
@@ -341,7 +474,7 @@ def test_the_confirmation_email_shows_no_text_from_the_form(site: Site) -> None:
             assert typed not in body.lower(), (typed, body)
         assert "every weekday at 07:00 (Europe/Paris)" in body
         assert "on 3 topics" in body
-        assert "change the topics on your manage page" in body
+        assert "change your choices on your manage page" in body
     assert "confirm" in mail.tokens
 
 

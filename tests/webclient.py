@@ -141,6 +141,7 @@ class Site:
             "timezone": "UTC",
             "min_upvotes": "",
             "max_papers": "25",
+            "trending_count": "10",  # the number is always sent; the box "trending" only when ticked
             "website": "",
         }
         form.update(fields)
@@ -278,6 +279,32 @@ def papers(site: Site) -> None:
         )
 
 
+# Papers of the last week on Hugging Face with known upvotes (and one arXiv-only, one too old), for
+# the trending section: by upvotes they are 10001 (120), 10002 (80), 10003 (45), 10005 (10), 10004 (4).
+TRENDING_PAPERS = [
+    ("2611.10001", "Diffusion transformers at scale", 120, 1),
+    ("2611.10002", "Agents that use tools", 80, 2),
+    ("2611.10003", "Diffusion for proteins", 45, 3),
+    ("2611.10004", "Small diffusion tricks", 4, 1),
+    ("2611.10005", "A survey of graphs", 10, 2),
+    ("2611.10006", "Diffusion without votes", None, 1),
+    ("2611.10007", "An old favourite", 500, 12),
+]
+
+
+@pytest.fixture
+def trending_papers(site: Site) -> None:
+    """TRENDING_PAPERS in the database: (id, title, upvotes, days ago first seen); those with upvotes
+    are on Hugging Face."""
+    rows = [
+        paper(pid, title, first_seen=NOW - timedelta(days=days), upvotes=upvotes, on_hf=upvotes is not None,
+              sources=("hf",) if upvotes is not None else ("arxiv",))
+        for pid, title, upvotes, days in TRENDING_PAPERS
+    ]  # fmt: skip
+    with open_session(site.engine) as session:
+        add_papers(session, *rows)
+
+
 # --- reading pages --------------------------------------------------------------------------------
 
 
@@ -297,6 +324,25 @@ def field_error(page: str, name: str) -> str | None:
 
 def all_errors(page: str) -> list[str]:
     return [html.unescape(e) for e in re.findall(r'<p class="error" id="[^"]+" role="alert">(.*?)</p>', page, re.S)]
+
+
+def is_checked(page: str, name: str) -> bool:
+    """Whether the checkbox called `name` is ticked."""
+    found = re.search(rf'<input type="checkbox" id="{name}" name="{name}"[^>]*>', page)
+    assert found, f"no checkbox {name}"
+    return " checked" in found.group(0)
+
+
+def page_text(page: str) -> str:
+    """A page's words, as a reader sees them (tags removed, spaces collapsed)."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+
+def preview_text(page: str) -> str:
+    """The preview section's words."""
+    found = re.search(r'<section id="preview"[^>]*>(.*?)</section>', page, re.S)
+    assert found, "no preview section"
+    return page_text(found.group(1))
 
 
 def textarea(page: str) -> str:
@@ -387,6 +433,7 @@ def manage_form(**overrides: str) -> dict[str, str]:
         "weekly_day": "4",
         "min_upvotes": "3",
         "max_papers": "10",
+        "trending_count": "10",
         "action": "save",
     }
     form.update(overrides)

@@ -16,7 +16,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, Field
 
 from digest.config import Settings
-from digest.models import DEFAULT_PREFERENCES, Frequency, Preferences, Subscriber, SubscriberStatus
+from digest.models import (
+    DEFAULT_PREFERENCES,
+    TRENDING_MAX,
+    Frequency,
+    Preferences,
+    Subscriber,
+    SubscriberStatus,
+)
 from digest.signup import (
     LinkError,
     confirm,
@@ -29,8 +36,8 @@ from digest.signup import (
 from digest.subscribers import MAX_CAP, MAX_TOPICS, SubscriberError, unsubscribe
 from digest.tokens import Purpose
 from digest.web.deps import INVALID_LINK, LINKS_LIMITED, LimitsDep, NowDep, ReadersDep, SessionDep, SettingsDep, WebDep
-from digest.web.forms import NOT_TEXT, form_values, is_text, read_preferences, read_signup, topic_lines
-from digest.web.previews import preview
+from digest.web.forms import NOT_TEXT, form_values, is_text, read_preferences, read_signup
+from digest.web.previews import Preview, lookback_of, preview
 
 router = APIRouter(prefix="/api", tags=["subscriptions"])
 SENT = (
@@ -58,19 +65,19 @@ def _one_line(topic: str) -> str:
     return topic.replace("\r", " ").replace("\n", " ")
 
 
-class PreferencesIn(BaseModel):
+class SelectionIn(BaseModel):
+    """What chooses a reader's papers: the topics (none: the trending papers only), the minimum
+    upvotes, the cap, and how many trending papers (null: none, unless there are no topics; then 10)."""
+
     topics: list[Text] = Field(
-        min_length=1, max_length=MAX_TOPICS, examples=[['"long context"', "cat:cs.CL retrieval"]]
+        default_factory=list, max_length=MAX_TOPICS, examples=[['"long context"', "cat:cs.CL retrieval"]]
     )
-    frequency: Frequency = _DEFAULT.frequency
-    send_hour: int = Field(default=_DEFAULT.send_hour, ge=0, le=23)
-    timezone: Text = _DEFAULT.timezone
-    weekly_day: int = Field(default=_DEFAULT.weekly_day, ge=0, le=6)
     min_upvotes: int | None = Field(default=_DEFAULT.min_upvotes, ge=0)
     max_papers: int = Field(default=_DEFAULT.max_papers, ge=1, le=MAX_CAP)
+    trending: int | None = Field(default=_DEFAULT.trending, ge=1, le=TRENDING_MAX, examples=[10])
 
     def preferences(self) -> Preferences:
-        """The preferences as sent, each topic kept on one line."""
+        """The preferences as sent, each topic kept on one line (what is not sent: the defaults)."""
         values = self.model_dump(include=_PREFERENCE_FIELDS)
         return Preferences(**{**values, "topics": [_one_line(t) for t in self.topics]})
 
@@ -79,16 +86,19 @@ class PreferencesIn(BaseModel):
         return form_values(self.preferences())
 
 
+class PreferencesIn(SelectionIn):
+    frequency: Frequency = _DEFAULT.frequency
+    send_hour: int = Field(default=_DEFAULT.send_hour, ge=0, le=23)
+    timezone: Text = _DEFAULT.timezone
+    weekly_day: int = Field(default=_DEFAULT.weekly_day, ge=0, le=6)
+
+
 class SubscribeIn(PreferencesIn):
     email: Text = Field(max_length=200, examples=["ada@example.org"])
 
 
 class EmailIn(BaseModel):
     email: Text = Field(max_length=200)
-
-
-class PreviewIn(BaseModel):
-    topics: list[Text] = Field(min_length=1, max_length=MAX_TOPICS)
 
 
 class Status(BaseModel):
@@ -140,7 +150,7 @@ def subscribe(
     limits.check("signup", web.settings.signup_rate_limit)
     result = read_signup({**body.form(), "email": body.email})
     if result.errors or result.prefs is None:
-        return _invalid(result.errors)
+        return _invalid(_api_names(result.errors))
     try:
         request_signup(session, web.settings, result.email, result.prefs, now)
     except SubscriberError as exc:
@@ -160,16 +170,25 @@ def resend(body: EmailIn, limits: LimitsDep, session: SessionDep, web: WebDep, n
 
 
 @router.post("/preview", responses={422: {}, 429: {}})
-def preview_topics(body: PreviewIn, limits: LimitsDep, web: WebDep, now: NowDep) -> JSONResponse:
-    """The papers of the last 7 days these topics match, as the digest would show them."""
+def preview_topics(body: SelectionIn, limits: LimitsDep, web: WebDep, now: NowDep) -> JSONResponse:
+    """What these settings would have brought in the last 7 days, as the digest would choose it:
+    `trending` (null when none are asked for) and `papers` on the topics, with `more` beyond the cap."""
     limits.check("preview", PREVIEWS_PER_WINDOW)
     errors: dict[str, str] = {}
-    topics = "\n".join(_one_line(t) for t in body.topics)  # as PreferencesIn stores them
-    read_preferences({"topics": topics}, errors)
-    if "topics" in errors:
-        return _invalid({"topics": errors["topics"]})
-    papers, more = preview(web.previews, topic_lines(topics), now)
-    return JSONResponse({"papers": [{**asdict(p), "meta": p.meta} for p in papers], "more": more})
+    prefs = read_preferences(body.form(), errors)
+    if prefs is None:
+        return _invalid(_api_names(errors))
+    return JSONResponse(_preview_json(preview(web.previews, prefs, now, lookback_of(web.settings))))
+
+
+def _preview_json(shown: Preview) -> dict[str, object]:
+    trending = None if shown.trending is None else [p.json() for p in shown.trending]
+    return {"trending": trending, "papers": [p.json() for p in shown.papers], "more": shown.more}
+
+
+def _api_names(errors: dict[str, str]) -> dict[str, str]:
+    """Form errors under the API's field names (the form's trending_count is the body's trending)."""
+    return {"trending" if name == "trending_count" else name: message for name, message in errors.items()}
 
 
 @router.post("/confirm/{token}", response_model=Status, responses={429: {}, 400: {}}, dependencies=[LINKS_LIMITED])
@@ -207,7 +226,7 @@ def put_subscription(
     errors: dict[str, str] = {}
     prefs = read_preferences(body.form(), errors)
     if prefs is None:
-        return _invalid(errors)
+        return _invalid(_api_names(errors))
     sub = readers.for_api(Purpose.MANAGE, token)
     try:
         return _out(update_preferences(session, sub, prefs))

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from zoneinfo import available_timezones
 
-from digest.models import DEFAULT_PREFERENCES, Frequency, Preferences
+from digest.models import DEFAULT_PREFERENCES, TRENDING_DEFAULT, TRENDING_MAX, Frequency, Preferences
 from digest.query import QueryError, parse_query
 from digest.subscribers import MAX_CAP, MAX_TOPICS, SubscriberError, normalize_email
 
@@ -17,6 +17,8 @@ _ZONE_SET = frozenset(ZONES)
 MAX_TOPICS_CHARS = 20_000
 NOT_TEXT = "This has characters that are not text: type it again, or paste it as plain text."
 NOT_A_FILE = "Send this as text, not as a file."
+# The fields the sign-up preview depends on: with an error in one of them there is nothing to preview.
+PREVIEW_FIELDS = frozenset({"topics", "min_upvotes", "max_papers", "trending_count"})
 # Control characters no one types (tab, CR and LF are left to each field's own rules).
 _CONTROLS = frozenset(chr(c) for c in (*range(0x20), 0x7F)) - {"\t", "\r", "\n"}
 
@@ -70,9 +72,8 @@ def topic_lines(text: str) -> list[str]:
 
 
 def topic_errors(topics: list[str]) -> str | None:
-    """The first problem with a list of topics, naming the line and column."""
-    if not topics:
-        return "Add at least one topic."
+    """The first problem with a list of topics, naming the line and column (none at all is fine: the
+    subscription is then the trending papers)."""
     if len(topics) > MAX_TOPICS:
         return f"At most {MAX_TOPICS} topics."
     for n, topic in enumerate(topics, start=1):
@@ -148,25 +149,49 @@ def read_preferences(form: Mapping[str, str], errors: dict[str, str]) -> Prefere
     that is missing or blank takes its value from DEFAULT_PREFERENCES; one that is not text (see
     `field_problems`) is refused."""
     text, problems = _text_only(form)
-    prefs = _preferences(text, errors)
+    prefs = _read(text, errors)
     errors.update(problems)
     return None if errors else prefs
 
 
-def _preferences(form: Mapping[str, str], errors: dict[str, str]) -> Preferences | None:
-    """Preferences from form fields already checked to be text."""
+def preview_preferences(form: Mapping[str, str], errors: dict[str, str]) -> Preferences | None:
+    """The preferences the sign-up preview shows papers for, with every problem in `errors`: None only
+    when a field the preview depends on (PREVIEW_FIELDS) is wrong — a bad time zone changes nothing
+    about which papers the last 7 days would have brought."""
+    text, problems = _text_only(form)
+    prefs = _read(text, errors)
+    errors.update(problems)
+    return None if PREVIEW_FIELDS.intersection(errors) else prefs
+
+
+def _topics(form: Mapping[str, str], errors: dict[str, str]) -> list[str]:
     raw_topics = form.get("topics", "")
     topics = topic_lines(raw_topics)
     if len(raw_topics) > MAX_TOPICS_CHARS:
         errors["topics"] = "That is far too much text for topics."
     elif problem := topic_errors(topics):
         errors["topics"] = problem
+    return topics
+
+
+def _trending(form: Mapping[str, str], topics: list[str], errors: dict[str, str]) -> int | None:
+    """How many trending papers: the number beside the box when the box is ticked, or when there are
+    no topics (a subscription without topics is a trending one, ticked or not: the page says so, and
+    without JavaScript nothing ticks the box); None when topics are given and the box is not ticked."""
+    if topics and not form.get("trending", "").strip():
+        return None
+    return _int(form, "trending_count", 1, TRENDING_MAX, errors, TRENDING_DEFAULT)
+
+
+def _read(form: Mapping[str, str], errors: dict[str, str]) -> Preferences:
+    """Preferences from form fields already checked to be text; a field in `errors` holds what was
+    sent, or its default."""
+    topics = _topics(form, errors)
     frequency, hour, tz, weekly_day = _schedule(form, errors)
     min_upvotes = _optional_int(form, "min_upvotes", 0, 100_000, errors)
     cap = _int(form, "max_papers", 1, MAX_CAP, errors, DEFAULT_PREFERENCES.max_papers)
-    if errors:
-        return None
-    return Preferences(topics, frequency, hour, tz, weekly_day, min_upvotes, cap)
+    trending = _trending(form, topics, errors)
+    return Preferences(topics, frequency, hour, tz, weekly_day, min_upvotes, cap, trending)
 
 
 def form_values(prefs: Preferences) -> dict[str, str]:
@@ -180,6 +205,8 @@ def form_values(prefs: Preferences) -> dict[str, str]:
         "weekly_day": str(prefs.weekly_day),
         "min_upvotes": "" if prefs.min_upvotes is None else str(prefs.min_upvotes),
         "max_papers": str(prefs.max_papers),
+        "trending": "on" if prefs.trending is not None else "",
+        "trending_count": str(prefs.trending or TRENDING_DEFAULT),
     }
 
 
@@ -188,6 +215,6 @@ def read_signup(form: Mapping[str, str]) -> FormResult:
     errors: dict[str, str] = {}
     text, problems = _text_only(form)
     email = _email(text, errors)
-    prefs = _preferences(text, errors)
+    prefs = _read(text, errors)
     errors.update(problems)
     return FormResult(email, None if errors else prefs, errors)

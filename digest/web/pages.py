@@ -34,9 +34,9 @@ from digest.web.deps import (
     WebDep,
     require_csrf,
 )
-from digest.web.forms import form_values, read_preferences, read_signup, topic_lines
+from digest.web.forms import form_values, preview_preferences, read_preferences, read_signup
 from digest.web.html import PageDep, Renderer, check_inbox
-from digest.web.previews import preview
+from digest.web.previews import lookback_of, preview
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -63,14 +63,14 @@ def index(page: PageDep) -> HTMLResponse:
 
 @router.post("/preview", response_class=HTMLResponse, dependencies=[CSRF_CHECKED])
 def preview_page(page: PageDep, form: FormDep, limits: LimitsDep, now: NowDep) -> HTMLResponse:
-    """The sign-up form again, with the papers of the last week the topics would have brought."""
+    """The sign-up form again, with what these settings would have brought in the last week."""
     limits.check("preview", PREVIEWS_PER_WINDOW)
     errors: dict[str, str] = {}
-    read_preferences(form, errors)
-    if "topics" in errors:
-        return _index(page, 400, form=form, errors=errors, preview=[], more=0)
-    papers, more = preview(page.web.previews, topic_lines(form.get("topics", "")), now)
-    return _index(page, form=form, errors=errors, preview=papers, more=more)
+    prefs = preview_preferences(form, errors)
+    if prefs is None:
+        return _index(page, 400, form=form, errors=errors)
+    shown = preview(page.web.previews, prefs, now, lookback_of(page.web.settings))
+    return _index(page, form=form, errors=errors, preview=shown)
 
 
 @router.post("/subscribe", response_class=HTMLResponse, dependencies=[CSRF_CHECKED])
@@ -111,7 +111,7 @@ def resend(
 def confirm_page(page: PageDep, sub: ConfirmReader, now: NowDep) -> HTMLResponse:
     """One button: mail scanners fetch links, so a GET never confirms anything."""
     return page.render(
-        "confirm.html", topics=sub.topics, email=sub.email, schedule=schedule_text(sub),
+        "confirm.html", topics=sub.topics, trending=sub.trending, email=sub.email, schedule=schedule_text(sub),
         done=sub.status is not SubscriberStatus.PENDING, manage_url=links(page.web.settings, sub, now).manage,
     )  # fmt: skip
 

@@ -1,22 +1,33 @@
-"""The live preview: the papers of the last week that a visitor's topics would have brought."""
+"""The live preview: what a visitor's settings would have brought in the last 7 days — the trending
+papers and the papers on their topics, chosen by the same `match.pick` the digests are."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
+from digest.config import Settings
 from digest.db import open_session
 from digest.index import load_index
-from digest.match import PaperIndex, select
+from digest.match import Match, PaperIndex, pick
+from digest.models import Preferences
 from digest.render import PaperView, paper_view
 
 PREVIEW_DAYS = 7
-PREVIEW_CAP = 20
 INDEX_TTL = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Window:
+    """An index of the papers of [start, end), and of those popular since `start - lookback`."""
+
+    index: PaperIndex
+    start: datetime
+    end: datetime
+    lookback: timedelta
 
 
 @dataclass
@@ -25,21 +36,68 @@ class IndexCache:
 
     engine: Engine
     built_at: datetime | None = None
-    index: PaperIndex | None = None
+    window: Window | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def get(self, now: datetime) -> PaperIndex:
-        """The index as of `now`, rebuilt if it is older than INDEX_TTL."""
+    def get(self, now: datetime, lookback: timedelta) -> Window:
+        """The window as of `now`, rebuilt if it is older than INDEX_TTL (or for another lookback)."""
         with self.lock:
-            if self.index is None or self.built_at is None or now - self.built_at > INDEX_TTL:
+            stale = self.built_at is None or now - self.built_at > INDEX_TTL
+            if self.window is None or stale or self.window.lookback != lookback:
+                start, end = now - timedelta(days=PREVIEW_DAYS), now + timedelta(minutes=1)
                 with open_session(self.engine) as session:
-                    self.index = load_index(session, now - timedelta(days=PREVIEW_DAYS), now + timedelta(minutes=1))
-                self.built_at = now
-            return self.index
+                    index = load_index(session, start, end, popular_since=start - lookback)
+                self.window, self.built_at = Window(index, start, end, lookback), now
+            return self.window
 
 
-def preview(cache: IndexCache, topics: Sequence[str], now: datetime) -> tuple[list[PaperView], int]:
-    """Papers of the last 7 days matching topics as typed: the views, and how many more."""
-    index = cache.get(now)
-    chosen = select(index, topics, candidates=index.all, cap=PREVIEW_CAP)
-    return [paper_view(m) for m in chosen.matches], chosen.more
+@dataclass(frozen=True)
+class PreviewPaper:
+    """One paper of the preview and why it is there: '#3 · 120 upvotes', or the topics it matched."""
+
+    view: PaperView
+    why: str
+    rank: int | None = None
+
+    def json(self) -> dict[str, object]:
+        """The API's shape of it: the paper view's fields, its one-line facts, rank and reason."""
+        return {**asdict(self.view), "meta": self.view.meta, "rank": self.rank, "why": self.why}
+
+
+@dataclass(frozen=True)
+class Preview:
+    """The trending papers (None when the settings ask for none), the papers on the topics, and how
+    many more the topics matched beyond the cap."""
+
+    trending: list[PreviewPaper] | None
+    papers: list[PreviewPaper]
+    more: int
+    has_topics: bool
+
+
+def lookback_of(settings: Settings) -> timedelta:
+    """How far back a paper's upvotes count (DIGEST_UPVOTE_LOOKBACK_DAYS)."""
+    return timedelta(days=settings.upvote_lookback_days)
+
+
+def upvotes_text(count: int) -> str:
+    return f"{count} upvote" if count == 1 else f"{count} upvotes"
+
+
+def _trending(match: Match) -> PreviewPaper:
+    return PreviewPaper(paper_view(match), f"#{match.rank} · {upvotes_text(match.paper.upvotes or 0)}", match.rank)
+
+
+def _topical(match: Match) -> PreviewPaper:
+    view = paper_view(match)
+    return PreviewPaper(view, "Matched: " + ", ".join(view.topics))
+
+
+def preview(cache: IndexCache, prefs: Preferences, now: datetime, lookback: timedelta) -> Preview:
+    """What `prefs` would have received over the last 7 days: the trending papers first, then those
+    on the topics (minimum upvotes and the cap honoured), never a paper twice."""
+    window = cache.get(now, lookback)
+    picked = pick(window.index, prefs, window.start, window.end, lookback=lookback)
+    trending = [_trending(m) for m in picked.trending] if prefs.trending is not None else None
+    topical = [_topical(m) for m in picked.topical.matches]
+    return Preview(trending, topical, picked.topical.more, bool(prefs.topics))

@@ -28,50 +28,100 @@
     return link;
   }
 
-  function renderPreview(body, data) {
-    body.textContent = "";
-    if (data.errors) { body.appendChild(text("p", data.errors.topics || "Check your topics.", "error")); return; }
-    if (!data.papers.length) {
-      body.appendChild(text("p", "No paper of the last 7 days matches these topics. Try broader words, or OR a few together.", "hint"));
-      return;
-    }
+  var NO_MATCH = "No paper of the last 7 days matches these topics. Try broader words, or OR a few together.";
+  var NO_TRENDING = "No paper of the last 7 days has upvotes on Hugging Face yet.";
+
+  function paperList(papers) {
     var list = document.createElement("ol");
     list.className = "papers";
-    data.papers.forEach(function (paper) {
+    papers.forEach(function (paper) {
       var item = document.createElement("li");
       item.appendChild(titleNode(paper));
       item.appendChild(text("span", paper.authors + (paper.meta ? " · " + paper.meta : ""), "meta"));
-      item.appendChild(text("span", "Matched: " + paper.topics.join(", "), "why"));
+      item.appendChild(text("span", paper.why, "why"));
       list.appendChild(item);
     });
-    body.appendChild(list);
+    return list;
+  }
+
+  function firstError(errors) {
+    var names = Object.keys(errors);
+    return errors.topics || (names.length ? errors[names[0]] : "Check your settings.");
+  }
+
+  function renderPreview(body, data, hasTopics) {
+    body.textContent = "";
+    if (data.errors) { body.appendChild(text("p", firstError(data.errors), "error")); return; }
+    if (data.trending) {
+      body.appendChild(text("h3", "Trending on Hugging Face"));
+      body.appendChild(data.trending.length ? paperList(data.trending) : text("p", NO_TRENDING, "hint"));
+    }
+    if (!hasTopics) return;
+    if (data.trending) body.appendChild(text("h3", "On your topics"));
+    body.appendChild(data.papers.length ? paperList(data.papers) : text("p", NO_MATCH, "hint"));
     if (data.more) body.appendChild(text("p", "…and " + data.more + " more.", "hint"));
   }
 
-  function livePreview() {
+  function topicLines() {
     var topics = document.getElementById("topics");
+    return topics.value.split(/\r?\n/).map(function (l) { return l.trim(); }).filter(Boolean);
+  }
+
+  function number(id, fallback) {
+    var box = document.getElementById(id);
+    var value = box ? box.value.trim() : "";
+    if (!value) return fallback;
+    return /^-?[0-9]+$/.test(value) ? parseInt(value, 10) : value;  // the server names what is wrong
+  }
+
+  // What the preview is asked for: the same rule as the server's (no topics: the trending papers).
+  function previewBody(lines) {
+    var box = document.getElementById("trending");
+    var trending = (box && box.checked) || !lines.length ? number("trending_count", 10) : null;
+    return { topics: lines, min_upvotes: number("min_upvotes", null), max_papers: number("max_papers", 25),
+             trending: trending };
+  }
+
+  // The box follows the topics (ticked when they are empty) until the reader ticks or unticks it.
+  function trendingFollowsTopics() {
+    var topics = document.getElementById("topics");
+    var box = document.getElementById("trending");
+    if (!topics || !box) return;
+    var follow = !topicLines().length || !box.checked;
+    function sync() { if (follow) box.checked = !topicLines().length; }
+    box.addEventListener("change", function () { follow = false; });
+    topics.addEventListener("input", sync);
+    sync();
+  }
+
+  function livePreview() {
     var section = document.getElementById("preview");
     var body = document.getElementById("preview-body");
-    if (!topics || !section || !body || !window.fetch) return;
+    var form = document.getElementById("signup");
+    if (!form || !section || !body || !window.fetch) return;
     var timer = null;
     var latest = 0;
-    topics.addEventListener("input", function () {
-      clearTimeout(timer);
-      timer = setTimeout(function () {
-        var lines = topics.value.split(/\r?\n/).map(function (l) { return l.trim(); }).filter(Boolean);
-        if (!lines.length) { section.hidden = true; return; }
-        var ticket = ++latest;
-        fetch("/api/preview", {
-          method: "POST",
-          headers: { "Content-Type": "application/json" },
-          body: JSON.stringify({ topics: lines })
-        }).then(function (r) { return r.json(); }).then(function (data) {
-          if (ticket !== latest) return;
-          section.hidden = false;
-          renderPreview(body, data);
-        }).catch(function () { /* the Preview button still works */ });
-      }, 500);
+    function refresh() {
+      var lines = topicLines();
+      var ticket = ++latest;
+      fetch("/api/preview", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(previewBody(lines))
+      }).then(function (r) { return r.json(); }).then(function (data) {
+        if (ticket !== latest) return;
+        section.hidden = false;
+        renderPreview(body, data, lines.length > 0);
+      }).catch(function () { /* the Preview button still works */ });
+    }
+    function later() { clearTimeout(timer); timer = setTimeout(refresh, 500); }
+    ["topics", "min_upvotes", "max_papers", "trending_count"].forEach(function (id) {
+      var box = document.getElementById(id);
+      if (box) box.addEventListener("input", later);
     });
+    var trending = document.getElementById("trending");
+    if (trending) trending.addEventListener("change", later);
+    refresh();
   }
 
   function weeklyDayOnlyWhenWeekly() {
@@ -87,6 +137,7 @@
   document.addEventListener("DOMContentLoaded", function () {
     prefillTimeZone();
     weeklyDayOnlyWhenWeekly();
+    trendingFollowsTopics();
     livePreview();
   });
 })();
