@@ -1,5 +1,6 @@
 """The whole reader journey in a real headless Chromium against the real app on loopback, with the
-emails read from a real SMTP server: sign up, confirm, get a digest, unsubscribe, get nothing."""
+emails read from a real SMTP server: sign up, confirm, get a digest, unsubscribe, get nothing — on
+topics, and with no topic at all (the trending papers)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Response, ViewportSize
+from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Response, ViewportSize, expect
 from sqlmodel import select
 
 from digest.config import Settings
@@ -140,9 +141,9 @@ def _sign_up(page: Page, live: LiveServer, send_hour: int) -> None:
     _shot(page, "2-check-inbox")
 
 
-def _confirm(page: Page, live: LiveServer, smtp_server: SmtpServer) -> None:
-    _wait_for_mail(smtp_server, "reader@example.org", 1)
-    confirmation = smtp_server.to("reader@example.org")[0].message
+def _confirm(page: Page, live: LiveServer, smtp_server: SmtpServer, to: str = "reader@example.org") -> None:
+    _wait_for_mail(smtp_server, to, 1)
+    confirmation = smtp_server.to(to)[0].message
     assert confirmation["Subject"] == "Confirm your subscription to Paper Digest"
     assert confirmation["List-Unsubscribe"] is None
     text = confirmation.get_body(("plain",))
@@ -158,6 +159,69 @@ def _confirm(page: Page, live: LiveServer, smtp_server: SmtpServer) -> None:
     page.click("#confirm-button")
     page.wait_for_selector("text=You are subscribed")
     _shot(page, "4-confirmed")
+
+
+# Hugging Face papers of the last hour with their upvotes, in no particular order, and one arXiv paper.
+TRENDING = [("2611.05001", "Sparse Mixtures for Speech", 90), ("2611.05002", "World Models from Video", 300),
+            ("2611.05003", "Tiny Recursive Reasoners", 150), ("2611.05004", "A Benchmark for Tables", 20)]  # fmt: skip
+
+
+def test_sign_up_with_no_topic_receives_the_trending_papers(
+    browser: Browser, live: LiveServer, smtp_server: SmtpServer
+) -> None:
+    now = datetime.now(UTC)
+    seen = now - timedelta(hours=1)
+    with open_session(live.engine) as session:
+        hf = [paper(pid, title, first_seen=seen, upvotes=votes, on_hf=True, sources=("hf",))
+              for pid, title, votes in TRENDING]  # fmt: skip
+        add_papers(session, *hf, paper("2611.05005", "Only on arXiv", first_seen=seen))
+    send_hour = (now + timedelta(hours=1)).hour
+    page = browser.new_page(viewport=PHONE)
+    try:
+        _sign_up_for_trending(page, live, send_hour)
+        _confirm(page, live, smtp_server, "trends@example.org")
+        send_at = datetime.combine((now + timedelta(hours=1)).date(), datetime.min.time(), tzinfo=UTC)
+        with open_session(live.engine) as session:
+            report = run_send(
+                session, live.settings, make_transport(live.settings), send_at + timedelta(hours=send_hour, minutes=5)
+            )
+        assert report.counts["sent"] == 1
+    finally:
+        page.close()
+    digest = smtp_server.to("trends@example.org")[1].message
+    html = digest.get_body(("html",))
+    assert html is not None
+    body = html.get_content()
+    titles = ["World Models from Video", "Tiny Recursive Reasoners", "Sparse Mixtures for Speech"]
+    where = [body.find(t) for t in titles]
+    assert -1 not in where and where == sorted(where), where  # the top 3 by upvotes, in order
+    assert "A Benchmark for Tables" not in body and "Only on arXiv" not in body
+    ranks = re.findall(r">#(\d+)[^<·]*· (\d+) upvotes<", body)  # each card's "#1 today · 300 upvotes"
+    assert ranks == [("1", "300"), ("2", "150"), ("3", "90")], ranks
+
+
+def _sign_up_for_trending(page: Page, live: LiveServer, send_hour: int) -> None:
+    """Leave the topics empty: the box is ticked by the page, the preview is the trending list."""
+    page.goto(live.settings.base_url + "/")
+    page.fill("#email", "trends@example.org")
+    assert page.is_checked("#trending")  # ticked while the topic box is empty
+    page.fill("#trending_count", "3")
+    expect(page.locator("#preview-body .papers li")).to_have_count(3)  # the preview follows the number
+    preview = page.inner_text("#preview")
+    assert "Trending on Hugging Face" in preview and "A Benchmark for Tables" not in preview
+    assert preview.index("#1 · 300 upvotes") < preview.index("#2 · 150 upvotes") < preview.index("#3 · 90 upvotes")
+    page.fill("#topics", "agents")  # typing a topic unticks it (topics only) …
+    assert not page.is_checked("#trending")
+    page.fill("#topics", "")  # … and emptying the box ticks it again
+    assert page.is_checked("#trending")
+    page.select_option("#timezone", "UTC")
+    page.select_option("#send_hour", str(send_hour))
+    _shot(page, "9-signup-trending")
+    page.click("button.primary")
+    page.wait_for_selector("text=Check your inbox")
+    with open_session(live.engine) as session:
+        (sub,) = session.exec(select(Subscriber).where(Subscriber.email == "trends@example.org"))
+        assert (sub.topics, sub.trending) == ([], 3)
 
 
 def _receive_digest(live: LiveServer, smtp_server: SmtpServer, send_at: datetime) -> str:
