@@ -148,9 +148,7 @@ def read_preferences(form: Mapping[str, str], errors: dict[str, str]) -> Prefere
     """Preferences from form fields (everything but the email); problems go into `errors`. A field
     that is missing or blank takes its value from DEFAULT_PREFERENCES; one that is not text (see
     `field_problems`) is refused."""
-    text, problems = _text_only(form)
-    prefs = _read(text, errors)
-    errors.update(problems)
+    prefs = _read_form(form, errors)
     return None if errors else prefs
 
 
@@ -158,10 +156,15 @@ def preview_preferences(form: Mapping[str, str], errors: dict[str, str]) -> Pref
     """The preferences the sign-up preview shows papers for, with every problem in `errors`: None only
     when a field the preview depends on (PREVIEW_FIELDS) is wrong — a bad time zone changes nothing
     about which papers the last 7 days would have brought."""
+    prefs = _read_form(form, errors)
+    return None if PREVIEW_FIELDS.intersection(errors) else prefs
+
+
+def _read_form(form: Mapping[str, str], errors: dict[str, str]) -> Preferences:
     text, problems = _text_only(form)
     prefs = _read(text, errors)
     errors.update(problems)
-    return None if PREVIEW_FIELDS.intersection(errors) else prefs
+    return prefs
 
 
 def _topics(form: Mapping[str, str], errors: dict[str, str]) -> list[str]:
