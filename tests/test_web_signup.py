@@ -437,6 +437,8 @@ def test_the_preview_with_topics_and_trending_shows_both_and_never_a_paper_twice
     where = _order(trending, "#1 · 120 upvotes", "#2 · 80 upvotes")
     assert where == sorted(where)
     assert "Diffusion transformers at scale" in trending and "Agents that use tools" in trending
+    assert "#1 · 120 upvotes · also on your topic diffusion" in trending
+    assert "#2 · 80 upvotes also" not in trending and "#2 · 80 upvotes ·" not in trending  # agents: no topic of theirs
     assert "Diffusion transformers at scale" not in topical  # already in the trending section
     for title in ("Diffusion for proteins", "Small diffusion tricks", "Diffusion without votes"):
         assert title in topical

@@ -85,7 +85,12 @@ def upvotes_text(count: int) -> str:
 
 
 def _trending(match: Match) -> PreviewPaper:
-    return PreviewPaper(paper_view(match), f"#{match.rank} · {upvotes_text(match.paper.upvotes or 0)}", match.rank)
+    """'#3 · 120 upvotes', and the reader's topics it also matched (as the digest's card says it)."""
+    view = paper_view(match)
+    why = f"#{match.rank} · {upvotes_text(match.paper.upvotes or 0)}"
+    if view.topics:
+        why += f" · also on your topic{'s' if len(view.topics) > 1 else ''} {', '.join(view.topics)}"
+    return PreviewPaper(view, why, match.rank)
 
 
 def _topical(match: Match) -> PreviewPaper:
