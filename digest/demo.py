@@ -18,9 +18,12 @@ DEMO_DATABASE = Path("demo.sqlite3")
 
 
 def demo_readers(today: datetime) -> list[tuple[str, Preferences]]:
-    """Three readers with different topics and schedules, all due at 09:00 UTC today."""
+    """Four readers with different topics and schedules, all due at 09:00 UTC today: one with no
+    topics (the trending papers), one with topics and the trending papers."""
     weekday = today.weekday()
-    ada = Preferences(['"long context" benchmark', '"KV cache" OR kv-cache'], Frequency.DAILY, 8, "Europe/London")
+    ada = Preferences(
+        ['"long context" benchmark', '"KV cache" OR kv-cache'], Frequency.DAILY, 8, "Europe/London", trending=3
+    )  # fmt: skip
     grace = Preferences(
         ['"in-context learning" OR ICL -survey', "cat:cs.CV segmentation"],
         Frequency.WEEKDAYS, 8, "Europe/Paris", max_papers=5,
@@ -29,7 +32,13 @@ def demo_readers(today: datetime) -> list[tuple[str, Preferences]]:
         ["title:agent OR multi-agent", 'code AND (repository OR "software engineering")'],
         Frequency.WEEKLY, 7, "UTC", weekly_day=weekday,
     )  # fmt: skip
-    return [("ada@example.org", ada), ("grace@example.org", grace), ("alan@example.org", alan)]
+    hedy = Preferences([], Frequency.DAILY, 9, "UTC", trending=10)
+    return [
+        ("ada@example.org", ada),
+        ("grace@example.org", grace),
+        ("alan@example.org", alan),
+        ("hedy@example.org", hedy),
+    ]
 
 
 def _reset(settings: Settings, database: Path) -> None:
@@ -42,7 +51,7 @@ def _reset(settings: Settings, database: Path) -> None:
 
 
 def run(settings: Settings, database: Path = DEMO_DATABASE) -> SendReport:
-    """Start clean, ingest the samples, add three readers, send through the outbox; report per reader."""
+    """Start clean, ingest the samples, add the demo readers, send through the outbox; report per reader."""
     _reset(settings, database)
     engine = make_engine(f"sqlite:///{database}")
     init_db(engine)
@@ -67,7 +76,9 @@ def run(settings: Settings, database: Path = DEMO_DATABASE) -> SendReport:
             subscribe_active(session, email, prefs, today - timedelta(days=7))
         report = run_send(session, settings, OutboxTransport(settings.outbox_dir), send_at)
     engine.dispose()
-    topics = {email: "; ".join(prefs.topics) for email, prefs in demo_readers(today)}
+    topics = {
+        email: "; ".join(prefs.topics) or f"trending (top {prefs.trending})" for email, prefs in demo_readers(today)
+    }
     for line in report.lines:
         line.subject = topics.get(line.email, "")
     return report

@@ -226,11 +226,12 @@ def _tomorrow_morning() -> str:
 def test_demo_runs_clean_twice(run: Run, tmp_path: Path) -> None:
     for _ in range(2):
         out = run("demo").stdout
-        assert "sent: 3" in out
-        for who in ("ada@example.org", "grace@example.org", "alan@example.org"):
+        assert "sent: 4" in out
+        for who in ("ada@example.org", "grace@example.org", "alan@example.org", "hedy@example.org"):
             assert who in out
+        assert "trending (top 10)" in out
         files = sorted(p.name for p in (tmp_path / "outbox").iterdir())
-        assert len(files) == 6 and sum(f.endswith(".eml") for f in files) == 3
+        assert len(files) == 8 and sum(f.endswith(".eml") for f in files) == 4
 
 
 def test_serve_answers_health_and_pages(tmp_path: Path, fresh_database: FreshDatabase) -> None:

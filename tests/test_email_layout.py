@@ -17,7 +17,7 @@ def digests(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     folder = tmp_path_factory.mktemp("demo")
     run_demo(Settings(_env_file=None, outbox_dir=folder / "outbox", secret_key="layout"), folder / "demo.sqlite3")
     pages = sorted((folder / "outbox").glob("*.html"))
-    assert len(pages) == 3
+    assert len(pages) == 4
     return pages
 
 
