@@ -288,7 +288,22 @@ def paper_card(folder: Path, match: Match) -> Card:
         if len(_CARDS) > _CARDS_MAX:
             _CARDS.popitem(last=False)
     labels = reasons(match)
-    return Card(body.view, body.html, body.text, labels, f"Matched: {', '.join(labels)}" if labels else "")
+    return Card(body.view, body.html, body.text, labels, matched_why(labels))
+
+
+def matched_why(labels: Sequence[str]) -> str:
+    """'Matched: KV cache, long context' — a topical card's last line."""
+    return f"Matched: {', '.join(labels)}" if labels else ""
+
+
+def trending_why(match: Match, labels: Sequence[str], period_word: str = "") -> str:
+    """'#3 today · 120 upvotes', and the reader's topics the paper also matched — a trending card's
+    last line (the sign-up preview, covering a week, leaves the period word out)."""
+    count = match.paper.upvotes or 0
+    why = f"#{match.rank}{' ' + period_word if period_word else ''} · {count} upvote{'s' if count != 1 else ''}"
+    if labels:
+        why += f" · also on your topic{'s' if len(labels) > 1 else ''} {', '.join(labels)}"
+    return why
 
 
 def reasons(match: Match) -> tuple[str, ...]:
@@ -303,11 +318,7 @@ def reasons(match: Match) -> tuple[str, ...]:
 def trending_card(folder: Path, match: Match, period_word: str) -> Card:
     """A trending paper's card: '#3 today · 120 upvotes', and the reader's topics it also matched."""
     card = paper_card(folder, match)
-    count = match.paper.upvotes or 0
-    why = f"#{match.rank} {period_word} · {count} upvote{'s' if count != 1 else ''}"
-    if card.topics:
-        why += f" · also on your topic{'s' if len(card.topics) > 1 else ''} {', '.join(card.topics)}"
-    return replace(card, why=why)
+    return replace(card, why=trending_why(match, card.topics, period_word))
 
 
 def _build_view(match: Match, *, with_topics: bool = True) -> PaperView:

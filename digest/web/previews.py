@@ -14,7 +14,7 @@ from digest.db import open_session
 from digest.index import load_index
 from digest.match import Match, PaperIndex, pick
 from digest.models import Preferences
-from digest.render import PaperView, paper_view
+from digest.render import PaperView, matched_why, paper_view, trending_why
 
 PREVIEW_DAYS = 7
 INDEX_TTL = timedelta(minutes=5)
@@ -80,22 +80,15 @@ def lookback_of(settings: Settings) -> timedelta:
     return timedelta(days=settings.upvote_lookback_days)
 
 
-def upvotes_text(count: int) -> str:
-    return f"{count} upvote" if count == 1 else f"{count} upvotes"
-
-
 def _trending(match: Match) -> PreviewPaper:
     """'#3 · 120 upvotes', and the reader's topics it also matched (as the digest's card says it)."""
     view = paper_view(match)
-    why = f"#{match.rank} · {upvotes_text(match.paper.upvotes or 0)}"
-    if view.topics:
-        why += f" · also on your topic{'s' if len(view.topics) > 1 else ''} {', '.join(view.topics)}"
-    return PreviewPaper(view, why, match.rank)
+    return PreviewPaper(view, trending_why(match, view.topics), match.rank)
 
 
 def _topical(match: Match) -> PreviewPaper:
     view = paper_view(match)
-    return PreviewPaper(view, "Matched: " + ", ".join(view.topics))
+    return PreviewPaper(view, matched_why(view.topics))
 
 
 def preview(cache: IndexCache, prefs: Preferences, now: datetime, lookback: timedelta) -> Preview:
