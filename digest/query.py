@@ -17,8 +17,10 @@ MAX_QUERY_CHARS = 300
 MAX_TERMS = 40
 # Parentheses and NOTs nest by recursion: bounded well below Python's stack, whatever the 300 characters hold.
 MAX_DEPTH = 40
-FIELDS = ("title", "abstract", "author", "cat")
+FIELDS = ("title", "abstract", "author", "cat", "like")
+MAX_LIKES = 5  # semantic terms per topic: each text is embedded once per matching pass
 Field = Literal["text", "title", "abstract", "author"]
+_PAPER_ID = re.compile(r"^(?:arXiv:)?(\d{4}\.\d{4,5}|[a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?$", re.I)
 _CATEGORY = re.compile(r"^[A-Za-z][A-Za-z0-9\-]*(\.[A-Za-z0-9\-]+)?(\.?\*)?$|^\*$")
 
 
@@ -71,7 +73,17 @@ class Or:
     children: tuple[Node, ...]
 
 
-Node = Term | Category | Not | And | Or
+@dataclass(frozen=True)
+class Like:
+    """Papers close in meaning to a text (`like:"context window extension"`) or to an example
+    paper (`like:2406.12345`), by cosine similarity of their embeddings."""
+
+    kind: Literal["text", "paper"]
+    value: str  # the text, or the arXiv id without version
+    text: str  # as written
+
+
+Node = Term | Category | Like | Not | And | Or
 
 
 @dataclass(frozen=True)
@@ -139,6 +151,7 @@ class _Parser:
         self.tokens = tokens
         self.i = 0
         self.terms = 0
+        self.likes = 0
         self.depth = 0
 
     def error(self, pos: int, reason: str) -> QueryError:
@@ -208,9 +221,13 @@ class _Parser:
         if token.kind == "field":
             nxt = self.peek()
             if nxt is None or nxt.kind not in ("word", "phrase", "("):
+                if token.text == "like":
+                    raise self.error(token.pos, "'like:' needs a \"text\" or an arXiv id like 2406.12345")
                 raise self.error(token.pos, f"'{token.text}:' needs a word, \"phrase\" or (group)")
             if nxt.kind == "word" and nxt.text.startswith("-"):
                 raise self.error(nxt.pos, f"to exclude, put the minus before the field: -{token.text}:{nxt.text[1:]}")
+            if token.text == "like" or field == "like":
+                return self.make_like(token, nxt)
             return self.parse_primary(token.text)
         if token.kind == "(":
             if (nxt := self.peek()) is not None and nxt.kind == ")":
@@ -226,6 +243,23 @@ class _Parser:
         if token.kind == ")":
             raise self.error(token.pos, "this ')' has no matching '('")
         return self.make_term(token, field)
+
+    def make_like(self, field: _Token, token: _Token) -> Node:
+        """`like:"some text"` or `like:2406.12345`."""
+        if field.text != "like" or token.kind == "(":
+            raise self.error(field.pos, 'like: takes one "text" or one arXiv id, not a group or another field')
+        self.take()
+        self.likes += 1
+        if self.likes > MAX_LIKES:
+            raise self.error(field.pos, f"too many like: terms (at most {MAX_LIKES} per topic)")
+        self.make_term(token, "text")  # counts toward the term limit; words are checked as for any term
+        if token.kind == "phrase":
+            return Like("text", " ".join(token.text.split()), f'"{token.text}"')
+        found = _PAPER_ID.match(token.text)
+        if found is None:
+            hint = 'to describe papers, quote the text: like:"…"'
+            raise self.error(token.pos, f"'{token.text}' is not an arXiv id like 2406.12345; {hint}")
+        return Like("paper", found.group(1), token.text)
 
     def make_term(self, token: _Token, field: str) -> Node:
         self.terms += 1
@@ -244,7 +278,7 @@ class _Parser:
 
 
 def _has_positive(node: Node, negated: bool = False) -> bool:
-    if isinstance(node, Term | Category):
+    if isinstance(node, Term | Category | Like):
         return not negated
     if isinstance(node, Not):
         return _has_positive(node.child, not negated)
@@ -269,25 +303,35 @@ def positive_terms(node: Node) -> list[Term]:
     """The terms a match is made of (not under NOT), used for ranking and highlighting."""
     if isinstance(node, Term):
         return [node]
-    if isinstance(node, Category):
-        return []
-    if isinstance(node, Not):
+    if isinstance(node, Category | Like | Not):
         return []
     return [term for child in node.children for term in positive_terms(child)]
 
 
-def label(node: Node, chosen: Callable[[Or], Node] | None = None) -> str:
+def positive_likes(node: Node) -> list[Like]:
+    """The semantic terms a match can be made of (not under NOT)."""
+    if isinstance(node, Like):
+        return [node]
+    if isinstance(node, Term | Category | Not):
+        return []
+    return [like for child in node.children for like in positive_likes(child)]
+
+
+def label(node: Node, chosen: Callable[[Or], Node] | None = None, like: Callable[[Like], str] | None = None) -> str:
     """A short human name for a topic's tree: its positive words, NOTs left out; an OR names one
-    alternative — the one `chosen` picks (the one that matched a paper), else its first."""
+    alternative — the one `chosen` picks (the one that matched a paper), else its first; a `like:`
+    term is named by `like` (e.g. with the example's title), else by what was written."""
     if isinstance(node, Term):
         return node.text.strip('"')
+    if isinstance(node, Like):
+        return like(node) if like else f"like {node.text}"
     if isinstance(node, Category):
         return node.text or node.pattern
     if isinstance(node, Not):
         return ""
     if isinstance(node, Or):
-        return label(chosen(node) if chosen else node.children[0], chosen)
-    return " ".join(part for part in (label(c, chosen) for c in node.children) if part)
+        return label(chosen(node) if chosen else node.children[0], chosen, like)
+    return " ".join(part for part in (label(c, chosen, like) for c in node.children) if part)
 
 
 def describe_error(error: QueryError) -> str:
