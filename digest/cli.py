@@ -25,6 +25,7 @@ from digest import suppress as suppression
 from digest.clock import utcnow
 from digest.config import Settings, SourceKind
 from digest.db import init_db, make_engine, open_session
+from digest.embed import embed_missing, load_embedder, missing
 from digest.ingest import SourceReport, ingest_bytes
 from digest.models import DEFAULT_PREFERENCES as DEFAULTS
 from digest.models import TRENDING_DEFAULT, Frequency, Paper, Preferences, Subscriber
@@ -39,6 +40,7 @@ from digest.subscribers import unsubscribe as unsubscribe_sub
 
 app = typer.Typer(help="Daily research-paper digest.", no_args_is_help=True, add_completion=False)
 TRENDING_OPTION = "--trending"
+EMBED_TASK = "digest.embed_papers"  # the workers' task (workers/tasks.py), sent by name
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
 
@@ -130,9 +132,11 @@ def fetch(
         return
     if source is not None and source not in {s.name for s in settings.sources}:
         fail(f"no source named {source!r}; configured: {', '.join(s.name for s in settings.sources)}")
-    with session_for(settings) as session, out.status("fetching sources…"):
-        reports = run_fetch(session, settings, now, only=source)
-    out.print(_source_table(reports))
+    with session_for(settings) as session:
+        with out.status("fetching sources…"):
+            reports = run_fetch(session, settings, now, only=source)
+        out.print(_source_table(reports))
+        embed_new(session, settings, sum(r.new for r in reports))
     if not any(r.ok for r in reports):
         raise typer.Exit(1)
 
@@ -150,10 +154,52 @@ def _fetch_file(settings: Settings, file: Path, kind: SourceKind | None, source:
             result, new, updated = ingest_bytes(session, content, kind, name, now)
         except FeedError as exc:
             fail(f"{file}: {exc}")
-    skipped = f", {len(result.skipped)} skipped" if result.skipped else ""
-    out.print(f"{file}: {len(result.papers)} papers parsed, {new} new, {updated} updated{skipped}")
-    if result.warning:
-        err.print(f"warning: {result.warning}", highlight=False)
+        skipped = f", {len(result.skipped)} skipped" if result.skipped else ""
+        out.print(f"{file}: {len(result.papers)} papers parsed, {new} new, {updated} updated{skipped}")
+        if result.warning:
+            err.print(f"warning: {result.warning}", highlight=False)
+        embed_new(session, settings, new)
+
+
+def embed_with_progress(session: Session, settings: Settings) -> int:
+    """Embed every paper still without a vector of the configured model, with a progress bar."""
+    embedder = load_embedder(settings.embedding_model)
+    total = 0 if embedder is None else missing(session, embedder.name)
+    if embedder is None or not total:
+        return 0
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task(f"embedding papers ({embedder.name})", total=total)
+        return embed_missing(session, embedder, progress=lambda n: progress.advance(task, n))
+
+
+def embed_inline(session: Session, settings: Settings) -> int:
+    """Without a broker (the embedded mode) papers are embedded in the run that needs them; with
+    one, the workers' `digest.embed_papers` task does it, never delaying a command. A failure is a
+    warning, never the command's: the papers stay as they are and `digest embed` tries again."""
+    if settings.broker_url or settings.embedding_model == "none":
+        return 0
+    try:
+        return embed_with_progress(session, settings)
+    except Exception as exc:
+        session.rollback()
+        err.print(f"warning: embedding failed ({exc}); `digest embed` tries again", highlight=False)
+        return 0
+
+
+def embed_new(session: Session, settings: Settings, new: int) -> None:
+    """After a fetch stored `new` papers: embed them here, or prompt the workers to."""
+    if not new or settings.embedding_model == "none":
+        return
+    if not settings.broker_url:
+        if embedded := embed_inline(session, settings):
+            out.print(f"{embedded} papers embedded ({settings.embedding_model})")
+        return
+    from digest.web.dispatch import celery_client
+
+    try:
+        celery_client(settings).send_task(EMBED_TASK, retry=False)
+    except Exception as exc:
+        err.print(f"warning: could not enqueue {EMBED_TASK} (beat runs it hourly): {exc}", highlight=False)
 
 
 def paper_json(paper: Paper) -> dict[str, object]:
@@ -348,6 +394,7 @@ def send(
     settings = load_settings()
     when = parse_now(now)
     with session_for(settings) as session:
+        embed_inline(session, settings)
         total = session.exec(select(func.count()).select_from(Subscriber)).one()
         with Progress(console=err, transient=True) as progress:
             task = progress.add_task("sending", total=total)
@@ -370,6 +417,7 @@ def preview(
     settings = load_settings()
     with session_for(settings) as session:
         sub = existing_subscriber(session, email)
+        embed_inline(session, settings)
         rendered = preview_digest(session, settings, sub, parse_now(now))
     if rendered is None:
         out.print(f"nothing new matches {sub.email}'s topics yet: no email would be sent")
@@ -455,6 +503,20 @@ def unsuppress(email: str) -> None:
     if not removed:
         fail(f"{address} is not on the suppression list")
     out.print(f"{address} is no longer suppressed")
+
+
+@app.command()
+def embed() -> None:
+    """Embed every paper not yet embedded by the configured model (DIGEST_EMBEDDING_MODEL)."""
+    settings = load_settings()
+    if settings.embedding_model == "none":
+        out.print("embedding is off (DIGEST_EMBEDDING_MODEL=none): nothing embedded")
+        return
+    with session_for(settings) as session:
+        embedded = embed_with_progress(session, settings)
+        left = missing(session, settings.embedding_model)
+    waiting = f"; {left} still waiting (being embedded elsewhere)" if left else ""
+    out.print(f"{embedded} papers embedded ({settings.embedding_model}){waiting}")
 
 
 @app.command()

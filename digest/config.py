@@ -7,6 +7,7 @@ from datetime import timedelta
 from email.utils import parseaddr
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_validator
@@ -138,6 +139,8 @@ class Settings(BaseSettings):
     # A paper becomes eligible for a reader's minimum upvotes the first time it meets it within
     # this many days of being first seen (its count is re-read on every fetch).
     upvote_lookback_days: int = Field(default=7, ge=1, le=60)
+    # Each paper's title and abstract embedded once by this model (`digest.embed`); "none": never.
+    embedding_model: Literal["minilm-int8", "none"] = "minilm-int8"
 
     confirm_link_hours: int = Field(default=72, ge=1)
     manage_link_days: int = Field(default=90, ge=1)  # every digest and notice carries a fresh one

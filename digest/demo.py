@@ -7,6 +7,7 @@ from pathlib import Path
 
 from digest.config import Settings, SourceKind
 from digest.db import init_db, make_engine, open_session
+from digest.embed import embed_missing, load_embedder
 from digest.ingest import ingest_bytes
 from digest.models import Frequency, Preferences
 from digest.pipeline import SendReport, run_send
@@ -72,6 +73,9 @@ def run(settings: Settings, database: Path = DEMO_DATABASE) -> SendReport:
             "hf-sample",
             fetched_at,
         )
+        embedder = load_embedder(settings.embedding_model)
+        if embedder is not None:  # no broker here: embedded in the run, as `digest fetch` does without one
+            embed_missing(session, embedder)
         for email, prefs in demo_readers(today):
             subscribe_active(session, email, prefs, today - timedelta(days=7))
         report = run_send(session, settings, OutboxTransport(settings.outbox_dir), send_at)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Dialect, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Dialect, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -79,6 +79,10 @@ class Paper(SQLModel, table=True):
     authoritative: bool = True
     first_seen: datetime = Field(sa_column=_utc_column(nullable=False, index=True))
     updated_at: datetime = Field(sa_column=_utc_column(nullable=False))
+    # The title-and-abstract vector (`digest.embed`: float16 little-endian bytes) and the model that
+    # made it; None until embedded, and until then the paper is matched by its words only.
+    embedding: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    embedding_model: str | None = Field(default=None, sa_column=Column(String(64), index=True))
 
 
 class SourceState(SQLModel, table=True):

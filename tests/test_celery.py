@@ -1,5 +1,6 @@
-"""A real Celery worker process on the real Redis fetches fixture feeds over loopback HTTP and sends
-the digests to a real SMTP server: the whole hourly and quarter-hourly cycle, end to end."""
+"""A real Celery worker process on the real Redis fetches fixture feeds over loopback HTTP, embeds
+the new papers in a task of its own and sends the digests to a real SMTP server: the whole hourly
+and quarter-hourly cycle, end to end."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 import redis
 from sqlalchemy.engine import Engine
@@ -20,6 +22,7 @@ from bench import celery_process
 from bench.celery_process import CeleryProcess
 from digest.config import PROJECT_ROOT, Settings, SourceConfig, SourceKind
 from digest.db import init_db, make_engine, open_session
+from digest.embed import from_bytes
 from digest.models import Delivery, DeliveryStatus, Paper, SourceState
 from tests.conftest import FreshDatabase, port_open, require
 from tests.factories import subscriber
@@ -125,6 +128,8 @@ def _run_cycle(
         assert _count(session, select(func.count()).select_from(Paper)) == 54
         today = datetime.now(UTC).date().isoformat()
         assert f"/api/daily_papers?date={today}" in http.paths()
+        # The fetch queued `digest.embed_papers`: the real model embeds every new paper, meanwhile.
+        embedded = select(func.count()).select_from(Paper).where(Paper.embedding_model == "minilm-int8")
 
         # The quarter-hourly planner, enqueued three times (as overlapping beats would): one email each.
         for _ in range(3):
@@ -142,6 +147,10 @@ def _run_cycle(
             worker,
         )
         time.sleep(2)  # let any duplicate that would have been sent arrive before counting
+        _wait("every paper embedded", lambda: _count(session, embedded) == 54, worker)
+        vectors = [from_bytes(p.embedding) for p in session.exec(select(Paper)) if p.embedding is not None]
+        assert len(vectors) == 54 and all(v.shape == (384,) and abs(np.linalg.norm(v) - 1) < 1e-3 for v in vectors)
+        assert "Task digest.embed_papers" in worker.text()
         assert sorted(r for m in smtp.messages for r in m.rcpt_tos) == ["ada@example.org", "grace@example.org"]
         rows = {r.subscriber_id: r for r in session.exec(select(Delivery))}
         assert sorted(r.status for r in rows.values()) == [

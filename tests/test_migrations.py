@@ -24,7 +24,7 @@ from tests.conftest import NOW, FreshDatabase
 def test_the_migrated_schema_is_the_models(fresh_database: FreshDatabase) -> None:
     engine = make_engine(fresh_database("migrated"))
     init_db(engine)
-    assert current_revision(engine) == "0005"
+    assert current_revision(engine) == "0006"
     with engine.connect() as conn:
         differences = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata)
     engine.dispose()
@@ -65,12 +65,14 @@ def test_upgrading_a_database_with_data_from_the_previous_revision(
             )
     assert current_revision(engine) == "0001"
     init_db(engine)
-    assert current_revision(engine) == "0005"
+    assert current_revision(engine) == "0006"
     with open_session(engine) as session:
         paper = session.get(Paper, "2611.00001")
         assert paper is not None and paper.authoritative is True and paper.upvotes == 7
         # 0005: no upvote history yet (the count stands from when it was first seen), not on HF.
         assert (paper.upvote_history, paper.on_hf, paper.needs_arxiv) == ([], False, False)
+        # 0006: not embedded yet (matched by its words until the next embedding run).
+        assert (paper.embedding, paper.embedding_model) == (None, None)
         subs = list(session.exec(select(Subscriber).order_by(col(Subscriber.id))))
         assert [s.status for s in subs] == [SubscriberStatus.ACTIVE] * 2 and subs[0].requested_at is None
         assert [s.trending for s in subs] == [None, None]  # topic readers stay topic readers
@@ -100,7 +102,7 @@ def test_downgrade_then_upgrade_again(fresh_database: FreshDatabase) -> None:
         conn.commit()
     assert current_revision(engine) == "0001"
     init_db(engine)
-    assert current_revision(engine) == "0005"
+    assert current_revision(engine) == "0006"
     engine.dispose()
 
 
@@ -108,5 +110,5 @@ def test_init_db_is_safe_to_run_twice(fresh_database: FreshDatabase) -> None:
     engine = make_engine(fresh_database("twice"))
     init_db(engine)
     init_db(engine)
-    assert current_revision(engine) == "0005"
+    assert current_revision(engine) == "0006"
     engine.dispose()

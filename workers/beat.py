@@ -1,4 +1,5 @@
-"""The beat schedule: fetch hourly, plan digests every 15 minutes, sweep and send notices every minute."""
+"""The beat schedule: fetch hourly, embed what a fetch left unembedded hourly, plan digests every 15
+minutes, sweep and send notices every minute."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         return {name: {"task": task, "schedule": every} for name, task in TASKS.items()}
     return {
         "fetch-sources-hourly": {"task": "digest.fetch_sources", "schedule": crontab(minute="5")},
+        # Each fetch that stores papers queues their embedding; this catches a lost message or a
+        # worker that died mid-way.
+        "embed-papers-hourly": {"task": "digest.embed_papers", "schedule": crontab(minute="35")},
         # Every 15 minutes: readers whose local send time has passed and who have no delivery for
         # their current period get one, so a worker that was down at 08:00 still sends when back.
         "plan-sends-quarter-hourly": {"task": "digest.plan_sends", "schedule": crontab(minute="*/15")},
@@ -28,6 +32,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
 
 TASKS = {
     "fetch-sources-hourly": "digest.fetch_sources",
+    "embed-papers-hourly": "digest.embed_papers",
     "plan-sends-quarter-hourly": "digest.plan_sends",
     "sweep-every-minute": "digest.sweep",
     "send-notices-every-minute": "digest.send_notices",

@@ -12,6 +12,7 @@ from digest.clock import utcnow
 from digest.config import Settings
 from digest.db import init_db, make_engine, open_session
 from digest.deliveries import sweep
+from digest.embed import embed_missing, load_embedder
 from digest.notices import send_notices
 from digest.pipeline import run_fetch, send_chunk
 from digest.plan import plan_due
@@ -38,12 +39,32 @@ def _when(now_iso: str | None) -> datetime:
     return datetime.fromisoformat(now_iso).astimezone(UTC) if now_iso else utcnow()
 
 
+# Papers per embedding task: well inside the task time limit on a slow CPU. A backlog (a first
+# deployment, a new model) is worked through by the task queueing itself again.
+EMBED_TASK_LIMIT = 5000
+
+
 @app.task(name="digest.fetch_sources")
 def fetch_sources(only: str | None = None) -> dict[str, str]:
-    """Fetch every configured source (or one) and store new papers."""
+    """Fetch every configured source (or one) and store new papers; their embedding is a task of its own."""
     with open_session(_engine()) as session:
         reports = run_fetch(session, _settings(), utcnow(), only)
+    if any(r.new for r in reports) and _settings().embedding_model != "none":
+        embed_papers.delay()
     return {r.name: "ok" if r.ok else f"failed: {r.error}" for r in reports}
+
+
+@app.task(name="digest.embed_papers")
+def embed_papers() -> int:
+    """Embed the papers not yet embedded by the configured model, newest first (safe to run twice)."""
+    embedder = load_embedder(_settings().embedding_model)
+    if embedder is None:
+        return 0
+    with open_session(_engine()) as session:
+        stored = embed_missing(session, embedder, limit=EMBED_TASK_LIMIT)
+    if stored >= EMBED_TASK_LIMIT:
+        embed_papers.delay()  # more wait: the rest in a fresh task
+    return stored
 
 
 @app.task(name="digest.plan_sends")
