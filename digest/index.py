@@ -4,20 +4,30 @@ and reused across the chunks of one planning pass in a process."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import and_, or_
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from digest.config import Settings
+from digest.embed import NONE, from_bytes, load_embedder
 from digest.match import PaperIndex, PaperRecord
 from digest.models import Paper
+from digest.semantic import Example, Semantics, Vector
 
 REUSE_SECONDS = 300.0
 _INDEXES: dict[str, tuple[datetime, datetime, datetime, float, PaperIndex]] = {}
 
 
 def load_index(
-    session: Session, since: datetime, until: datetime, *, popular_since: datetime | None = None
+    session: Session,
+    since: datetime,
+    until: datetime,
+    *,
+    popular_since: datetime | None = None,
+    semantics: Semantics | None = None,
 ) -> PaperIndex:
     """Index the papers first seen in [since, until) — and, with `popular_since`, the Hugging Face
     papers first seen from then on: their upvotes keep counting, so they may still become
@@ -28,10 +38,12 @@ def load_index(
     query = select(Paper).where(arrived, col(Paper.first_seen) < until)
     # Plain, slotted records: the index outlives this session, and matching and rendering read
     # these attributes millions of times (ORM-instrumented access costs several times more).
-    return PaperIndex([PaperRecord.of(paper) for paper in session.exec(query)])
+    return PaperIndex([PaperRecord.of(paper) for paper in session.exec(query)], semantics)
 
 
-def shared_index(session: Session, since: datetime, until: datetime, popular_since: datetime) -> PaperIndex:
+def shared_index(
+    session: Session, since: datetime, until: datetime, popular_since: datetime, semantics: Semantics | None = None
+) -> PaperIndex:
     """The index for [since, until), reused by every chunk of one planning pass in this process:
     they share `until` (the pass's window end), and a wider index serves a narrower window."""
     key = str(session.get_bind().engine.url)
@@ -40,6 +52,32 @@ def shared_index(session: Session, since: datetime, until: datetime, popular_sin
         start, popular, end, built, index = cached
         if end == until and start <= since and popular <= popular_since and time.monotonic() - built < REUSE_SECONDS:
             return index
-    index = load_index(session, since, until, popular_since=popular_since)
+    index = load_index(session, since, until, popular_since=popular_since, semantics=semantics)
     _INDEXES[key] = (since, popular_since, until, time.monotonic(), index)
     return index
+
+
+def semantics_for(settings: Settings, engine: Engine) -> Semantics | None:
+    """What `like:` terms need: the configured model (loaded on the first `like:"…"` text) and the
+    stored vectors of example papers, looked up in this database; None when embedding is off
+    (DIGEST_EMBEDDING_MODEL=none)."""
+    model = settings.embedding_model
+    if model == NONE:
+        return None
+
+    def embed_text(text: str) -> Vector:
+        embedder = load_embedder(model)
+        assert embedder is not None
+        vector: Vector = embedder.embed([text])[0]
+        return vector
+
+    def lookup(ids: Sequence[str]) -> dict[str, Example]:
+        query = select(Paper.id, Paper.title, Paper.embedding, Paper.embedding_model).where(col(Paper.id).in_(ids))
+        with Session(engine) as own:
+            rows = own.exec(query).all()
+        return {
+            pid: Example(title, from_bytes(vector) if vector is not None and made_by == model else None)
+            for pid, title, vector, made_by in rows
+        }
+
+    return Semantics(model, embed_text, lookup)

@@ -99,10 +99,13 @@ def _merge(row: Paper, paper: ParsedPaper, source: str, now: datetime) -> bool:
     before = _snapshot(row)
     replace = paper.authoritative and not row.authoritative
     _flags(row, paper)
+    text = (row.title, row.abstract)
     for name in _DESCRIBED:
         new = getattr(paper, name)
         if new and (replace or not getattr(row, name)):
             setattr(row, name, new)
+    if (row.title, row.abstract) != text:  # its vector described the old text: embed it again
+        row.embedding, row.embedding_model = None, None
     row.authoritative = row.authoritative or paper.authoritative
     row.categories = list(dict.fromkeys([*row.categories, *paper.categories]))
     if paper.upvotes is not None:

@@ -17,7 +17,22 @@ from typing import Any, Protocol
 import numpy as np
 
 from digest.models import DEFAULT_PREFERENCES, Preferences
-from digest.query import And, Category, Node, Not, Or, QueryError, Term, label, parse_query, positive_terms
+from digest.query import (
+    And,
+    Category,
+    Like,
+    Node,
+    Not,
+    Or,
+    QueryError,
+    Term,
+    label,
+    parse_query,
+    positive_likes,
+    positive_terms,
+)
+from digest.semantic import LikeHits, PaperVectors, Semantics, like_hits, like_reason
+from digest.semantic import strong as close_hit
 from digest.text import WORD, normalize
 
 # Gap between authors' positions so a phrase never spans two names.
@@ -74,6 +89,8 @@ class PaperRecord:
     pdf_url: str | None
     upvote_history: Sequence[Sequence[int]] = ()  # [count, unix seconds] each time the count rose
     on_hf: bool = False
+    embedding: bytes | None = None  # title + abstract as a stored vector (`digest.embed`)
+    embedding_model: str | None = None
 
     @classmethod
     def of(cls, paper: Any) -> PaperRecord:
@@ -82,6 +99,7 @@ class PaperRecord:
             paper.id, paper.title, paper.abstract, list(paper.authors), list(paper.categories),
             paper.published, paper.upvotes, paper.first_seen, paper.abs_url, paper.pdf_url,
             tuple(tuple(entry) for entry in paper.upvote_history), paper.on_hf,
+            paper.embedding, paper.embedding_model,
         )  # fmt: skip
 
 
@@ -166,8 +184,11 @@ class CompiledTopic:
 class PaperIndex:
     """An inverted index over papers sorted by first-seen time, with per-topic result caching."""
 
-    def __init__(self, papers: Iterable[PaperLike]) -> None:
+    def __init__(self, papers: Iterable[PaperLike], semantics: Semantics | None = None) -> None:
         self.papers: list[PaperLike] = sorted(papers, key=lambda p: (p.first_seen, p.id))
+        self.semantics = semantics
+        self.vectors = PaperVectors.of(self.papers, semantics.model) if semantics else None
+        self._likes: dict[tuple[str, str], LikeHits] = {}
         self._seen = [p.first_seen for p in self.papers]
         self.all = (1 << len(self.papers)) - 1
         self._postings: dict[str, Postings] = {"title": {}, "abstract": {}, "author": {}}
@@ -288,7 +309,7 @@ class PaperIndex:
                     return child
             return node.children[0]
 
-        return label(topic.node, chosen)
+        return label(topic.node, chosen, lambda like: like_reason(self.semantics, like, self.title_of))
 
     def _field_mask(self, name: str, words: tuple[str, ...]) -> int:
         mask = self.all
@@ -317,6 +338,8 @@ class PaperIndex:
             return self.term_mask(node)
         if isinstance(node, Category):
             return self._category_mask(node)
+        if isinstance(node, Like):
+            return self.like(node).mask
         if isinstance(node, Not):
             return self.all ^ self.evaluate(node.child)
         if isinstance(node, And):
@@ -331,6 +354,19 @@ class PaperIndex:
         for child in node.children:
             mask |= self.evaluate(child)
         return mask
+
+    def like(self, node: Like) -> LikeHits:
+        """The papers close in meaning to a `like:` term's text or example (once per index)."""
+        key = (node.kind, node.value)
+        if key not in self._likes:
+            own = self.position.get(node.value) if node.kind == "paper" else None
+            self._likes[key] = like_hits(self.vectors, self.semantics, node, own)
+        return self._likes[key]
+
+    def title_of(self, paper_id: str) -> str | None:
+        """The title of a paper the index holds."""
+        i = self.position.get(paper_id)
+        return None if i is None else self.papers[i].title
 
     def _category_mask(self, node: Category) -> int:
         mask = 0
@@ -354,6 +390,15 @@ class PaperIndex:
         terms = positive_terms(node)
         title_hits: dict[int, int] = defaultdict(int)
         abstract_hits: dict[int, int] = defaultdict(int)
+        closeness: dict[int, float] = defaultdict(float)  # between equal hits, the closest first
+        for like in positive_likes(node):  # a close semantic hit ranks as a title hit
+            found = self.like(like)
+            for i in _iter_bits(mask & found.mask):
+                closeness[i] += found.similarity[i]
+                if close_hit(like, found.similarity[i]):
+                    title_hits[i] += 1
+                else:
+                    abstract_hits[i] += 1
         for term in terms:
             # Title and author hits rank above abstract hits; a field-bound term only counts there.
             strong_field = "author" if term.field == "author" else "title"
@@ -366,7 +411,7 @@ class PaperIndex:
         matched = _iter_bits(mask)
         hits = {i: Hits(title_hits[i], abstract_hits[i]) for i in matched}
         highlight = frozenset(t.words for t in terms if t.field in ("text", "title", "abstract"))
-        ranked = sorted(matched, key=lambda i: (-title_hits[i], -abstract_hits[i], self.order[i]))
+        ranked = sorted(matched, key=lambda i: (-title_hits[i], -abstract_hits[i], -closeness[i], self.order[i]))
         score = np.zeros(len(self.papers), dtype=np.int32)
         for i in matched:
             score[i] = title_hits[i] * 1024 + min(abstract_hits[i], 1023)

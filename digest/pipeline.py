@@ -21,7 +21,7 @@ from digest import compose, deliveries
 from digest.clock import Clock
 from digest.config import Settings
 from digest.deliveries import InFlight, NewDelivery
-from digest.index import load_index, shared_index
+from digest.index import load_index, semantics_for, shared_index
 from digest.ingest import SourceReport, fetch_all
 from digest.match import PaperIndex, pick
 from digest.models import Delivery, DeliveryStatus, Subscriber
@@ -125,7 +125,9 @@ def send_chunk(
     """
     run = Run(session, settings, transport, now, clock or (lambda: now))
     plan = plan_chunk(session, settings, subscriber_ids, now)
-    index = shared_index(session, plan.since, plan.end, plan.popular_since)
+    index = shared_index(
+        session, plan.since, plan.end, plan.popular_since, semantics_for(settings, session.get_bind().engine)
+    )
     rows = [select_for(settings, due, index, now, plan.sent.get(due.sub.id or 0, ())) for due in plan.due]
     if dry_run:
         return _dry_run_report(settings, plan, rows, index)

@@ -33,6 +33,7 @@ from digest.query import label as query_label
 from digest.text import clip, squash, word_spans
 
 SNIPPET_CHARS = 300
+REASON_CHARS = 80  # a card's reason: an OR alternative, or "close to your example <its title>"
 AUTHORS_SHOWN = 3
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 _PLACEHOLDER = re.compile(r"JJX(\d+)XJJ")
@@ -309,9 +310,8 @@ def trending_why(match: Match, labels: Sequence[str], period_word: str = "") -> 
 def reasons(match: Match) -> tuple[str, ...]:
     """What of each of the reader's topics matched the paper, as the card says it."""
     if match.reasons:
-        return tuple(
-            dict.fromkeys(short_label(r) or topic_label(t) for r, t in zip(match.reasons, match.topics, strict=True))
-        )
+        pairs = zip(match.reasons, match.topics, strict=True)
+        return tuple(dict.fromkeys(clip(squash(r), REASON_CHARS) or topic_label(t) for r, t in pairs))
     return tuple(topic_label(t) for t in match.topics)
 
 

@@ -470,3 +470,26 @@ def test_on_hf_is_never_reset_and_a_done_paper_is_not_asked_again(session: Sessi
     rows = stored(engine)
     assert (rows["2509.54410"].on_hf, rows["2509.54410"].needs_arxiv, rows["2509.54410"].upvotes) == (True, False, 3)
     assert rows["2506.87888"].on_hf and rows["2506.87888"].needs_arxiv
+
+
+def test_a_paper_whose_text_changes_is_embedded_again_and_only_then(session: Session, engine: Engine) -> None:
+    def described(title: str, abstract: str, *, authoritative: bool, upvotes: int | None = None) -> ParsedPaper:
+        return ParsedPaper(
+            id="2406.12345", title=title, abstract=abstract, authors=["Ada Lovelace"], categories=[],
+            published=None, abs_url="https://arxiv.org/abs/2406.12345", pdf_url=None, upvotes=upvotes,
+            authoritative=authoritative,
+        )  # fmt: skip
+
+    store_papers(session, [described("A blog's title", "A blog's words.", authoritative=False)], "blog", NOW)
+    row = session.get(Paper, "2406.12345")
+    assert row is not None
+    row.embedding, row.embedding_model = b"\x00\x3c" * 384, "minilm-int8"
+    session.add(row)
+    session.commit()
+    # Only the upvotes change: the vector still describes the text.
+    store_papers(session, [described("A blog's title", "A blog's words.", authoritative=False, upvotes=3)], "b", NOW)
+    assert stored(engine)["2406.12345"].embedding_model == "minilm-int8"
+    # arXiv's own description replaces the blog's: the old vector is dropped, to be made again.
+    store_papers(session, [described("The real title", "The real abstract.", authoritative=True)], "arxiv", NOW)
+    again = stored(engine)["2406.12345"]
+    assert (again.title, again.embedding, again.embedding_model) == ("The real title", None, None)

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from digest.clock import utcnow
 from digest.config import Settings
 from digest.db import init_db, make_engine
+from digest.index import semantics_for
 from digest.metrics import DatabaseCollector
 from digest.web import api, ops, pages
 from digest.web.deps import Web
@@ -86,7 +87,7 @@ def _state(
         clock=clock,
         kick=kick,
         pages=environment(),
-        previews=IndexCache(engine),
+        previews=IndexCache(engine, semantics_for(settings, engine)),
         zones=ZONES,
         metrics=metrics,
     )

@@ -15,6 +15,7 @@ from digest.index import load_index
 from digest.match import Match, PaperIndex, pick
 from digest.models import Preferences
 from digest.render import PaperView, matched_why, paper_view, trending_why
+from digest.semantic import Semantics
 
 PREVIEW_DAYS = 7
 INDEX_TTL = timedelta(minutes=5)
@@ -35,6 +36,7 @@ class IndexCache:
     """The last 7 days of papers, indexed, rebuilt every few minutes (for the live preview)."""
 
     engine: Engine
+    semantics: Semantics | None = None  # for `like:` topics (None: embedding is off)
     built_at: datetime | None = None
     window: Window | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -46,7 +48,7 @@ class IndexCache:
             if self.window is None or stale or self.window.lookback != lookback:
                 start, end = now - timedelta(days=PREVIEW_DAYS), now + timedelta(minutes=1)
                 with open_session(self.engine) as session:
-                    index = load_index(session, start, end, popular_since=start - lookback)
+                    index = load_index(session, start, end, popular_since=start - lookback, semantics=self.semantics)
                 self.window, self.built_at = Window(index, start, end, lookback), now
             return self.window
 

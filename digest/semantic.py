@@ -1,0 +1,136 @@
+"""Semantic matching: which papers a `like:` term finds, by cosine similarity of embeddings.
+
+A `like:"text"` term embeds its text (once per process and text); a `like:2406.12345` term takes
+the example paper's stored vector — from the index when the paper is in it, else looked up once.
+Papers without a vector of the configured model are matched by words only: a `like:` term never
+finds them. Pure but for the two callables `Semantics` is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from digest.embed import from_bytes
+from digest.query import Like
+from digest.text import clip
+
+Vector = npt.NDArray[np.float32]
+# Cosine similarity a paper needs to be "like" a text or an example paper (all-MiniLM-L6-v2 on
+# title + abstract), set by eye on the bundled samples: on-topic papers score 0.5-0.7 against a
+# short description, off-topic ones 0.1-0.35; papers on one theme sit around 0.45 from each other.
+TEXT_THRESHOLD = 0.5
+PAPER_THRESHOLD = 0.65
+# A semantic hit this close counts as a title hit when ranking; below, as an abstract hit.
+STRONG_MARGIN = 0.12
+
+
+@dataclass(frozen=True)
+class Example:
+    """A reader's example paper: its title (for the card's reason) and its vector, if it has one."""
+
+    title: str
+    vector: Vector | None
+
+
+@dataclass
+class Semantics:
+    """What semantic matching needs from the world: the configured model's name, its text embedder
+    and a lookup of example papers by id — both called lazily, and their answers kept."""
+
+    model: str
+    embed_text: Callable[[str], Vector]
+    lookup: Callable[[Sequence[str]], dict[str, Example]]
+    texts: dict[str, Vector] = field(default_factory=dict)
+    examples: dict[str, Example | None] = field(default_factory=dict)
+
+    def text_vector(self, text: str) -> Vector:
+        """The vector of a `like:"…"` text (embedded once)."""
+        if text not in self.texts:
+            self.texts[text] = self.embed_text(text)
+        return self.texts[text]
+
+    def example(self, paper_id: str) -> Example | None:
+        """An example paper by id (looked up once); None if we never saw it."""
+        if paper_id not in self.examples:
+            self.examples[paper_id] = self.lookup([paper_id]).get(paper_id)
+        return self.examples[paper_id]
+
+
+@dataclass(frozen=True)
+class PaperVectors:
+    """The index's papers' vectors as one matrix (rows of papers without one are zero) and the
+    bitset of the papers that have one."""
+
+    matrix: Vector
+    present: int
+
+    @classmethod
+    def of(cls, papers: Sequence[Any], model: str) -> PaperVectors | None:
+        """The vectors of `papers` made by `model`; None when none of them has one."""
+        found = [
+            (i, from_bytes(p.embedding))
+            for i, p in enumerate(papers)
+            if getattr(p, "embedding", None) is not None and getattr(p, "embedding_model", None) == model
+        ]
+        if not found:
+            return None
+        matrix = np.zeros((len(papers), len(found[0][1])), dtype=np.float32)
+        present = 0
+        for i, vector in found:
+            matrix[i] = vector
+            present |= 1 << i
+        return cls(matrix, present)
+
+
+@dataclass(frozen=True)
+class LikeHits:
+    """What one `like:` term found: the papers close enough, and each one's similarity."""
+
+    mask: int
+    similarity: dict[int, float]
+
+
+def like_hits(vectors: PaperVectors | None, semantics: Semantics | None, like: Like, own: int | None) -> LikeHits:
+    """The papers like this term's text or example (`own`: the example's own place in the index, if
+    it is there: a paper is not shown as like itself)."""
+    if vectors is None or semantics is None:
+        return LikeHits(0, {})
+    if like.kind == "text":
+        target: Vector | None = semantics.text_vector(like.value)
+        threshold = TEXT_THRESHOLD
+    else:
+        target = vectors.matrix[own] if own is not None and vectors.present >> own & 1 else None
+        if target is None:
+            example = semantics.example(like.value)
+            target = example.vector if example else None
+        threshold = PAPER_THRESHOLD
+    if target is None:
+        return LikeHits(0, {})
+    scores = vectors.matrix @ target
+    close = [int(i) for i in np.flatnonzero(scores >= threshold) if i != own and vectors.present >> int(i) & 1]
+    mask = 0
+    for i in close:
+        mask |= 1 << i
+    return LikeHits(mask, {i: float(scores[i]) for i in close})
+
+
+def strong(like: Like, similarity: float) -> bool:
+    """Whether a semantic hit ranks with title hits."""
+    threshold = TEXT_THRESHOLD if like.kind == "text" else PAPER_THRESHOLD
+    return similarity >= threshold + STRONG_MARGIN
+
+
+def like_reason(semantics: Semantics | None, like: Like, titles: Callable[[str], str | None]) -> str:
+    """How a card names a `like:` match: 'close to "context windows"' or 'close to your example
+    <its title>'."""
+    if like.kind == "text":
+        return f'close to "{clip(like.value, 30)}"'
+    title = titles(like.value)
+    if title is None and semantics is not None and (example := semantics.example(like.value)) is not None:
+        title = example.title
+    return f"close to your example {clip(title, 50)}" if title else f"close to your example {like.value}"
