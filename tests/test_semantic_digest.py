@@ -9,14 +9,14 @@ from email.message import EmailMessage
 
 from sqlmodel import Session, select
 
-from digest.config import SourceKind
+from digest.config import Settings, SourceKind
 from digest.demo import SAMPLES
 from digest.embed import embed_missing, load_embedder
 from digest.ingest import ingest_bytes
 from digest.models import Paper
 from digest.pipeline import run_send
 from digest.send import make_transport
-from tests.conftest import NOW, Settings
+from tests.conftest import NOW
 from tests.factories import subscriber
 from tests.smtpserver import SmtpServer, smtp_server  # noqa: F401  (the fixture)
 
