@@ -202,8 +202,10 @@ class Delivery(SQLModel, table=True):
     status: DeliveryStatus = Field(default=DeliveryStatus.PENDING, sa_column=_enum(DeliveryStatus))
     paper_ids: list[str] = Field(default_factory=list, sa_column=_json_list())
     more_count: int = 0
-    # The first `trending_count` of `paper_ids` are the trending section, in rank order.
+    # The first `trending_count` of `paper_ids` are the trending section, in rank order; the last
+    # `recommended_count` the "recommended for you" section (papers no topic matched).
     trending_count: int = 0
+    recommended_count: int = 0
     window_start: datetime = Field(sa_column=_utc_column(nullable=False))
     window_end: datetime = Field(sa_column=_utc_column(nullable=False))
     message_id: str = Field(default="", max_length=300)
@@ -235,6 +237,31 @@ class Notice(SQLModel, table=True):
     due_at: datetime | None = Field(default=None, sa_column=_utc_column())
     claimed_at: datetime | None = Field(default=None, sa_column=_utc_column())
     sent_at: datetime | None = Field(default=None, sa_column=_utc_column())
+
+
+class Vote(SQLModel, table=True):
+    """A reader's "more like this" (+1) or "less like this" (-1) on one paper, from their digest.
+    The reader's own data: never shown to anyone else, never in metrics, gone with "forget me"."""
+
+    __table_args__ = (UniqueConstraint("subscriber_id", "paper_id", name="uq_vote_subscriber_paper"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
+    paper_id: str = Field(sa_column=Column(String(512), nullable=False))
+    value: int  # +1 more like this, -1 less like this
+    topic: str | None = Field(default=None, sa_column=Column(Text))  # the topic the paper matched, if one
+    created_at: datetime = Field(sa_column=_utc_column(nullable=False))
+
+
+class ReaderModel(SQLModel, table=True):
+    """A reader's learned ranking: logistic-regression weights over paper embeddings, trained by a
+    worker from their votes (never in a web request)."""
+
+    subscriber_id: int = Field(foreign_key="subscriber.id", primary_key=True)
+    embedding_model: str = Field(sa_column=Column(String(64), nullable=False))
+    weights: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # float32 little-endian, dim + 1 (bias)
+    votes: int = 0  # how many votes it was trained on
+    trained_at: datetime = Field(sa_column=_utc_column(nullable=False))
 
 
 class Suppression(SQLModel, table=True):

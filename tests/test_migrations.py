@@ -24,7 +24,7 @@ from tests.conftest import NOW, FreshDatabase
 def test_the_migrated_schema_is_the_models(fresh_database: FreshDatabase) -> None:
     engine = make_engine(fresh_database("migrated"))
     init_db(engine)
-    assert current_revision(engine) == "0006"
+    assert current_revision(engine) == "0007"
     with engine.connect() as conn:
         differences = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata)
     engine.dispose()
@@ -65,7 +65,7 @@ def test_upgrading_a_database_with_data_from_the_previous_revision(
             )
     assert current_revision(engine) == "0001"
     init_db(engine)
-    assert current_revision(engine) == "0006"
+    assert current_revision(engine) == "0007"
     with open_session(engine) as session:
         paper = session.get(Paper, "2611.00001")
         assert paper is not None and paper.authoritative is True and paper.upvotes == 7
@@ -102,7 +102,7 @@ def test_downgrade_then_upgrade_again(fresh_database: FreshDatabase) -> None:
         conn.commit()
     assert current_revision(engine) == "0001"
     init_db(engine)
-    assert current_revision(engine) == "0006"
+    assert current_revision(engine) == "0007"
     engine.dispose()
 
 
@@ -110,5 +110,5 @@ def test_init_db_is_safe_to_run_twice(fresh_database: FreshDatabase) -> None:
     engine = make_engine(fresh_database("twice"))
     init_db(engine)
     init_db(engine)
-    assert current_revision(engine) == "0006"
+    assert current_revision(engine) == "0007"
     engine.dispose()
