@@ -15,14 +15,14 @@ from typing import NamedTuple, Protocol
 
 from digest import dkim
 from digest.config import Settings
-from digest.match import PaperIndex, annotate
+from digest.match import Match, PaperIndex, annotate
 from digest.mime import Headers, build_message, domain_of, envelope_sender, make_message_id
 from digest.models import Frequency, NoticeKind, Subscriber
-from digest.render import DigestContext, RenderedDigest, render_digest, render_pair, topic_label
+from digest.render import DigestContext, FeedbackLinks, RenderedDigest, render_digest, render_pair, topic_label
 from digest.schedule import zone
 from digest.send import Outcome, Outgoing, Result
 from digest.signup import confirm_url
-from digest.tokens import Purpose, make_token
+from digest.tokens import MAX_TOKEN_CHARS, Purpose, make_feedback_token, make_token, topic_tag
 
 log = logging.getLogger(__name__)
 Veto = Callable[[], str | None]
@@ -59,6 +59,28 @@ def links(settings: Settings, sub: Subscriber, now: datetime) -> Links:
     manage = make_token(keys, Purpose.MANAGE, sub.handle, now=now)
     leave = make_token(keys, Purpose.UNSUBSCRIBE, sub.handle, now=now)
     return Links(f"{settings.base_url}/manage/{manage}", f"{settings.base_url}/unsubscribe/{leave}")
+
+
+def feedback_url(
+    settings: Settings, sub: Subscriber, paper_id: str, value: int, topic: str | None, now: datetime
+) -> str | None:
+    """A signed "More like this" (value +1) or "Less like this" (-1) link for this reader and paper,
+    naming the topic it matched by a short tag; None for a paper whose id is too long for a link."""
+    tag = topic_tag(topic) if topic else None
+    token = make_feedback_token(settings.signing_keys, sub.handle, paper_id, value, tag, now=now)
+    return f"{settings.base_url}/feedback/{token}" if len(token) <= MAX_TOKEN_CHARS else None
+
+
+def feedback_links(settings: Settings, sub: Subscriber, now: datetime) -> FeedbackLinks:
+    """For rendering: each card's (more, less) links, signed at `now` for the first topic it matched."""
+
+    def card_links(match: Match) -> tuple[str, str] | None:
+        topic = match.topics[0] if match.topics else None
+        more = feedback_url(settings, sub, match.paper.id, 1, topic, now)
+        less = feedback_url(settings, sub, match.paper.id, -1, topic, now)
+        return (more, less) if more and less else None
+
+    return card_links
 
 
 def signed(settings: Settings, message: bytes) -> bytes:
@@ -121,6 +143,7 @@ def render_for(
     """Render a delivery row's digest for its subscriber."""
     urls = urls or links(settings, sub, row.created_at)
     ctx = context(settings, sub, row.created_at.astimezone(zone(sub.timezone)), urls)
+    ctx = replace(ctx, feedback=feedback_links(settings, sub, row.created_at))
     matches = annotate(index, sub.topics, row.paper_ids, row.trending_count)
     return render_digest(settings.templates_dir, ctx, matches, row.more_count)
 

@@ -83,6 +83,10 @@ class PaperView:
         return " · ".join(part for part in (f"▲ {self.upvotes}" if self.upvotes else "", self.facts) if part)
 
 
+# A reader's feedback links for one card: (more like this, less like this), or None for none.
+FeedbackLinks = Callable[[Match], tuple[str, str] | None]
+
+
 @dataclass(frozen=True)
 class DigestContext:
     """Everything about the reader and the day that the template needs besides the papers."""
@@ -96,6 +100,7 @@ class DigestContext:
     base_url: str
     weekly: bool = False  # the digest covers a week: "this week", not "today"
     trending: int | None = None  # the reader's trending section size, if they have one
+    feedback: FeedbackLinks | None = None  # signed per reader and paper, on each card's last line
 
     @property
     def period_word(self) -> str:
@@ -262,6 +267,8 @@ class Card:
     text: str
     topics: tuple[str, ...] = ()
     why: str = ""  # the card's last line, this reader's own: why the paper is in their digest
+    more_url: str = ""  # this reader's "More like this" link on the last line (none without feedback)
+    less_url: str = ""
 
 
 _CARDS: OrderedDict[tuple[object, ...], Card] = OrderedDict()
@@ -319,6 +326,12 @@ def trending_card(folder: Path, match: Match, period_word: str) -> Card:
     """A trending paper's card: '#3 today · 120 upvotes', and the reader's topics it also matched."""
     card = paper_card(folder, match)
     return replace(card, why=trending_why(match, card.topics, period_word))
+
+
+def with_feedback(card: Card, match: Match, context: DigestContext) -> Card:
+    """The card with this reader's "More like this" / "Less like this" links, when the digest has them."""
+    urls = context.feedback(match) if context.feedback else None
+    return replace(card, more_url=urls[0], less_url=urls[1]) if urls else card
 
 
 def _build_view(match: Match, *, with_topics: bool = True) -> PaperView:
@@ -471,9 +484,10 @@ def render_pair(folder: Path, name: str, subject: str, values: dict[str, object]
 def render_digest(folder: Path, context: DigestContext, matches: Sequence[Match], more: int) -> RenderedDigest:
     """Render the subject, HTML and plaintext of one reader's digest: the trending papers (those
     with a rank) in their own section, then the papers on the reader's topics."""
-    trending = [trending_card(folder, m, context.period_word) for m in matches if m.rank is not None]
+    hot = [m for m in matches if m.rank is not None]
+    trending = [with_feedback(trending_card(folder, m, context.period_word), m, context) for m in hot]
     topical = [m for m in matches if m.rank is None]
-    cards = [paper_card(folder, m) for m in topical]
+    cards = [with_feedback(paper_card(folder, m), m, context) for m in topical]
     values: dict[str, object] = {
         "trending": trending,
         "cards": cards,

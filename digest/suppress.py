@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
-from digest.models import Delivery, Notice, Subscriber, SubscriberStatus, Suppression
+from digest.models import Delivery, Notice, ReaderModel, Subscriber, SubscriberStatus, Suppression, Vote
 
 _SALT = b"paper-digest/suppression/v1:"
 
@@ -35,9 +35,12 @@ def suppress(session: Session, email: str, reason: str, now: datetime) -> None:
 
 
 def forget(session: Session, sub: Subscriber, now: datetime) -> None:
-    """Delete a subscriber and every row about them; keep only the hash so they are never mailed."""
+    """Delete a subscriber and every row about them (their votes and learned ranking included); keep
+    only the hash so they are never mailed."""
     assert sub.id is not None
     digest = address_hash(sub.email)
+    session.execute(delete(Vote).where(col(Vote.subscriber_id) == sub.id))
+    session.execute(delete(ReaderModel).where(col(ReaderModel.subscriber_id) == sub.id))
     session.execute(delete(Delivery).where(col(Delivery.subscriber_id) == sub.id))
     session.execute(delete(Notice).where(col(Notice.subscriber_id) == sub.id))
     session.execute(delete(Subscriber).where(col(Subscriber.id) == sub.id))

@@ -19,6 +19,7 @@ class Purpose(StrEnum):
     CONFIRM = "confirm"
     MANAGE = "manage"
     UNSUBSCRIBE = "unsubscribe"
+    FEEDBACK = "feedback"
 
 
 class TokenError(ValueError):
@@ -70,11 +71,8 @@ def make_token(keys: list[str], purpose: Purpose, handle: str, stamp: int | None
     return str(_serializer(keys, purpose, now).dumps(payload))
 
 
-def read_token(
-    keys: list[str], purpose: Purpose, token: str, *, now: datetime, max_age: int | None = None
-) -> TokenData:
-    """What a token says at `now`; raises TokenError if it is tampered, expired (older than
-    `max_age` seconds), or for another purpose."""
+def _load(keys: list[str], purpose: Purpose, token: str, now: datetime, max_age: int | None) -> dict[str, Any]:
+    """The payload of a valid token, or TokenError."""
     if len(token) > MAX_TOKEN_CHARS:
         raise TokenError("too long")
     try:
@@ -85,9 +83,53 @@ def read_token(
         raise TokenError("bad signature") from exc
     if not isinstance(data, dict):
         raise TokenError("malformed payload")
+    return data
+
+
+def read_token(
+    keys: list[str], purpose: Purpose, token: str, *, now: datetime, max_age: int | None = None
+) -> TokenData:
+    """What a token says at `now`; raises TokenError if it is tampered, expired (older than
+    `max_age` seconds), or for another purpose."""
+    data = _load(keys, purpose, token, now, max_age)
     stamp = data.get("t") if isinstance(data.get("t"), int) else None
     if isinstance(data.get("h"), str):
         return TokenData(data["h"], stamp)
     if isinstance(data.get("s"), int) and isinstance(data.get("e"), str):  # links in emails sent before handles
         return TokenData(None, stamp, data["s"], data["e"])
     raise TokenError("malformed payload")
+
+
+def topic_tag(topic: str) -> str:
+    """A short hash of a topic's text: a feedback link names the topic by it, not by its words."""
+    return hashlib.sha256(topic.encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class FeedbackData:
+    """What a feedback link says: whose vote, on which paper, which way, and the tag of the topic
+    the paper matched (None when it came in for no topic, e.g. trending)."""
+
+    handle: str
+    paper_id: str
+    value: int
+    topic_tag: str | None
+
+
+def make_feedback_token(
+    keys: list[str], handle: str, paper_id: str, value: int, tag: str | None, *, now: datetime
+) -> str:
+    """A signed "more like this" (+1) or "less like this" (-1) token for one reader and one paper."""
+    payload: dict[str, object] = {"h": handle, "p": paper_id, "v": value}
+    if tag is not None:
+        payload["k"] = tag
+    return str(_serializer(keys, Purpose.FEEDBACK, now).dumps(payload))
+
+
+def read_feedback_token(keys: list[str], token: str, *, now: datetime, max_age: int | None) -> FeedbackData:
+    """What a feedback token says at `now`, or TokenError (tampered, expired, another purpose)."""
+    data = _load(keys, Purpose.FEEDBACK, token, now, max_age)
+    handle, paper_id, value, tag = data.get("h"), data.get("p"), data.get("v"), data.get("k")
+    if not (isinstance(handle, str) and isinstance(paper_id, str) and value in (1, -1) and type(value) is int):
+        raise TokenError("malformed payload")
+    return FeedbackData(handle, paper_id, value, tag if isinstance(tag, str) else None)

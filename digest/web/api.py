@@ -10,12 +10,13 @@ from dataclasses import asdict, fields
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, Field
 
 from digest.config import Settings
+from digest.feedback import Feedback, read_feedback, record, recorded, undo
 from digest.models import (
     DEFAULT_PREFERENCES,
     TRENDING_MAX,
@@ -35,7 +36,17 @@ from digest.signup import (
 )
 from digest.subscribers import MAX_CAP, MAX_TOPICS, SubscriberError, unsubscribe
 from digest.tokens import Purpose
-from digest.web.deps import INVALID_LINK, LINKS_LIMITED, LimitsDep, NowDep, ReadersDep, SessionDep, SettingsDep, WebDep
+from digest.web.deps import (
+    INVALID_LINK,
+    LINKS_LIMITED,
+    LimitsDep,
+    NowDep,
+    ReadersDep,
+    SessionDep,
+    SettingsDep,
+    TrainDep,
+    WebDep,
+)
 from digest.web.forms import NOT_TEXT, form_values, is_text, read_preferences, read_signup
 from digest.web.previews import Preview, lookback_of, preview
 
@@ -262,3 +273,54 @@ def unsubscribe_api(token: str, readers: ReadersDep, session: SessionDep, now: N
     """Unsubscribe (idempotent)."""
     unsubscribe(session, readers.for_api(Purpose.UNSUBSCRIBE, token), now)
     return Status(status="unsubscribed")
+
+
+class FeedbackOut(BaseModel):
+    """A feedback link's vote: `value` +1 (more like this) or -1 (less like this) on a paper, for
+    the reader's `topic` it matched (null: none), and whether it is `recorded` now."""
+
+    paper_id: str
+    title: str
+    value: int
+    topic: str | None
+    recorded: bool
+
+
+def _feedback(token: str, session: SessionDep, settings: SettingsDep, now: NowDep) -> Feedback:
+    try:
+        return read_feedback(session, settings, token, now)
+    except LinkError as exc:
+        raise HTTPException(status_code=400, detail=INVALID_LINK) from exc
+
+
+FeedbackDep = Annotated[Feedback, Depends(_feedback)]
+
+
+def _feedback_out(fb: Feedback, is_recorded: bool) -> FeedbackOut:
+    return FeedbackOut(paper_id=fb.paper.id, title=fb.paper.title, value=fb.value, topic=fb.topic, recorded=is_recorded)
+
+
+@router.get("/feedback/{token}", response_model=FeedbackOut, responses={429: {}, 400: {}}, dependencies=[LINKS_LIMITED])
+def get_feedback(fb: FeedbackDep, session: SessionDep) -> FeedbackOut:
+    """What a feedback link records (nothing is recorded by reading it)."""
+    return _feedback_out(fb, recorded(session, fb))
+
+
+@router.post(
+    "/feedback/{token}", response_model=FeedbackOut, responses={429: {}, 400: {}}, dependencies=[LINKS_LIMITED]
+)
+def post_feedback(fb: FeedbackDep, session: SessionDep, train: TrainDep, now: NowDep) -> FeedbackOut:
+    """Record the vote (idempotent; replaces a vote the other way on the same paper)."""
+    if record(session, fb, now) and fb.sub.id is not None:
+        train(fb.sub.id)
+    return _feedback_out(fb, True)
+
+
+@router.delete(
+    "/feedback/{token}", response_model=FeedbackOut, responses={429: {}, 400: {}}, dependencies=[LINKS_LIMITED]
+)
+def delete_feedback(fb: FeedbackDep, session: SessionDep, train: TrainDep) -> FeedbackOut:
+    """Undo the vote (idempotent; a newer vote the other way is left alone)."""
+    if undo(session, fb) and fb.sub.id is not None:
+        train(fb.sub.id)
+    return _feedback_out(fb, recorded(session, fb))

@@ -18,9 +18,11 @@ from sqlmodel import Session
 
 from digest.config import Settings
 from digest.db import open_session
+from digest.feedback import Feedback, read_feedback
 from digest.models import Subscriber, SubscriberStatus
 from digest.signup import LinkError, subscriber_for
 from digest.tokens import Purpose
+from digest.web.dispatch import reader_trainer
 from digest.web.forms import NOT_A_FILE, NOT_TEXT, PostedForm
 from digest.web.previews import IndexCache
 from digest.web.security import CSRF_FIELD, RateLimiter, csrf_cookie_name, csrf_ok, visitor_key
@@ -42,6 +44,8 @@ class Web:
     previews: IndexCache
     zones: list[str]
     metrics: CollectorRegistry
+    # Called with a reader's id when their votes change (made from the settings on first use).
+    train: Callable[[int], None] | None = None
 
 
 def get_web(request: Request) -> Web:
@@ -75,6 +79,16 @@ def get_now(web: WebDep) -> datetime:
 
 
 NowDep = Annotated[datetime, Depends(get_now)]
+
+
+def get_trainer(web: WebDep) -> Callable[[int], None]:
+    """The hook to call after a reader's votes change: queues their retraining when there is a broker."""
+    if web.train is None:
+        web.train = reader_trainer(web.settings)
+    return web.train
+
+
+TrainDep = Annotated[Callable[[int], None], Depends(get_trainer)]
 
 
 # --- forms ------------------------------------------------------------------------------------------
@@ -241,3 +255,14 @@ def _page_reader(purpose: Purpose) -> Any:
 ConfirmReader = Annotated[Subscriber, _page_reader(Purpose.CONFIRM)]
 ManageReader = Annotated[Subscriber, _page_reader(Purpose.MANAGE)]
 UnsubscribeReader = Annotated[Subscriber, _page_reader(Purpose.UNSUBSCRIBE)]
+
+
+def _feedback(token: str, session: SessionDep, settings: SettingsDep, now: NowDep) -> Feedback:
+    """The vote the `token` path parameter asks for, or BadLink (whatever is wrong with it)."""
+    try:
+        return read_feedback(session, settings, token, now)
+    except LinkError as exc:
+        raise BadLink from exc
+
+
+FeedbackLink = Annotated[Feedback, Depends(_feedback)]

@@ -84,3 +84,23 @@ def celery_kick(settings: Settings) -> Callable[[], None]:
             log.warning("could not enqueue %s (beat will pick it up): %s", SEND_NOTICES, exc)
 
     return kick
+
+
+TRAIN_READER = "digest.train_reader"  # the worker's task that retrains one reader's ranking, by name
+
+
+def reader_trainer(settings: Settings) -> Callable[[int], None]:
+    """What the web app calls after a reader's votes change: with a broker, enqueue
+    `digest.train_reader` for them (best effort); without one, nothing — the send run retrains
+    stale models itself."""
+    if not settings.broker_url:
+        return lambda _subscriber_id: None
+    client = celery_client(settings)
+
+    def train(subscriber_id: int) -> None:
+        try:
+            client.send_task(TRAIN_READER, args=[subscriber_id], retry=False)
+        except Exception as exc:
+            log.warning("could not enqueue %s (the send run retrains stale models): %s", TRAIN_READER, exc)
+
+    return train

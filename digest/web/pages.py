@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from sqlmodel import Session
 
 from digest.compose import links, schedule_text
+from digest.feedback import record, undo
 from digest.models import DEFAULT_PREFERENCES, Frequency, Subscriber, SubscriberStatus
 from digest.signup import LinkError, confirm, request_new_link, request_signup, set_paused, update_preferences
 from digest.subscribers import SubscriberError, unsubscribe
@@ -23,6 +24,7 @@ from digest.web.deps import (
     LINKS_LIMITED,
     BadLink,
     ConfirmReader,
+    FeedbackLink,
     FormDep,
     LimitsDep,
     ManageReader,
@@ -30,6 +32,7 @@ from digest.web.deps import (
     ReadersDep,
     SessionDep,
     SettingsDep,
+    TrainDep,
     UnsubscribeReader,
     WebDep,
     require_csrf,
@@ -206,3 +209,28 @@ def unsubscribe_post(
     if is_one_click:
         return PlainTextResponse("You are unsubscribed.")
     return page.render("unsubscribed.html", email=sub.email)
+
+
+@router.get("/feedback/{token}", response_class=HTMLResponse, dependencies=[LINKS_LIMITED])
+def feedback_page(page: PageDep, token: str, fb: FeedbackLink) -> HTMLResponse:
+    """One button: mail scanners open every link, so a GET records nothing."""
+    return page.render("feedback.html", fb=fb, token=token, state="ask")
+
+
+@router.post("/feedback/{token}", response_class=HTMLResponse, dependencies=[LINKS_LIMITED, CSRF_CHECKED])
+def feedback_post(
+    page: PageDep, token: str, fb: FeedbackLink, session: SessionDep, train: TrainDep, now: NowDep
+) -> HTMLResponse:
+    """Record the vote (a second POST of the same link changes nothing), then offer to undo it."""
+    changed = record(session, fb, now)
+    if changed and fb.sub.id is not None:
+        train(fb.sub.id)
+    return page.render("feedback.html", fb=fb, token=token, state="recorded", already=not changed)
+
+
+@router.post("/feedback/{token}/undo", response_class=HTMLResponse, dependencies=[LINKS_LIMITED, CSRF_CHECKED])
+def feedback_undo(page: PageDep, token: str, fb: FeedbackLink, session: SessionDep, train: TrainDep) -> HTMLResponse:
+    """Remove this link's vote (safe twice), and offer to record it again."""
+    if undo(session, fb) and fb.sub.id is not None:
+        train(fb.sub.id)
+    return page.render("feedback.html", fb=fb, token=token, state="undone")
