@@ -370,3 +370,14 @@ def test_the_received_digest_has_both_links_on_each_card_and_following_one_recor
     assert _votes(site) == []
     assert "Recorded: more like this" in _post(site, more_first).text
     assert _votes(site) == [(reader.id, PAPER, 1, "diffusion")]
+
+
+def test_feedback_links_are_rate_limited_like_the_other_token_endpoints(site: Site, reader: Subscriber) -> None:
+    site.settings.link_rate_limit = 3
+    assert isinstance(site.limiter, MemoryRateLimiter)
+    site.limiter.counts.clear()
+    path = _path(site, reader)
+    codes = [site.client.get(path).status_code, site.client.get(f"/api{path}").status_code]
+    codes += [site.client.post(f"/api{path}").status_code, site.client.get(path).status_code]
+    assert codes == [200, 200, 200, 429]
+    assert site.client.post(f"/api{path}").status_code == 429
