@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 FUZZ_SECONDS ?= 60
 
-.PHONY: install browser smtp-tools demo test lint format bench fuzz clean
+.PHONY: install browser smtp-tools demo test lint format bench eval fuzz clean
 
 $(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed; set PYTHON=python3.11")'
@@ -41,6 +41,10 @@ fuzz: install
 # The big-day benchmark of issue 5 (bench/README.md); options via ARGS, e.g. make bench ARGS=--quick
 bench: install smtp-tools
 	$(BIN)/python -m bench $(ARGS)
+
+# The relevance evaluation of issue 13 (bench/eval/PROVENANCE.md): writes bench/eval/results.md/json.
+eval: install
+	$(BIN)/python -m bench.eval $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

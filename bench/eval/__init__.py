@@ -1,0 +1,1 @@
+"""The relevance evaluation: `python -m bench.eval` (bench/eval/evaluate.py, PROVENANCE.md)."""
