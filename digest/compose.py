@@ -18,6 +18,7 @@ from digest.config import Settings
 from digest.match import Match, PaperIndex, annotate
 from digest.mime import Headers, build_message, domain_of, envelope_sender, make_message_id
 from digest.models import Frequency, NoticeKind, Subscriber
+from digest.rank import Learned
 from digest.render import DigestContext, FeedbackLinks, RenderedDigest, render_digest, render_pair, topic_label
 from digest.schedule import zone
 from digest.send import Outcome, Outgoing, Result
@@ -47,6 +48,8 @@ class DigestRow(Protocol):
     def more_count(self) -> int: ...
     @property
     def trending_count(self) -> int: ...
+    @property
+    def recommended_count(self) -> int: ...
     @property
     def created_at(self) -> datetime: ...
     @property
@@ -138,20 +141,28 @@ def outgoing(settings: Settings, key: int, name: str, rendered: RenderedDigest, 
 
 
 def render_for(
-    settings: Settings, sub: Subscriber, row: DigestRow, index: PaperIndex, urls: Links | None = None
+    settings: Settings,
+    sub: Subscriber,
+    row: DigestRow,
+    index: PaperIndex,
+    urls: Links | None = None,
+    learned: Learned | None = None,
 ) -> RenderedDigest:
-    """Render a delivery row's digest for its subscriber."""
+    """Render a delivery row's digest for its subscriber (`learned`: what their votes teach, for
+    the reasons of the recommended papers)."""
     urls = urls or links(settings, sub, row.created_at)
     ctx = context(settings, sub, row.created_at.astimezone(zone(sub.timezone)), urls)
     ctx = replace(ctx, feedback=feedback_links(settings, sub, row.created_at))
-    matches = annotate(index, sub.topics, row.paper_ids, row.trending_count)
+    matches = annotate(index, sub.topics, row.paper_ids, row.trending_count, row.recommended_count, learned)
     return render_digest(settings.templates_dir, ctx, matches, row.more_count)
 
 
-def digest_message(settings: Settings, sub: Subscriber, key: int, row: DigestRow, index: PaperIndex) -> Outgoing:
+def digest_message(
+    settings: Settings, sub: Subscriber, key: int, row: DigestRow, index: PaperIndex, learned: Learned | None = None
+) -> Outgoing:
     """The ready-to-send digest of one delivery row."""
     urls = links(settings, sub, row.created_at)
-    rendered = render_for(settings, sub, row, index, urls)
+    rendered = render_for(settings, sub, row, index, urls, learned)
     head = headers(settings, sub, row.created_at, row.message_id, urls.unsubscribe, listed=True)
     return outgoing(settings, key, f"{sub.email}-{row.period}", rendered, head)
 

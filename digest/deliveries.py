@@ -114,6 +114,7 @@ class NewDelivery:
     message_id: str
     created_at: datetime
     trending_count: int = 0
+    recommended_count: int = 0
 
     def values(self) -> dict[str, Any]:
         """Every column but the key, as the INSERT takes them."""
@@ -124,6 +125,7 @@ class NewDelivery:
             "paper_ids": self.paper_ids,
             "more_count": self.more_count,
             "trending_count": self.trending_count,
+            "recommended_count": self.recommended_count,
             "window_start": self.window_start,
             "window_end": self.window_end,
             "message_id": self.message_id,

@@ -31,6 +31,7 @@ from digest.query import (
     positive_likes,
     positive_terms,
 )
+from digest.rank import RECOMMEND_MIN, RECOMMENDED_MAX, Learned
 from digest.semantic import LikeHits, PaperVectors, Semantics, like_hits, like_reason
 from digest.semantic import strong as close_hit
 from digest.text import WORD, normalize
@@ -450,6 +451,7 @@ class Match:
     # The authors (positions in the paper's list) an `author:` term named: shown and highlighted.
     authors_hit: frozenset[int] = frozenset()
     rank: int | None = None  # a trending paper's place (1 = most upvoted)
+    recommended: bool = False  # no topic matched it: the reader's learned ranking picked it
 
 
 @dataclass(frozen=True)
@@ -546,17 +548,36 @@ def _compiled(index: PaperIndex, topics: Sequence[str]) -> list[CompiledTopic]:
     return [c for c in (index.topic(t) for t in topics) if c is not None]
 
 
-def annotate(index: PaperIndex, topics: Sequence[str], paper_ids: Sequence[str], trending: int = 0) -> list[Match]:
+def annotate(
+    index: PaperIndex,
+    topics: Sequence[str],
+    paper_ids: Sequence[str],
+    trending: int = 0,
+    recommended: int = 0,
+    learned: Learned | None = None,
+) -> list[Match]:
     """Matches for papers already chosen (a stored delivery), in their stored order; the first
-    `trending` of them are the trending section, ranked in that order."""
+    `trending` of them are the trending section, ranked in that order, the last `recommended` the
+    papers the reader's votes brought (`learned` says why)."""
     compiled = _compiled(index, topics)
     out = []
     for n, pid in enumerate(paper_ids):
         i = index.position.get(pid)
-        if i is not None:
+        if i is None:
+            continue
+        if n >= len(paper_ids) - recommended:
+            out.append(_recommended_match(index, i, learned))
+        else:
             match = _match_for(index, i, compiled)
             out.append(replace(match, rank=n + 1) if n < trending else match)
     return out
+
+
+def _recommended_match(index: PaperIndex, i: int, learned: Learned | None) -> Match:
+    """A paper the reader's learned ranking brought, with its reason ('like <title>, which you liked')."""
+    vectors = index.vectors
+    why = learned.because(vectors.matrix[i]) if learned is not None and vectors is not None else ""
+    return Match(index.papers[i], (), 0, 0, reasons=(why or "recommended from your votes",), recommended=True)
 
 
 # A trending paper first seen this long before the reader's window may still be picked (if they
@@ -570,11 +591,12 @@ class Picked:
 
     trending: list[Match]
     topical: Selection
+    recommended: list[Match] = field(default_factory=list)
 
     @property
     def matches(self) -> list[Match]:
-        """Every paper of the digest, trending first."""
-        return [*self.trending, *self.topical.matches]
+        """Every paper of the digest: trending, then on the topics, then recommended."""
+        return [*self.trending, *self.topical.matches, *self.recommended]
 
 
 def pick(
@@ -585,19 +607,63 @@ def pick(
     *,
     lookback: timedelta,
     exclude: int = 0,
+    learned: Learned | None = None,
 ) -> Picked:
     """The papers of one reader's digest for the window [start, end), none of those in `exclude`
     (what they were already sent): the top `prefs.trending` papers on Hugging Face by upvotes,
     then the papers their topics match — first seen in the window or, with a minimum of upvotes,
     that first met it in the window — never one twice."""
-    keep = index.all ^ (index.all & exclude)
+    keep = index.all ^ (index.all & (exclude | _unwanted(index, learned)))
     trending = _trending(index, prefs, start, end, keep) if prefs.trending else []
-    if not prefs.topics:
-        return Picked(trending, Selection([], 0))
     keep ^= index.mask_of_ids(m.paper.id for m in trending)
     least = prefs.min_upvotes
-    window = index.eligible(least, start, end, lookback) if least else index.window(start, end)
-    return Picked(trending, select(index, prefs.topics, candidates=window & keep, cap=prefs.max_papers))
+    window = (index.eligible(least, start, end, lookback) if least else index.window(start, end)) & keep
+    topical = Selection([], 0)
+    if prefs.topics:
+        topical = _topical(index, prefs, window, learned)
+    if learned is None or learned.weights is None:
+        return Picked(trending, topical)
+    pool = index.window(start, end) & keep & ~index.mask_of_ids(m.paper.id for m in topical.matches)
+    return Picked(trending, topical, _recommend(index, learned, pool & ~_matched(index, prefs.topics)))
+
+
+def _unwanted(index: PaperIndex, learned: Learned | None) -> int:
+    """Papers too close to one the reader asked to see less of."""
+    if learned is None or index.vectors is None or len(learned.disliked) == 0:
+        return 0
+    return _mask_of(np.flatnonzero(learned.unwanted(index.vectors.matrix)).tolist(), len(index.papers))
+
+
+def _matched(index: PaperIndex, topics: Sequence[str]) -> int:
+    mask = 0
+    for topic in _compiled(index, topics):
+        mask |= topic.mask
+    return mask
+
+
+def _topical(index: PaperIndex, prefs: Preferences, window: int, learned: Learned | None) -> Selection:
+    """The papers on the reader's topics: by hits — or, with a learned model, by its scores (papers
+    not embedded yet after those that are, in their hits order)."""
+    if learned is None or learned.weights is None or index.vectors is None:
+        return select(index, prefs.topics, candidates=window, cap=prefs.max_papers)
+    every = select(index, prefs.topics, candidates=window, cap=len(index.papers)).matches
+    scores = learned.scores(index.vectors.matrix[[index.position[m.paper.id] for m in every]])
+    present = [_has_bit(index.vectors.present, index.position[m.paper.id]) for m in every]
+    order = sorted(range(len(every)), key=lambda n: (not present[n], -scores[n] if present[n] else n))
+    return Selection([every[n] for n in order[: prefs.max_papers]], max(0, len(every) - prefs.max_papers))
+
+
+def _recommend(index: PaperIndex, learned: Learned, pool: int) -> list[Match]:
+    """Up to RECOMMENDED_MAX papers no topic matched that the reader's model scores high."""
+    vectors = index.vectors
+    if vectors is None:
+        return []
+    ids = index.ids_of(pool & vectors.present)
+    if len(ids) == 0:
+        return []
+    scores = learned.scores(vectors.matrix[ids])
+    best = [int(ids[n]) for n in np.argsort(-scores, kind="stable")[:RECOMMENDED_MAX] if scores[n] >= RECOMMEND_MIN]
+    return [_recommended_match(index, i, learned) for i in best]
 
 
 def _trending(index: PaperIndex, prefs: Preferences, start: datetime, end: datetime, keep: int) -> list[Match]:

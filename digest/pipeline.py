@@ -26,6 +26,7 @@ from digest.ingest import SourceReport, fetch_all
 from digest.match import PaperIndex, pick
 from digest.models import Delivery, DeliveryStatus, Subscriber
 from digest.plan import ChunkPlan, Due, due_now, plan_chunk, plan_due, popular_reach
+from digest.rank import Learned
 from digest.render import RenderedDigest
 from digest.send import Outcome, Outgoing, Result, Transport, safe_filename
 from digest.suppress import suppress
@@ -77,6 +78,7 @@ class Claimed:
     rows: dict[int, Delivery]
     subs: dict[int, Subscriber]
     index: PaperIndex
+    learned: dict[int, Learned]
 
 
 def run_fetch(session: Session, settings: Settings, now: datetime, only: str | None = None) -> list[SourceReport]:
@@ -84,14 +86,21 @@ def run_fetch(session: Session, settings: Settings, now: datetime, only: str | N
     return fetch_all(session, settings, now, only)
 
 
-def select_for(settings: Settings, due: Due, index: PaperIndex, now: datetime, sent: Iterable[str] = ()) -> NewDelivery:
+def select_for(
+    settings: Settings,
+    due: Due,
+    index: PaperIndex,
+    now: datetime,
+    sent: Iterable[str] = (),
+    learned: Learned | None = None,
+) -> NewDelivery:
     """Match: the papers of the reader's window they get (trending first, then their topics),
     none of those already `sent` to them, as the delivery row to record."""
     sub, window = due.sub, due.window
     assert sub.id is not None
     lookback = timedelta(days=settings.upvote_lookback_days)
     exclude = index.mask_of_ids(sent) if sent else 0
-    chosen = pick(index, sub.preferences, window.start, window.end, lookback=lookback, exclude=exclude)
+    chosen = pick(index, sub.preferences, window.start, window.end, lookback=lookback, exclude=exclude, learned=learned)
     matches = chosen.matches
     return NewDelivery(
         subscriber_id=sub.id,
@@ -104,6 +113,7 @@ def select_for(settings: Settings, due: Due, index: PaperIndex, now: datetime, s
         message_id=compose.digest_message_id(settings, sub.id, due.slot.period),
         created_at=now,
         trending_count=len(chosen.trending),
+        recommended_count=len(chosen.recommended),
     )
 
 
@@ -128,7 +138,10 @@ def send_chunk(
     index = shared_index(
         session, plan.since, plan.end, plan.popular_since, semantics_for(settings, session.get_bind().engine)
     )
-    rows = [select_for(settings, due, index, now, plan.sent.get(due.sub.id or 0, ())) for due in plan.due]
+    rows = [
+        select_for(settings, due, index, now, plan.sent.get(due.sub.id or 0, ()), plan.learned.get(due.sub.id or 0))
+        for due in plan.due
+    ]
     if dry_run:
         return _dry_run_report(settings, plan, rows, index)
     report = SendReport()
@@ -158,7 +171,7 @@ def _claim(run: Run, plan: ChunkPlan, index: PaperIndex, report: SendReport) -> 
         report.counts["skipped"] += skipped
     rows = {r.id: r for r in session.exec(select(Delivery).where(col(Delivery.id).in_(won))) if r.id is not None}
     session.commit()  # hold no snapshot open while sending (loaded objects stay readable)
-    return Claimed(rows, plan.subs, index)
+    return Claimed(rows, plan.subs, index, plan.learned)
 
 
 def _send(run: Run, conn: Connection, claimed: Claimed, report: SendReport) -> None:
@@ -187,7 +200,9 @@ def _compose_all(run: Run, conn: Connection, claimed: Claimed, report: SendRepor
     in_flight = InFlight(conn, run.clock)
 
     def build(row: Delivery, key: int) -> Callable[[], Outgoing]:
-        return lambda: compose.digest_message(run.settings, claimed.subs[row.subscriber_id], key, row, claimed.index)
+        learned = claimed.learned.get(row.subscriber_id)
+        sub = claimed.subs[row.subscriber_id]
+        return lambda: compose.digest_message(run.settings, sub, key, row, claimed.index, learned)
 
     jobs = [(key, build(row, key), in_flight.veto(key, row.subscriber_id)) for key, row in claimed.rows.items()]
     return compose.compose_each(jobs, lambda failed: _settle(run, conn, claimed.rows[failed.key], failed, report))

@@ -15,8 +15,10 @@ from sqlmodel import Session, col, select
 
 from digest import deliveries
 from digest.config import Settings
+from digest.learning import learned_for
 from digest.match import TRENDING_GRACE
 from digest.models import Frequency, Subscriber, SubscriberStatus
+from digest.rank import Learned
 from digest.schedule import Schedule, ScheduleError, Slot, latest_slot, previous_slot, slot_back
 from digest.subscribers import active_pages
 
@@ -52,6 +54,7 @@ class ChunkPlan:
     # Hugging Face papers from this far back may still trend or meet a minimum in these windows.
     popular_since: datetime
     sent: dict[int, set[str]]  # what each due reader was already sent, from that far back on
+    learned: dict[int, Learned]  # what the votes of those who voted teach (models retrained if stale)
 
 
 def schedule_of(sub: Subscriber) -> Schedule:
@@ -118,7 +121,7 @@ def plan_chunk(session: Session, settings: Settings, ids: Sequence[int], now: da
     since = min([*(d.window.start for d in due), *resend_starts], default=end)
     popular_since = since - popular_reach(settings)
     sent = deliveries.sent_papers(session, list(owed), popular_since)
-    return ChunkPlan(subs, due, since, end, popular_since, sent)
+    return ChunkPlan(subs, due, since, end, popular_since, sent, learned_for(session, settings, list(subs), now))
 
 
 def popular_reach(settings: Settings) -> timedelta:

@@ -316,6 +316,8 @@ def trending_why(match: Match, labels: Sequence[str], period_word: str = "") -> 
 
 def reasons(match: Match) -> tuple[str, ...]:
     """What of each of the reader's topics matched the paper, as the card says it."""
+    if match.recommended:  # no topic matched it: its reason is the reader's votes
+        return ()
     if match.reasons:
         pairs = zip(match.reasons, match.topics, strict=True)
         return tuple(dict.fromkeys(clip(squash(r), REASON_CHARS) or topic_label(t) for r, t in pairs))
@@ -486,11 +488,13 @@ def render_digest(folder: Path, context: DigestContext, matches: Sequence[Match]
     with a rank) in their own section, then the papers on the reader's topics."""
     hot = [m for m in matches if m.rank is not None]
     trending = [with_feedback(trending_card(folder, m, context.period_word), m, context) for m in hot]
-    topical = [m for m in matches if m.rank is None]
+    topical = [m for m in matches if m.rank is None and not m.recommended]
     cards = [with_feedback(paper_card(folder, m), m, context) for m in topical]
+    liked = [with_feedback(recommended_card(folder, m), m, context) for m in matches if m.recommended]
     values: dict[str, object] = {
         "trending": trending,
         "cards": cards,
+        "recommended": liked,
         "more": more,
         "ctx": context,
         "topics": [topic_label(t) for t in context.topics],
@@ -499,6 +503,12 @@ def render_digest(folder: Path, context: DigestContext, matches: Sequence[Match]
         "lead": next(iter([*cards, *trending]), None),
     }
     return render_pair(folder, "digest", digest_subject(context, len(trending), topical, more), values)
+
+
+def recommended_card(folder: Path, match: Match) -> Card:
+    """A paper the reader's votes brought: its reason is 'like <title>, which you liked'."""
+    card = paper_card(folder, match)
+    return replace(card, topics=(), why=match.reasons[0] if match.reasons else "")
 
 
 def digest_subject(context: DigestContext, trending: int, topical: Sequence[Match], more: int) -> str:

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from httpx2 import Response as ClientResponse
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -82,20 +82,20 @@ def _votes(site: Site) -> list[tuple[int, str, int, str | None]]:
         return [(v.subscriber_id, v.paper_id, v.value, v.topic) for v in rows]
 
 
-def _post(site: Site, path: str) -> httpx.Response:
+def _post(site: Site, path: str) -> ClientResponse:
     """The page's button, pressed: the form on the page the link opens, posted with its CSRF field."""
     page = site.client.get(path)
     assert page.status_code == 200, page.text[:300]
     action = re.search(r'<form method="post" action="([^"]+)"', page.text)
     assert action is not None
-    response: httpx.Response = site.client.post(action.group(1), data={"csrf_token": csrf_of(page.text)})
+    response: ClientResponse = site.client.post(action.group(1), data={"csrf_token": csrf_of(page.text)})
     return response
 
 
-def _undo(site: Site, recorded_page: str) -> httpx.Response:
+def _undo(site: Site, recorded_page: str) -> ClientResponse:
     action = re.search(r'<form method="post" action="([^"]+/undo)"', recorded_page)
     assert action is not None
-    response: httpx.Response = site.client.post(action.group(1), data={"csrf_token": csrf_of(recorded_page)})
+    response: ClientResponse = site.client.post(action.group(1), data={"csrf_token": csrf_of(recorded_page)})
     return response
 
 
@@ -333,10 +333,9 @@ def test_a_changed_vote_queues_the_readers_retraining_when_there_is_a_broker(
     assert _tasks(queue) == [(TRAIN_READER, [sub.id]), (TRAIN_READER, [sub.id])]
 
 
-# --- known gaps (files this change does not own) -------------------------------------------------------
+# --- tokens stay out of logs and caches -------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="needs /feedback/ in web/security.TOKEN_PATHS and logs._TOKEN_PATH")
 def test_feedback_tokens_stay_out_of_logs_and_caches(site: Site, reader: Subscriber) -> None:
     path = _path(site, reader)
     assert redact_tokens(f"GET {path} HTTP/1.1") == "GET /feedback/[token] HTTP/1.1"

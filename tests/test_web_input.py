@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from httpx2 import Response as ClientResponse
 
 from digest.web.forms import NOT_A_FILE, NOT_TEXT
 from digest.web.security import CSRF_FIELD
@@ -31,10 +32,10 @@ from tests.webclient import (  # noqa: F401  (clock, site, papers: fixtures)
 SURROGATE = "\ud800"  # json.dumps writes it as the escape "\ud800", as an attacker's JSON would
 
 
-def _post_json(site: Site, method: str, path: str, body: dict[str, Any]) -> httpx.Response:
+def _post_json(site: Site, method: str, path: str, body: dict[str, Any]) -> ClientResponse:
     content = json.dumps(body).encode()
     assert b"\\ud800" in content or b"\\u0000" in content
-    response: httpx.Response = site.client.request(
+    response: ClientResponse = site.client.request(
         method, path, content=content, headers={"content-type": "application/json"}
     )
     return response
@@ -76,12 +77,12 @@ def test_api_refuses_text_that_is_not_text_with_422_naming_the_field(
 NOT_UTF8 = ["%ED%A0%80", "%FF", "caf%E9", "%C3"]  # an encoded surrogate, bytes no UTF-8 has, Latin-1, cut short
 
 
-def _urlencoded(site: Site, fields: dict[str, str], raw: dict[str, str]) -> httpx.Response:
+def _urlencoded(site: Site, fields: dict[str, str], raw: dict[str, str]) -> ClientResponse:
     """A form POST whose `raw` fields are sent as given (already percent-encoded)."""
     body = str(httpx.QueryParams({k: v for k, v in fields.items() if k not in raw}))
     body += "".join(f"&{name}={value}" for name, value in raw.items())
     headers = {"content-type": "application/x-www-form-urlencoded"}
-    response: httpx.Response = site.client.post("/subscribe", content=body.encode(), headers=headers)
+    response: ClientResponse = site.client.post("/subscribe", content=body.encode(), headers=headers)
     return response
 
 

@@ -12,9 +12,9 @@ from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
+from httpx2 import Response as ClientResponse  # what the Starlette TestClient returns (it runs on httpx2)
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
@@ -147,16 +147,16 @@ class Site:
         form.update(fields)
         return form
 
-    def signup(self, email: str = "ada@example.org", topics: str = "diffusion", **fields: str) -> httpx.Response:
-        response: httpx.Response = self.client.post("/subscribe", data=self.signup_form(email, topics, **fields))
+    def signup(self, email: str = "ada@example.org", topics: str = "diffusion", **fields: str) -> ClientResponse:
+        response: ClientResponse = self.client.post("/subscribe", data=self.signup_form(email, topics, **fields))
         return response
 
-    def post(self, path: str, fields: dict[str, str] | None = None, *, csrf: bool = True) -> httpx.Response:
+    def post(self, path: str, fields: dict[str, str] | None = None, *, csrf: bool = True) -> ClientResponse:
         """A form POST from the browser that has our CSRF cookie (or without the token)."""
         data = dict(fields or {})
         if csrf:
             data[CSRF_FIELD] = self.csrf()
-        response: httpx.Response = self.client.post(path, data=data)
+        response: ClientResponse = self.client.post(path, data=data)
         return response
 
     def csrf_cookie(self) -> str | None:
@@ -369,7 +369,7 @@ def selected(page: str, name: str) -> str:
 # --- what every answer of a kind looks like ---------------------------------------------------------
 
 
-def assert_bad_link(response: httpx.Response) -> None:
+def assert_bad_link(response: ClientResponse) -> None:
     """The neutral page for any link that does not work: 400, and a form to ask for a new one."""
     assert response.status_code == 400, response.text[:300]
     assert BAD_LINK in response.text
@@ -378,12 +378,12 @@ def assert_bad_link(response: httpx.Response) -> None:
     assert csrf_of(response.text)
 
 
-def assert_forbidden(response: httpx.Response) -> None:
+def assert_forbidden(response: ClientResponse) -> None:
     assert response.status_code == 403, response.text[:300]
     assert "Please try again" in response.text
 
 
-def assert_security_headers(response: httpx.Response) -> None:
+def assert_security_headers(response: ClientResponse) -> None:
     csp = response.headers.get("content-security-policy", "")
     assert "form-action 'self'" in csp, (response.request.url, csp)
     assert "frame-ancestors 'none'" in csp, (response.request.url, csp)
@@ -391,7 +391,7 @@ def assert_security_headers(response: httpx.Response) -> None:
     assert response.headers.get("referrer-policy") == "no-referrer"
 
 
-def assert_not_off_site(response: httpx.Response) -> None:
+def assert_not_off_site(response: ClientResponse) -> None:
     location = response.headers.get("location")
     if location is None:
         return
@@ -521,11 +521,11 @@ def _confirmed_then_unsubscribed(site: Site, token: str) -> str:
     return token
 
 
-def one_click(site: Site, token: str, encoding: str) -> httpx.Response:
+def one_click(site: Site, token: str, encoding: str) -> ClientResponse:
     """An RFC 8058 one-click POST, as a mail provider sends it: no cookies, no CSRF token."""
     client = site.new_client()
     assert not client.cookies
-    response: httpx.Response
+    response: ClientResponse
     if encoding == "urlencoded":
         response = client.post(
             f"/unsubscribe/{token}",

@@ -13,6 +13,7 @@ from digest.config import Settings
 from digest.db import init_db, make_engine, open_session
 from digest.deliveries import sweep
 from digest.embed import embed_missing, load_embedder
+from digest.learning import retrain
 from digest.notices import send_notices
 from digest.pipeline import run_fetch, send_chunk
 from digest.plan import plan_due
@@ -65,6 +66,15 @@ def embed_papers() -> int:
     if stored >= EMBED_TASK_LIMIT:
         embed_papers.delay()  # more wait: the rest in a fresh task
     return stored
+
+
+@app.task(name="digest.train_reader")
+def train_reader(subscriber_id: int) -> int:
+    """Retrain one reader's ranking from their votes (queued when a vote changes). Returns how
+    many votes the model learned from (0: below the minimum, no model)."""
+    with open_session(_engine()) as session:
+        model = retrain(session, _settings(), subscriber_id, utcnow())
+    return model.votes if model else 0
 
 
 @app.task(name="digest.plan_sends")

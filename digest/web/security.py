@@ -44,7 +44,10 @@ HEADERS = [
 ]
 # Pages and answers that carry a reader's link token or what it gives access to: never kept by a
 # browser's or a proxy's cache (a shared computer's history, the back button after leaving).
-TOKEN_PATHS = ("/confirm/", "/manage/", "/unsubscribe/", "/api/confirm/", "/api/manage/", "/api/unsubscribe/")
+TOKEN_PATHS = (
+    "/confirm/", "/manage/", "/unsubscribe/", "/feedback/",
+    "/api/confirm/", "/api/manage/", "/api/unsubscribe/", "/api/feedback/",
+)  # fmt: skip
 NO_STORE = (b"cache-control", b"no-store")
 
 
