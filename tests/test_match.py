@@ -28,6 +28,8 @@ class P:
     first_seen: datetime = T0
     upvote_history: list[list[int]] = field(default_factory=list)
     on_hf: bool = False
+    embedding: bytes | None = None
+    embedding_model: str | None = None
 
 
 CORPUS = [

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -13,30 +12,13 @@ import pytest
 from digest.embed import to_bytes
 from digest.match import PaperIndex, select
 from digest.semantic import Example, Semantics, Vector
-
-T0 = datetime(2026, 11, 29, tzinfo=UTC)
+from tests.test_match import P
 
 
 def v(*values: float) -> Vector:
     """A unit vector in 4 dimensions."""
     vector = np.array(values, dtype=np.float32)
     return vector / np.linalg.norm(vector)
-
-
-@dataclass
-class P:
-    id: str
-    title: str
-    abstract: str = ""
-    authors: list[str] = field(default_factory=list)
-    categories: list[str] = field(default_factory=list)
-    published: datetime | None = None
-    upvotes: int | None = None
-    first_seen: datetime = T0
-    upvote_history: list[list[int]] = field(default_factory=list)
-    on_hf: bool = False
-    embedding: bytes | None = None
-    embedding_model: str | None = "fake"
 
 
 def paper(pid: str, title: str, vector: Vector | None, model: str = "fake") -> P:
