@@ -196,7 +196,7 @@ def test_sign_up_with_no_topic_receives_the_trending_papers(
     where = [body.find(t) for t in titles]
     assert -1 not in where and where == sorted(where), where  # the top 3 by upvotes, in order
     assert "A Benchmark for Tables" not in body and "Only on arXiv" not in body
-    ranks = re.findall(r">#(\d+)[^<·]*· (\d+) upvotes<", body)  # each card's "#1 today · 300 upvotes"
+    ranks = re.findall(r">#(\d+)[^<·]*· (\d+) upvotes\b", body)  # each card's "#1 today · 300 upvotes"
     assert ranks == [("1", "300"), ("2", "150"), ("3", "90")], ranks
 
 
