@@ -20,6 +20,9 @@ from schemathesis import Case, CheckContext, GenerationMode, Response
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
+from digest.compose import feedback_url
+from digest.db import open_session
+from tests.factories import add_papers, paper
 from tests.webclient import (  # noqa: F401  (clock, site: fixtures)
     Site,
     clock,
@@ -38,6 +41,9 @@ OPERATIONS = [
     ("PUT", "/api/manage/{token}"),
     ("POST", "/api/manage/{token}/{action}"),
     ("POST", "/api/unsubscribe/{token}"),
+    ("GET", "/api/feedback/{token}"),
+    ("POST", "/api/feedback/{token}"),
+    ("DELETE", "/api/feedback/{token}"),
 ]
 
 
@@ -56,6 +62,17 @@ def clear_client_error(_ctx: CheckContext, response: Response, case: Case[Any]) 
 CHECKS = [not_a_server_error, clear_client_error, response_schema_conformance]
 
 
+def _feedback_token(site: Site, email: str) -> str:
+    """A working "more like this" token of this reader, on a paper the database holds."""
+    with open_session(site.engine) as session:
+        add_papers(session, paper("2611.99999", "A paper to vote on", first_seen=site.clock()))
+    sub = site.subscriber(email)
+    assert sub is not None
+    url = feedback_url(site.settings, sub, "2611.99999", +1, None, site.clock())
+    assert url is not None
+    return url.rsplit("/", 1)[1]
+
+
 def test_the_schema_has_exactly_these_operations(site: Site) -> None:
     schema: Any = schemathesis.openapi.from_asgi("/api/openapi.json", site.app)
     found = {(op.ok().method.upper(), op.ok().path) for op in schema.get_all_operations()}
@@ -68,7 +85,11 @@ def test_no_api_answer_is_a_server_error_and_every_error_is_a_clear_4xx(site: Si
     schema: Any = schemathesis.openapi.from_asgi("/api/openapi.json", site.app)
     operation = schema[path][method]
     # Working tokens as well as generated ones, so the examples also get past the token check.
-    working = {**confirmed(site, "grace@example.org"), "confirm": pending_with_token(site, "pending@example.org")}
+    working = {
+        **confirmed(site, "grace@example.org"),
+        "confirm": pending_with_token(site, "pending@example.org"),
+        "feedback": _feedback_token(site, "grace@example.org"),
+    }
     cases = st.one_of(operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE))
 
     @given(case=cases)

@@ -41,6 +41,7 @@ def test_openapi_lists_the_api_and_only_the_api(site: Site) -> None:
         "/api/manage/{token}": {"get", "put"},
         "/api/manage/{token}/{action}": {"post"},
         "/api/unsubscribe/{token}": {"post"},
+        "/api/feedback/{token}": {"get", "post", "delete"},
     } == {path: set(methods) for path, methods in paths.items()}
     docs = site.client.get("/api/docs")
     assert docs.status_code == 200
