@@ -495,10 +495,7 @@ def _select(index: PaperIndex, topics: Sequence[str], candidates: int, min_upvot
     if min_upvotes:
         candidates &= index.at_least(min_upvotes)
     compiled = _compiled(index, topics)
-    matched = 0
-    for topic in compiled:
-        matched |= topic.mask
-    matched &= candidates
+    matched = _union(compiled) & candidates
     total = matched.bit_count()
     if len(compiled) == 1:  # the common case: walk the topic's own ranking, keep the first `cap`
         top = list(islice((i for i in compiled[0].ranked if _has_bit(matched, i)), cap))
@@ -624,7 +621,7 @@ def pick(
     if learned is None or learned.weights is None:
         return Picked(trending, topical)
     pool = index.window(start, end) & keep & ~index.mask_of_ids(m.paper.id for m in topical.matches)
-    return Picked(trending, topical, _recommend(index, learned, pool & ~_matched(index, prefs.topics)))
+    return Picked(trending, topical, _recommend(index, learned, pool & ~_union(_compiled(index, prefs.topics))))
 
 
 def _unwanted(index: PaperIndex, learned: Learned | None) -> int:
@@ -634,9 +631,10 @@ def _unwanted(index: PaperIndex, learned: Learned | None) -> int:
     return _mask_of(np.flatnonzero(learned.unwanted(index.vectors.matrix)).tolist(), len(index.papers))
 
 
-def _matched(index: PaperIndex, topics: Sequence[str]) -> int:
+def _union(compiled: Sequence[CompiledTopic]) -> int:
+    """The papers any of these topics matches."""
     mask = 0
-    for topic in _compiled(index, topics):
+    for topic in compiled:
         mask |= topic.mask
     return mask
 
