@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
@@ -116,19 +120,69 @@ class FeedbackData:
     topic_tag: str | None
 
 
+# Feedback links are the one token made per card (two per paper in every digest), so they have
+# their own compact format instead of itsdangerous's serializer (~25 µs a token, most of a digest's
+# signing time): base64url(JSON payload) "." base64url(HMAC-SHA256 tag, 128 bits), the key derived
+# once per secret for this purpose. Links from before this format still read (`_load`).
+_FEEDBACK_SALT = b"paper-digest.feedback.v2"
+_FEEDBACK_TAG_BYTES = 16
+
+
+@lru_cache(maxsize=16)
+def _feedback_key(secret: str) -> bytes:
+    return hmac.digest(secret.encode(), _FEEDBACK_SALT, "sha256")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _feedback_tag(secret: str, body: str) -> bytes:
+    return hmac.digest(_feedback_key(secret), body.encode(), "sha256")[:_FEEDBACK_TAG_BYTES]
+
+
 def make_feedback_token(
     keys: list[str], handle: str, paper_id: str, value: int, tag: str | None, *, now: datetime
 ) -> str:
-    """A signed "more like this" (+1) or "less like this" (-1) token for one reader and one paper."""
-    payload: dict[str, object] = {"h": handle, "p": paper_id, "v": value}
+    """A signed "more like this" (+1) or "less like this" (-1) token for one reader and one paper,
+    issued at `now` and signed with the newest key."""
+    payload: dict[str, object] = {"h": handle, "p": paper_id, "v": value, "i": int(now.timestamp())}
     if tag is not None:
         payload["k"] = tag
-    return str(_serializer(keys, Purpose.FEEDBACK, now).dumps(payload))
+    body = _b64(json.dumps(payload, separators=(",", ":")).encode())
+    return f"{body}.{_b64(_feedback_tag(keys[-1], body))}"
+
+
+def _load_feedback(keys: list[str], token: str, now: datetime, max_age: int | None) -> dict[str, Any]:
+    """The payload of a valid compact feedback token (any of the keys signed it), or TokenError."""
+    if len(token) > MAX_TOKEN_CHARS:
+        raise TokenError("too long")
+    body, _, mac = token.partition(".")
+    try:
+        given = _unb64(mac)
+        data = json.loads(_unb64(body))
+    except ValueError as exc:  # binascii.Error and JSONDecodeError are ValueErrors
+        raise TokenError("bad signature") from exc
+    if not any(hmac.compare_digest(given, _feedback_tag(key, body)) for key in keys):
+        raise TokenError("bad signature")
+    issued = data.get("i") if isinstance(data, dict) else None
+    if type(issued) is not int:
+        raise TokenError("malformed payload")
+    if max_age is not None and now.timestamp() - issued > max_age:
+        raise TokenError("expired")
+    return data
 
 
 def read_feedback_token(keys: list[str], token: str, *, now: datetime, max_age: int | None) -> FeedbackData:
     """What a feedback token says at `now`, or TokenError (tampered, expired, another purpose)."""
-    data = _load(keys, Purpose.FEEDBACK, token, now, max_age)
+    if token.count(".") == 1:
+        data = _load_feedback(keys, token, now, max_age)
+    else:  # a link from a digest sent before the compact format
+        data = _load(keys, Purpose.FEEDBACK, token, now, max_age)
     handle, paper_id, value, tag = data.get("h"), data.get("p"), data.get("v"), data.get("k")
     if not (isinstance(handle, str) and isinstance(paper_id, str) and value in (1, -1) and type(value) is int):
         raise TokenError("malformed payload")

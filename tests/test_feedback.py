@@ -12,12 +12,13 @@ import re
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from itsdangerous import URLSafeTimedSerializer
 from httpx2 import Response as ClientResponse
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -30,6 +31,7 @@ from digest.logs import redact_tokens
 from digest.models import ReaderModel, Subscriber, Vote
 from digest.pipeline import run_send
 from digest.send import make_transport
+from digest.signup import LinkError
 from digest.subscribers import unsubscribe
 from digest.suppress import forget
 from digest.tokens import Purpose, make_feedback_token, make_token, topic_tag
@@ -119,6 +121,28 @@ def test_the_tag_finds_the_readers_topic(site: Site, reader: Subscriber) -> None
     assert (fb.value, fb.topic) == (-1, "cat:cs.CL") and topic_tag("cat:cs.CL") != topic_tag("diffusion")
 
 
+def test_a_link_signed_with_the_previous_key_still_works_after_rotation(site: Site, reader: Subscriber) -> None:
+    now = site.clock()
+    old = make_feedback_token(["the-old-key-0123456789abcdef"], reader.handle, PAPER, -1, None, now=now)
+    rotated = site.settings.model_copy(update={"old_secret_keys": ["the-old-key-0123456789abcdef"]})
+    with open_session(site.engine) as session:
+        assert read_feedback(session, rotated, old, now).value == -1
+        with pytest.raises(LinkError, match="bad signature"):
+            read_feedback(session, site.settings, old, now)  # without the old key in the list: refused
+
+
+def test_a_link_from_before_the_compact_format_still_reads(site: Site, reader: Subscriber) -> None:
+    """Digests already in inboxes carry itsdangerous-signed feedback tokens (three dot-separated
+    parts); they keep working for their 90 days."""
+    now = site.clock()
+    payload = {"h": reader.handle, "p": PAPER, "v": 1, "k": topic_tag("diffusion")}
+    legacy = URLSafeTimedSerializer(site.settings.signing_keys, salt="paper-digest.feedback").dumps(payload)
+    assert legacy.count(".") == 2
+    with open_session(site.engine) as session:
+        fb = read_feedback(session, site.settings, legacy, datetime.now(UTC))
+    assert (fb.paper.id, fb.value, fb.topic) == (PAPER, 1, "diffusion")
+
+
 # --- the page ---------------------------------------------------------------------------------------
 
 
@@ -184,6 +208,7 @@ def _bad_tokens(site: Site, sub: Subscriber) -> dict[str, str]:
     return {
         "tampered": tamper(good),
         "garbage": "abc.def.ghi",
+        "garbage-compact": "eyJoIjoiYSJ9.AAAA",
         "manage-token": token_of(links(site.settings, sub, now).manage),
         "unsubscribe-token": make_token(keys, Purpose.UNSUBSCRIBE, sub.handle, now=now),
         "another-key": make_feedback_token(["another-key-entirely"], sub.handle, PAPER, 1, None, now=now),
