@@ -1,7 +1,10 @@
 """Regenerate the bundled sample feeds from `papers.json` (run: python -m digest.samples.build).
 
 `papers.json` holds real titles, abstracts, dates and upvote counts from the Hugging Face Daily
-Papers page; the arXiv ids and author names in it are placeholders (the page shows only counts).
+Papers page, and each paper's real arXiv id and author list, verified by title against the public
+sources listed in PROVENANCE.md (the page itself shows only author counts). The categories are
+not verified and are placeholders, as are the announce types and the Hugging Face author and
+discussion ids that the functions below make up.
 """
 
 from __future__ import annotations
