@@ -82,12 +82,20 @@ def hf_json(papers: list[dict[str, Any]], day: str, withdrawn: int = 1) -> str:
     return json.dumps(items, indent=1, ensure_ascii=False) + "\n"
 
 
-def main() -> None:
-    """Write the demo feeds next to this file."""
+def feeds() -> dict[str, str]:
+    """The demo feeds, by file name, as built from `papers.json`."""
     papers = load_papers()
     announced = datetime(2025, 11, 4, 0, 0, tzinfo=UTC)
-    (HERE / "arxiv-listing.rss").write_text(arxiv_rss(papers[:40], announced), encoding="utf-8")
-    (HERE / "hf-daily-papers.json").write_text(hf_json(papers[25:55], "2025-11-04"), encoding="utf-8")
+    return {
+        "arxiv-listing.rss": arxiv_rss(papers[:40], announced),
+        "hf-daily-papers.json": hf_json(papers[25:55], "2025-11-04"),
+    }
+
+
+def main() -> None:
+    """Write the demo feeds next to this file."""
+    for name, text in feeds().items():
+        (HERE / name).write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":
