@@ -176,7 +176,7 @@ def test_a_bad_signup_field_is_refused_with_the_error_next_to_it(
 
 def test_the_signup_page_offers_the_trending_papers_on_when_topics_are_empty(site: Site) -> None:
     page = site.client.get("/").text
-    assert "Trending papers on Hugging Face — on when you leave topics empty" in page_text(page)
+    assert "Trending papers on Hugging Face — on when you leave topics and papers empty" in page_text(page)
     assert input_value(page, "trending_count") == "10"
     assert not is_checked(page, "trending")  # JavaScript ticks it while the topic box is empty
     textarea_tag = re.search(r"<textarea[^>]*>", page)

@@ -41,13 +41,22 @@ from digest.web.deps import (
     LINKS_LIMITED,
     LimitsDep,
     NowDep,
+    PapersDep,
     ReadersDep,
     SessionDep,
     SettingsDep,
     TrainDep,
     WebDep,
 )
-from digest.web.forms import NOT_TEXT, form_values, is_text, read_preferences, read_signup
+from digest.web.forms import (
+    MAX_EXAMPLES,
+    NOT_TEXT,
+    TITLE_DAYS,
+    form_values,
+    is_text,
+    read_preferences,
+    read_signup,
+)
 from digest.web.previews import Preview, lookback_of, preview
 
 router = APIRouter(prefix="/api", tags=["subscriptions"])
@@ -76,7 +85,7 @@ def _one_line(topic: str) -> str:
     return topic.replace("\r", " ").replace("\n", " ")
 
 
-class SelectionIn(BaseModel):
+class _Selection(BaseModel):
     """What chooses a reader's papers: the topics (none: the trending papers only), the minimum
     upvotes, the cap, and how many trending papers (null: none, unless there are no topics; then 10)."""
 
@@ -97,11 +106,46 @@ class SelectionIn(BaseModel):
         return form_values(self.preferences())
 
 
-class PreferencesIn(SelectionIn):
+class _Preferences(_Selection):
     frequency: Frequency = _DEFAULT.frequency
     send_hour: int = Field(default=_DEFAULT.send_hour, ge=0, le=23)
     timezone: Text = _DEFAULT.timezone
     weekly_day: int = Field(default=_DEFAULT.weekly_day, ge=0, le=6)
+
+
+# The sign-up form's "Papers you liked": each becomes one `like:ID` topic (stored with the topics).
+# Their number is checked by the form's validator, for its clearer message ("At most 5 papers …").
+Examples = Annotated[
+    list[Text],
+    Field(
+        default_factory=list,
+        json_schema_extra={"maxItems": MAX_EXAMPLES},
+        description=(
+            f"Up to {MAX_EXAMPLES} papers the reader liked, each an arXiv id (`2406.12345`, `arXiv:2406.12345v2`), "
+            f"an arxiv.org or huggingface.co/papers link, or the title of a paper first seen in the last "
+            f"{TITLE_DAYS} days; each is added to the topics as `like:ID`."
+        ),
+        examples=[["2406.12345"]],
+    ),
+]
+
+
+def _with_examples(form: dict[str, str], examples: list[str]) -> dict[str, str]:
+    return {**form, "examples": "\n".join(_one_line(e) for e in examples)}
+
+
+class SelectionIn(_Selection):
+    examples: Examples
+
+    def form(self) -> dict[str, str]:
+        return _with_examples(super().form(), self.examples)
+
+
+class PreferencesIn(_Preferences):
+    examples: Examples
+
+    def form(self) -> dict[str, str]:
+        return _with_examples(super().form(), self.examples)
 
 
 class SubscribeIn(PreferencesIn):
@@ -130,7 +174,7 @@ def accepted(settings: Settings, now: datetime) -> Accepted:
     return Accepted(status="accepted", message=message, new_link_after=when)
 
 
-class SubscriptionOut(PreferencesIn):
+class SubscriptionOut(_Preferences):
     email: str
     status: SubscriberStatus
 
@@ -155,11 +199,11 @@ def _invalid(errors: dict[str, str]) -> JSONResponse:
 
 @router.post("/subscribe", status_code=202, response_model=Accepted, responses={422: {}, 429: {}})
 def subscribe(
-    body: SubscribeIn, limits: LimitsDep, session: SessionDep, web: WebDep, now: NowDep
+    body: SubscribeIn, limits: LimitsDep, session: SessionDep, papers: PapersDep, web: WebDep, now: NowDep
 ) -> JSONResponse | Accepted:
     """Sign up (double opt-in): the answer is the same whatever state the address is in."""
     limits.check("signup", web.settings.signup_rate_limit)
-    result = read_signup({**body.form(), "email": body.email})
+    result = read_signup({**body.form(), "email": body.email}, papers.titled)
     if result.errors or result.prefs is None:
         return _invalid(_api_names(result.errors))
     try:
@@ -181,12 +225,13 @@ def resend(body: EmailIn, limits: LimitsDep, session: SessionDep, web: WebDep, n
 
 
 @router.post("/preview", responses={422: {}, 429: {}})
-def preview_topics(body: SelectionIn, limits: LimitsDep, web: WebDep, now: NowDep) -> JSONResponse:
+def preview_topics(body: SelectionIn, limits: LimitsDep, papers: PapersDep, web: WebDep, now: NowDep) -> JSONResponse:
     """What these settings would have brought in the last 7 days, as the digest would choose it:
-    `trending` (null when none are asked for) and `papers` on the topics, with `more` beyond the cap."""
+    `trending` (null when none are asked for) and `papers` on the topics, with `more` beyond the cap;
+    with `examples`, the papers the reader liked, each with its title and a `note` when it brings nothing yet."""
     limits.check("preview", PREVIEWS_PER_WINDOW)
     errors: dict[str, str] = {}
-    prefs = read_preferences(body.form(), errors)
+    prefs = read_preferences(body.form(), errors, papers.titled)
     if prefs is None:
         return _invalid(_api_names(errors))
     return JSONResponse(_preview_json(preview(web.previews, prefs, now, lookback_of(web.settings))))
@@ -194,7 +239,10 @@ def preview_topics(body: SelectionIn, limits: LimitsDep, web: WebDep, now: NowDe
 
 def _preview_json(shown: Preview) -> dict[str, object]:
     trending = None if shown.trending is None else [p.json() for p in shown.trending]
-    return {"trending": trending, "papers": [p.json() for p in shown.papers], "more": shown.more}
+    found: dict[str, object] = {"trending": trending, "papers": [p.json() for p in shown.papers], "more": shown.more}
+    if shown.examples:  # only for a body with examples: the answer to any other is as it always was
+        found["examples"] = [e.json() for e in shown.examples]
+    return found
 
 
 def _api_names(errors: dict[str, str]) -> dict[str, str]:
@@ -231,11 +279,11 @@ def get_subscription(token: str, readers: ReadersDep) -> SubscriptionOut:
     dependencies=[LINKS_LIMITED],
 )
 def put_subscription(
-    token: str, body: PreferencesIn, readers: ReadersDep, session: SessionDep
+    token: str, body: PreferencesIn, readers: ReadersDep, session: SessionDep, papers: PapersDep
 ) -> JSONResponse | SubscriptionOut:
-    """Replace the topics and schedule."""
+    """Replace the topics and schedule (`examples` join the topics)."""
     errors: dict[str, str] = {}
-    prefs = read_preferences(body.form(), errors)
+    prefs = read_preferences(body.form(), errors, papers.titled)
     if prefs is None:
         return _invalid(_api_names(errors))
     sub = readers.for_api(Purpose.MANAGE, token)

@@ -4,9 +4,9 @@ link token names. Handlers take them as the `...Dep` types below."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import unquote_to_bytes
 
@@ -14,16 +14,18 @@ from fastapi import Depends, HTTPException, Request
 from jinja2 import Environment
 from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from digest.config import Settings
 from digest.db import open_session
 from digest.feedback import Feedback, read_feedback
-from digest.models import Subscriber, SubscriberStatus
+from digest.models import Paper, Subscriber, SubscriberStatus
+from digest.parse import arxiv_id
 from digest.signup import LinkError, subscriber_for
+from digest.text import WORD
 from digest.tokens import Purpose
 from digest.web.dispatch import reader_trainer
-from digest.web.forms import NOT_A_FILE, NOT_TEXT, PostedForm
+from digest.web.forms import NOT_A_FILE, NOT_STORED, NOT_TEXT, TITLE_DAYS, LikedPaper, PostedForm
 from digest.web.previews import IndexCache
 from digest.web.security import CSRF_FIELD, RateLimiter, csrf_cookie_name, csrf_ok, visitor_key
 
@@ -266,3 +268,47 @@ def _feedback(token: str, session: SessionDep, settings: SettingsDep, now: NowDe
 
 
 FeedbackLink = Annotated[Feedback, Depends(_feedback)]
+
+
+# --- stored papers, as the forms name them -------------------------------------------------------------
+
+TITLE_WORDS = 12  # a typed title's longest words that pick the candidates (each one ILIKE: linear)
+TITLE_CANDIDATES = 100
+
+
+@dataclass(frozen=True)
+class StoredPapers:
+    """The papers in this request's session that a reader's "Papers you liked" may name."""
+
+    session: Session
+    now: datetime
+
+    def titled(self, title: str) -> list[tuple[str, str]]:
+        """(id, title) of the arXiv papers first seen in the last TITLE_DAYS days whose title holds
+        every word of `title` (case aside), newest first: the candidates `forms.resolve_title`
+        picks from."""
+        found = sorted(set(WORD.findall(title)), key=lambda w: (-len(w), w))[:TITLE_WORDS]
+        if not found:
+            return []
+        since = self.now - timedelta(days=TITLE_DAYS)
+        query = (
+            select(Paper.id, Paper.title)
+            .where(col(Paper.first_seen) >= since, *(col(Paper.title).ilike(f"%{word}%") for word in found))
+            .order_by(col(Paper.first_seen).desc(), col(Paper.id))
+            .limit(TITLE_CANDIDATES)
+        )
+        return [(paper_id, their) for paper_id, their in self.session.exec(query) if arxiv_id(paper_id) == paper_id]
+
+    def liked(self, ids: Sequence[str]) -> list[LikedPaper]:
+        """Example papers by id, each with its title when we have the paper."""
+        titles: dict[str, str] = {}
+        if ids:
+            titles.update(self.session.exec(select(Paper.id, Paper.title).where(col(Paper.id).in_(ids))).all())
+        return [LikedPaper(i, titles.get(i), "" if i in titles else NOT_STORED) for i in ids]
+
+
+def get_stored_papers(session: SessionDep, now: NowDep) -> StoredPapers:
+    return StoredPapers(session, now)
+
+
+PapersDep = Annotated[StoredPapers, Depends(get_stored_papers)]

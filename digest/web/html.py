@@ -17,6 +17,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from digest.render import topic_label
 from digest.signup import next_link_at
 from digest.web.deps import BadLink, CsrfFailed, RateLimited, Unsubscribed, Web, WebDep, get_web
+from digest.web.forms import TITLE_DAYS
 from digest.web.security import CSRF_FIELD, SECURE_CSRF_COOKIE, csrf_cookie_name, csrf_token, new_csrf_cookie
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -24,12 +25,14 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 def environment() -> Environment:
     """The pages' templates, autoescaped."""
-    return Environment(
+    env = Environment(
         loader=FileSystemLoader(str(TEMPLATES)),
         autoescape=select_autoescape(enabled_extensions=("html",), default=True),
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.globals["title_days"] = TITLE_DAYS  # the form macros say how far back a typed title is looked for
+    return env
 
 
 @dataclass(frozen=True)

@@ -29,15 +29,24 @@ from digest.web.deps import (
     LimitsDep,
     ManageReader,
     NowDep,
+    PapersDep,
     ReadersDep,
     SessionDep,
     SettingsDep,
+    StoredPapers,
     TrainDep,
     UnsubscribeReader,
     WebDep,
     require_csrf,
 )
-from digest.web.forms import form_values, preview_preferences, read_preferences, read_signup
+from digest.web.forms import (
+    form_values,
+    manage_values,
+    preview_preferences,
+    read_preferences,
+    read_signup,
+    split_examples,
+)
 from digest.web.html import PageDep, Renderer, check_inbox
 from digest.web.previews import lookback_of, preview
 
@@ -65,11 +74,11 @@ def index(page: PageDep) -> HTMLResponse:
 
 
 @router.post("/preview", response_class=HTMLResponse, dependencies=[CSRF_CHECKED])
-def preview_page(page: PageDep, form: FormDep, limits: LimitsDep, now: NowDep) -> HTMLResponse:
+def preview_page(page: PageDep, form: FormDep, limits: LimitsDep, papers: PapersDep, now: NowDep) -> HTMLResponse:
     """The sign-up form again, with what these settings would have brought in the last week."""
     limits.check("preview", PREVIEWS_PER_WINDOW)
     errors: dict[str, str] = {}
-    prefs = preview_preferences(form, errors)
+    prefs = preview_preferences(form, errors, papers.titled)
     if prefs is None:
         return _index(page, 400, form=form, errors=errors)
     shown = preview(page.web.previews, prefs, now, lookback_of(page.web.settings))
@@ -78,7 +87,7 @@ def preview_page(page: PageDep, form: FormDep, limits: LimitsDep, now: NowDep) -
 
 @router.post("/subscribe", response_class=HTMLResponse, dependencies=[CSRF_CHECKED])
 def subscribe(
-    page: PageDep, form: FormDep, limits: LimitsDep, session: SessionDep, web: WebDep, now: NowDep
+    page: PageDep, form: FormDep, limits: LimitsDep, session: SessionDep, papers: PapersDep, web: WebDep, now: NowDep
 ) -> HTMLResponse:
     """Validate, record a pending sign-up, queue the email; the answer never reveals the address's state."""
     limits.check("signup", web.settings.signup_rate_limit)
@@ -86,7 +95,7 @@ def subscribe(
     if form.get("website"):  # the honeypot: people never see this field, bots fill it in
         log.info("honeypot filled from %s", limits.visitor)
         return check_inbox(page, now, zone)
-    result = read_signup(form)
+    result = read_signup(form, papers.titled)
     if result.errors or result.prefs is None:
         return _index(page, 400, form=form, errors=result.errors)
     try:
@@ -111,11 +120,13 @@ def resend(
 
 
 @router.get("/confirm/{token}", response_class=HTMLResponse, dependencies=[LINKS_LIMITED])
-def confirm_page(page: PageDep, sub: ConfirmReader, now: NowDep) -> HTMLResponse:
+def confirm_page(page: PageDep, sub: ConfirmReader, papers: PapersDep, now: NowDep) -> HTMLResponse:
     """One button: mail scanners fetch links, so a GET never confirms anything."""
+    topics, examples = split_examples(sub.topics)
     return page.render(
-        "confirm.html", topics=sub.topics, trending=sub.trending, email=sub.email, schedule=schedule_text(sub),
-        done=sub.status is not SubscriberStatus.PENDING, manage_url=links(page.web.settings, sub, now).manage,
+        "confirm.html", topics=topics, liked=papers.liked(examples), trending=sub.trending, email=sub.email,
+        schedule=schedule_text(sub), done=sub.status is not SubscriberStatus.PENDING,
+        manage_url=links(page.web.settings, sub, now).manage,
     )  # fmt: skip
 
 
@@ -130,32 +141,39 @@ def confirm_post(page: PageDep, token: str, session: SessionDep, settings: Setti
     return page.render("confirmed.html", email=sub.email, schedule=schedule_text(sub), manage_url=manage_url)
 
 
-def _manage(page: Renderer, sub: Subscriber, now: datetime, status: int = 200, **values: Any) -> HTMLResponse:
-    values["form"] = _shown(values.get("form", form_values(sub.preferences)))
+def _manage(page: Renderer, sub: Subscriber, papers: StoredPapers, status: int = 200, **values: Any) -> HTMLResponse:
+    """The manage page: the form as sent (after an error), or the reader's settings, each paper they
+    liked listed with its title."""
+    if "form" not in values:
+        values["form"] = manage_values(sub.preferences)
+        values["liked"] = papers.liked(split_examples(sub.topics)[1])
+    values["form"] = _shown(values["form"])
     values.setdefault("errors", {})
     return page.render(
         "manage.html", status, sub=sub, zones=page.web.zones, frequencies=list(Frequency),
-        unsubscribe_url=links(page.web.settings, sub, now).unsubscribe, **values,
+        unsubscribe_url=links(page.web.settings, sub, papers.now).unsubscribe, **values,
     )  # fmt: skip
 
 
 @router.get("/manage/{token}", response_class=HTMLResponse, dependencies=[LINKS_LIMITED])
-def manage_page(page: PageDep, sub: ManageReader, now: NowDep) -> HTMLResponse:
+def manage_page(page: PageDep, sub: ManageReader, papers: PapersDep) -> HTMLResponse:
     """The reader's preferences, editable."""
-    return _manage(page, sub, now)
+    return _manage(page, sub, papers)
 
 
 @router.post("/manage/{token}", response_class=HTMLResponse, dependencies=[LINKS_LIMITED, CSRF_CHECKED])
-def manage_post(page: PageDep, form: FormDep, sub: ManageReader, session: SessionDep, now: NowDep) -> HTMLResponse:
+def manage_post(
+    page: PageDep, form: FormDep, sub: ManageReader, session: SessionDep, papers: PapersDep, now: NowDep
+) -> HTMLResponse:
     """Save, pause, resume, or unsubscribe."""
     try:
-        return _apply_action(page, session, sub, now, form)
+        return _apply_action(page, session, sub, now, form, papers)
     except LinkError as exc:  # pausing a reader who never confirmed
         raise BadLink from exc
 
 
 def _apply_action(
-    page: Renderer, session: Session, sub: Subscriber, now: datetime, form: Mapping[str, str]
+    page: Renderer, session: Session, sub: Subscriber, now: datetime, form: Mapping[str, str], papers: StoredPapers
 ) -> HTMLResponse:
     action = form.get("action", "save")
     if action == "unsubscribe":
@@ -164,15 +182,15 @@ def _apply_action(
     if action in ("pause", "resume"):
         set_paused(session, sub, action == "pause", now)
         saved = "Paused: no digests until you resume." if action == "pause" else "Resumed."
-        return _manage(page, sub, now, saved=saved)
+        return _manage(page, sub, papers, saved=saved)
     if action != "save":
-        return _manage(page, sub, now, 400, errors={"action": "Unknown action."})
+        return _manage(page, sub, papers, 400, errors={"action": "Unknown action."})
     errors: dict[str, str] = {}
-    prefs = read_preferences(form, errors)
+    prefs = read_preferences(form, errors, papers.titled)
     if prefs is None:
-        return _manage(page, sub, now, 400, form=form, errors=errors)
+        return _manage(page, sub, papers, 400, form=form, errors=errors)
     update_preferences(session, sub, prefs)
-    return _manage(page, sub, now, saved="Saved. Your next digest follows these settings.")
+    return _manage(page, sub, papers, saved="Saved. Your next digest follows these settings.")
 
 
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse, dependencies=[LINKS_LIMITED])

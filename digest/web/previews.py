@@ -1,5 +1,6 @@
 """The live preview: what a visitor's settings would have brought in the last 7 days — the trending
-papers and the papers on their topics, chosen by the same `match.pick` the digests are."""
+papers and the papers on their topics (the papers they liked among them), chosen by the same
+`match.pick` the digests are."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from digest.match import Match, PaperIndex, pick
 from digest.models import Preferences
 from digest.render import PaperView, matched_why, paper_view, trending_why
 from digest.semantic import Semantics
+from digest.web.forms import NO_EMBEDDINGS, NOT_READ, NOT_STORED, LikedPaper, split_examples
 
 PREVIEW_DAYS = 7
 INDEX_TTL = timedelta(minutes=5)
@@ -47,6 +49,8 @@ class IndexCache:
             stale = self.built_at is None or now - self.built_at > INDEX_TTL
             if self.window is None or stale or self.window.lookback != lookback:
                 start, end = now - timedelta(days=PREVIEW_DAYS), now + timedelta(minutes=1)
+                if self.semantics is not None:  # an example paper we did not have may have arrived since
+                    self.semantics.examples.clear()
                 with open_session(self.engine) as session:
                     index = load_index(session, start, end, popular_since=start - lookback, semantics=self.semantics)
                 self.window, self.built_at = Window(index, start, end, lookback), now
@@ -68,13 +72,15 @@ class PreviewPaper:
 
 @dataclass(frozen=True)
 class Preview:
-    """The trending papers (None when the settings ask for none), the papers on the topics, and how
-    many more the topics matched beyond the cap."""
+    """The trending papers (None when the settings ask for none), the papers on the topics, how
+    many more the topics matched beyond the cap, and the papers the reader liked (each a topic)."""
 
     trending: list[PreviewPaper] | None
     papers: list[PreviewPaper]
     more: int
     has_topics: bool
+    examples: list[LikedPaper] = field(default_factory=list)
+    only_examples: bool = False  # every topic is a paper the reader liked
 
 
 def lookback_of(settings: Settings) -> timedelta:
@@ -93,6 +99,18 @@ def _topical(match: Match) -> PreviewPaper:
     return PreviewPaper(view, matched_why(view.topics))
 
 
+def liked_papers(semantics: Semantics | None, ids: list[str]) -> list[LikedPaper]:
+    """The reader's example papers with their titles, each saying so when it cannot bring papers yet:
+    not among ours, or not embedded yet."""
+    if semantics is None:
+        return [LikedPaper(i, None, NO_EMBEDDINGS) for i in ids]
+    found = {i: semantics.example(i) for i in ids}  # each looked up once per index build
+    return [
+        LikedPaper(i, e.title, "" if e.vector is not None else NOT_READ) if e else LikedPaper(i, None, NOT_STORED)
+        for i, e in found.items()
+    ]
+
+
 def preview(cache: IndexCache, prefs: Preferences, now: datetime, lookback: timedelta) -> Preview:
     """What `prefs` would have received over the last 7 days: the trending papers first, then those
     on the topics (minimum upvotes and the cap honoured), never a paper twice."""
@@ -100,4 +118,6 @@ def preview(cache: IndexCache, prefs: Preferences, now: datetime, lookback: time
     picked = pick(window.index, prefs, window.start, window.end, lookback=lookback)
     trending = [_trending(m) for m in picked.trending] if prefs.trending is not None else None
     topical = [_topical(m) for m in picked.topical.matches]
-    return Preview(trending, topical, picked.topical.more, bool(prefs.topics))
+    words, ids = split_examples(prefs.topics)
+    examples = liked_papers(window.index.semantics, ids)
+    return Preview(trending, topical, picked.topical.more, bool(prefs.topics), examples, bool(ids) and not words)

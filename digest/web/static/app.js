@@ -29,6 +29,7 @@
   }
 
   var NO_MATCH = "No paper of the last 7 days matches these topics. Try broader words, or OR a few together.";
+  var NO_CLOSE = "No paper of the last 7 days is close to the papers you liked.";
   var NO_TRENDING = "No paper of the last 7 days has upvotes on Hugging Face yet.";
 
   function paperList(papers) {
@@ -46,26 +47,43 @@
 
   function firstError(errors) {
     var names = Object.keys(errors);
-    return errors.topics || (names.length ? errors[names[0]] : "Check your settings.");
+    return errors.topics || errors.examples || (names.length ? errors[names[0]] : "Check your settings.");
   }
 
-  function renderPreview(body, data, hasTopics) {
+  // "Title (2406.12345) · 2406.99999 — not among our papers yet: …", as the server's page says it.
+  function likedLine(examples) {
+    return "Papers you liked: " + examples.map(function (e) {
+      return (e.title ? e.title + " (" + e.id + ")" : e.id) + (e.note ? " — " + e.note : "");
+    }).join(" · ");
+  }
+
+  function renderPreview(body, data, lines) {
     body.textContent = "";
     if (data.errors) { body.appendChild(text("p", firstError(data.errors), "error")); return; }
     if (data.trending) {
       body.appendChild(text("h3", "Trending on Hugging Face"));
       body.appendChild(data.trending.length ? paperList(data.trending) : text("p", NO_TRENDING, "hint"));
     }
-    if (!hasTopics) return;
+    if (!lines.topics.length && !lines.examples.length) return;
     if (data.trending) body.appendChild(text("h3", "On your topics"));
-    body.appendChild(data.papers.length ? paperList(data.papers) : text("p", NO_MATCH, "hint"));
+    if (data.examples && data.examples.length) body.appendChild(text("p", likedLine(data.examples), "hint liked"));
+    var none = lines.topics.length ? NO_MATCH : NO_CLOSE;
+    body.appendChild(data.papers.length ? paperList(data.papers) : text("p", none, "hint"));
     if (data.more) body.appendChild(text("p", "…and " + data.more + " more.", "hint"));
   }
 
-  function topicLines() {
-    var topics = document.getElementById("topics");
-    return topics.value.split(/\r?\n/).map(function (l) { return l.trim(); }).filter(Boolean);
+  function linesOf(id) {
+    var box = document.getElementById(id);
+    if (!box) return [];
+    return box.value.split(/\r?\n/).map(function (l) { return l.trim(); }).filter(Boolean);
   }
+
+  function topicLines() { return linesOf("topics"); }
+
+  // The topics and the papers the reader liked (each of those is a topic too).
+  function allLines() { return { topics: topicLines(), examples: linesOf("examples") }; }
+
+  function noTopics() { var all = allLines(); return !all.topics.length && !all.examples.length; }
 
   function number(id, fallback) {
     var box = document.getElementById(id);
@@ -77,20 +95,24 @@
   // What the preview is asked for: the same rule as the server's (no topics: the trending papers).
   function previewBody(lines) {
     var box = document.getElementById("trending");
-    var trending = (box && box.checked) || !lines.length ? number("trending_count", 10) : null;
-    return { topics: lines, min_upvotes: number("min_upvotes", null), max_papers: number("max_papers", 25),
-             trending: trending };
+    var none = !lines.topics.length && !lines.examples.length;
+    var trending = (box && box.checked) || none ? number("trending_count", 10) : null;
+    return { topics: lines.topics, examples: lines.examples, min_upvotes: number("min_upvotes", null),
+             max_papers: number("max_papers", 25), trending: trending };
   }
 
-  // The box follows the topics (ticked when they are empty) until the reader ticks or unticks it.
+  // The box follows the topics and papers (ticked when both are empty) until the reader ticks or
+  // unticks it.
   function trendingFollowsTopics() {
     var topics = document.getElementById("topics");
     var box = document.getElementById("trending");
     if (!topics || !box) return;
-    var follow = !topicLines().length || !box.checked;
-    function sync() { if (follow) box.checked = !topicLines().length; }
+    var follow = noTopics() || !box.checked;
+    function sync() { if (follow) box.checked = noTopics(); }
     box.addEventListener("change", function () { follow = false; });
     topics.addEventListener("input", sync);
+    var examples = document.getElementById("examples");
+    if (examples) examples.addEventListener("input", sync);
     sync();
   }
 
@@ -102,7 +124,7 @@
     var timer = null;
     var latest = 0;
     function refresh() {
-      var lines = topicLines();
+      var lines = allLines();
       var ticket = ++latest;
       fetch("/api/preview", {
         method: "POST",
@@ -111,11 +133,11 @@
       }).then(function (r) { return r.json(); }).then(function (data) {
         if (ticket !== latest) return;
         section.hidden = false;
-        renderPreview(body, data, lines.length > 0);
+        renderPreview(body, data, lines);
       }).catch(function () { /* the Preview button still works */ });
     }
     function later() { clearTimeout(timer); timer = setTimeout(refresh, 500); }
-    ["topics", "min_upvotes", "max_papers", "trending_count"].forEach(function (id) {
+    ["topics", "examples", "min_upvotes", "max_papers", "trending_count"].forEach(function (id) {
       var box = document.getElementById(id);
       if (box) box.addEventListener("input", later);
     });
