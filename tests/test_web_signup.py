@@ -5,14 +5,21 @@ Each test gets its own database, a clock it controls and an in-memory rate limit
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import timedelta
 
+import numpy as np
 import pytest
+from sqlmodel import select
 
-from digest.models import NoticeKind
+from digest.db import open_session
+from digest.embed import to_bytes
+from digest.models import NoticeKind, Subscriber
+from digest.web.forms import ExampleError, example_id, resolve_title
 from digest.web.security import CSRF_FIELD
 from tests.conftest import NOW
+from tests.factories import add_papers, paper
 from tests.webclient import (  # noqa: F401  (clock, site, papers, trending_papers: fixtures)
     ACTIVE,
     ADA,
@@ -29,6 +36,7 @@ from tests.webclient import (  # noqa: F401  (clock, site, papers, trending_pape
     four_addresses,
     input_value,
     is_checked,
+    manage_form,
     nothing_stored,
     page_text,
     papers,
@@ -522,3 +530,264 @@ def test_the_resend_answer_has_the_same_words_in_utc(site: Site) -> None:
     }
     assert len(set(answers.values())) == 1
     assert "A new link can be sent after 09:00 on Tuesday 1 December (UTC)." in answers["new"]
+
+
+# --- papers you liked (issue 13 #5): each one a `like:ID` topic, in the form, the preview, the API ---
+
+EXAMPLE_ID, EXAMPLE_TITLE = "2611.30001", "Sparse attention for long documents"
+CLOSE_TITLE = "Reading whole books at once"  # no word of any topic: only the example brings it
+TWIN_TITLE = "A twin title"
+
+
+def _unit(*values: float) -> bytes:
+    vector = np.array(values, dtype=np.float32)
+    return to_bytes(vector / np.linalg.norm(vector))
+
+
+@pytest.fixture
+def liked(site: Site) -> None:
+    """Papers with fixed vectors of the configured model: the example (20 days old, outside the
+    preview's week, inside the title look-up's 90 days), one close to it and one far from it this
+    week, two papers with the same title, one too old to be found by title, one not embedded yet."""
+    rows = [
+        (EXAMPLE_ID, EXAMPLE_TITLE, "Attention over long inputs.", 20, (1, 0, 0, 0)),
+        ("2611.30002", CLOSE_TITLE, "Memory for transformers.", 1, (0.95, 0.3, 0, 0)),
+        ("2611.30003", "Protein folding with diffusion", "Diffusion for proteins.", 1, (0, 0, 1, 0)),
+        ("2611.30004", TWIN_TITLE, "One of two.", 3, (0, 0, 0, 1)),
+        ("2611.30005", TWIN_TITLE, "The other one.", 4, (0, 0, 0, 1)),
+        ("2607.30006", "An old paper nobody remembers", "Old.", 120, (1, 0, 0, 0)),
+        ("2611.30007", "Fresh off the feed", "Not read yet.", 0, None),
+    ]
+    papers = []
+    for pid, title, abstract, days, vector in rows:
+        row = paper(pid, title, abstract, first_seen=NOW - timedelta(days=days, hours=1))
+        if vector is not None:
+            row.embedding, row.embedding_model = _unit(*vector), site.settings.embedding_model
+        papers.append(row)
+    with open_session(site.engine) as session:
+        add_papers(session, *papers)
+
+
+def examples_box(page: str) -> str:
+    found = re.search(r'<textarea id="examples"[^>]*>(.*?)</textarea>', page, re.S)
+    assert found, "no 'Papers you liked' box"
+    return html.unescape(found.group(1))
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ("2406.12345", "2406.12345"),
+        ("2406.1234", "2406.1234"),  # a 4-digit number (before 2015)
+        ("arXiv:2406.12345v2", "2406.12345"),
+        ("arxiv: 2406.12345", "2406.12345"),
+        ("https://arxiv.org/abs/2406.12345v3", "2406.12345"),
+        ("http://arxiv.org/pdf/2406.12345v1.pdf", "2406.12345"),
+        ("arxiv.org/pdf/2406.12345", "2406.12345"),
+        ("https://www.arxiv.org/abs/2406.12345?context=cs.CL", "2406.12345"),
+        ("https://arxiv.org/html/2406.12345v1/", "2406.12345"),
+        ("https://huggingface.co/papers/2406.12345", "2406.12345"),
+        ("hep-th/9901001", "hep-th/9901001"),
+        ("arXiv:MATH.gt/0309136v2", "math.GT/0309136"),
+        (EXAMPLE_TITLE, None),  # a title
+        ("1.5-Pints Technical Report", None),  # a title that starts with a number
+        ("GPT-4 Technical Report", None),
+    ],
+)
+def test_an_example_entry_is_an_arxiv_id_or_a_title(entry: str, expected: str | None) -> None:
+    assert example_id(entry) == expected
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("2406.123", "'2406.123' is not an arXiv id like 2406.12345"),
+        ("2406.123456", "is not an arXiv id like 2406.12345"),
+        ("2406", "is not an arXiv id"),
+        ("arXiv:24x6.12345", "is not an arXiv id"),
+        ("2413.12345", "it starts with the year and month (2406 is June 2024)"),
+        ("https://openreview.net/forum?id=abc", "is not a link to an arXiv paper: paste its arXiv id"),
+        ("https://arxiv.org/list/cs.CL/new", "is not a link to an arXiv paper"),
+    ],
+)
+def test_a_malformed_id_or_a_link_to_no_paper_says_so(entry: str, message: str) -> None:
+    with pytest.raises(ExampleError, match=re.escape(message)):
+        example_id(entry)
+
+
+@pytest.mark.parametrize(
+    ("typed", "found"),
+    [
+        ("xKV: Cross-Layer SVD for KV-Cache Compression", ["a"]),
+        ("  xkv:   cross-layer svd FOR kv-cache compression ", ["a"]),  # case and spacing aside
+        ("xKV Cross Layer SVD for KV Cache Compressions", ["a"]),  # failing that: the same words
+        ("xKV: Cross-Layer SVD", []),  # a part of a title is not the title
+        ("A twin title", ["b", "c"]),
+    ],
+)
+def test_a_title_resolves_exactly_first_then_by_its_words(typed: str, found: list[str]) -> None:
+    stored = [("a", "xKV: Cross-Layer SVD for KV-Cache Compression"), ("b", "A twin title"), ("c", "a twin  title"),
+              ("d", "xKV: Cross-Layer SVD for KV-Cache Compression, revisited")]  # fmt: skip
+    assert resolve_title(typed, stored) == found
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [EXAMPLE_ID, f"arXiv:{EXAMPLE_ID}v2", f"https://arxiv.org/abs/{EXAMPLE_ID}v3", f"http://arxiv.org/pdf/{EXAMPLE_ID}v1.pdf",
+     f"https://huggingface.co/papers/{EXAMPLE_ID}", EXAMPLE_TITLE, f"  {EXAMPLE_TITLE.upper()}  ",
+     "Sparse attention for long-documents!"],
+)  # fmt: skip
+def test_a_paper_you_liked_becomes_one_like_topic(site: Site, liked: None, entry: str) -> None:
+    response = site.signup(ADA, "diffusion", examples=entry)
+    assert response.status_code == 200, all_errors(response.text)
+    assert CHECK_INBOX in response.text
+    sub = site.subscriber(ADA)
+    assert sub is not None and (sub.topics, sub.trending) == (["diffusion", f"like:{EXAMPLE_ID}"], None)
+
+
+def test_each_paper_you_liked_is_a_topic_of_its_own(site: Site, liked: None) -> None:
+    """One topic per paper, so each card says which example brought it and each can be removed on
+    the manage page; a paper named twice is one topic, and an id we do not have yet is kept."""
+    examples = f"{EXAMPLE_ID}\r\n{CLOSE_TITLE}\n\narXiv:{EXAMPLE_ID}v2\n2611.99999"
+    assert site.signup(ADA, "", examples=examples).status_code == 200
+    sub = site.subscriber(ADA)
+    assert sub is not None
+    assert sub.topics == [f"like:{EXAMPLE_ID}", "like:2611.30002", "like:2611.99999"]
+    assert sub.trending is None  # papers you liked are topics: the trending box is left to the reader
+    page = site.client.get(f"/confirm/{site.confirm_token(ADA)}")
+    chips = page_text(page.text)
+    assert f"papers like {EXAMPLE_TITLE}" in chips and f"papers like {CLOSE_TITLE}" in chips
+    assert "papers like 2611.99999" in chips
+
+
+EXAMPLE_ERRORS = [
+    # (what was typed in "Papers you liked", words of the error shown next to it)
+    ("2611.123", "'2611.123' is not an arXiv id like 2406.12345 (or arXiv:2406.12345v2)"),
+    ("2613.12345", "is not an arXiv id: it starts with the year and month"),
+    ("https://openreview.net/forum?id=abc", "is not a link to an arXiv paper: paste its arXiv id, like 2406.12345"),
+    ("A paper nobody wrote", 'No paper titled "A paper nobody wrote" in the last 90 days; paste its arXiv id instead'),
+    ("An old paper nobody remembers", 'No paper titled "An old paper nobody remembers" in the last 90 days'),
+    (TWIN_TITLE, f'2 papers are titled "{TWIN_TITLE}": paste the arXiv id of yours (2611.30004 or 2611.30005)'),
+    (f"{EXAMPLE_ID}\nA paper nobody wrote", 'line 2: no paper titled "A paper nobody wrote"'),
+    ("\n".join(f"2611.3000{n}" for n in range(1, 7)), "At most 5 papers, one per line (there are 6)."),
+    ("x" * 700, "too long for a title: paste the paper's arXiv id instead"),
+    ("x\n" * 3000, "far too much text"),
+]
+
+
+@pytest.mark.parametrize(("examples", "message"), EXAMPLE_ERRORS)
+def test_a_bad_paper_you_liked_is_refused_next_to_it_and_the_form_kept(
+    site: Site, liked: None, examples: str, message: str
+) -> None:
+    form = site.signup_form(ADA, 'diffusion\n"long context"', examples=examples, timezone="Asia/Tokyo", max_papers="7")
+    response = site.client.post("/subscribe", data=form)
+    assert response.status_code == 400
+    error = field_error(response.text, "examples")
+    assert error is not None and message in error, all_errors(response.text)
+    assert all_errors(response.text) == [error]  # no other field is blamed
+    assert 'aria-describedby="examples-help examples-error"' in response.text
+    assert "Traceback" not in response.text
+    # Nothing typed is lost: the form comes back as it was sent, ready to correct.
+    assert examples_box(response.text) == examples.replace("\r\n", "\n")
+    assert textarea(response.text) == 'diffusion\n"long context"'
+    assert input_value(response.text, "email") == ADA
+    assert (selected(response.text, "timezone"), input_value(response.text, "max_papers")) == ("Asia/Tokyo", "7")
+    nothing_stored(site)
+
+
+def test_papers_you_liked_count_toward_the_topic_limit(site: Site, liked: None) -> None:
+    topics = "\n".join(f"topic{n}" for n in range(19))
+    response = site.client.post("/subscribe", data=site.signup_form(ADA, topics, examples=f"{EXAMPLE_ID}\n2611.30002"))
+    assert response.status_code == 400
+    assert field_error(response.text, "examples") == (
+        "Each paper you liked is a topic, and there can be 20: with your 19 topics, 1 more fit."
+    )
+    nothing_stored(site)
+    assert site.signup(ADA, topics, examples=EXAMPLE_ID).status_code == 200
+    sub = site.subscriber(ADA)
+    assert sub is not None and len(sub.topics) == 20 and sub.topics[-1] == f"like:{EXAMPLE_ID}"
+
+
+def test_a_paper_you_liked_needs_the_csrf_token_like_every_form(site: Site, liked: None) -> None:
+    for path in ("/subscribe", "/preview"):
+        form = site.signup_form(ADA, "", examples=EXAMPLE_ID)
+        del form[CSRF_FIELD]
+        assert_forbidden(site.client.post(path, data=form))
+    nothing_stored(site)
+
+
+def test_the_preview_shows_what_the_papers_you_liked_bring(site: Site, liked: None) -> None:
+    without = _preview(site, "diffusion")
+    assert "Protein folding with diffusion" in without and CLOSE_TITLE not in without
+    shown = _preview(site, "diffusion", examples=EXAMPLE_TITLE)
+    assert f"Papers you liked: {EXAMPLE_TITLE} ({EXAMPLE_ID})" in shown
+    assert f"{CLOSE_TITLE} " in shown and f"Matched: close to your example {EXAMPLE_TITLE}" in shown
+    assert "Matched: diffusion" in shown  # the topic's paper is still there, saying why
+    assert shown.count(EXAMPLE_TITLE) == 2  # the example itself is not a paper of the week (nor like itself)
+    assert "Twin" not in shown and "An old paper" not in shown  # far from the example
+
+
+def test_the_preview_says_which_papers_you_liked_bring_nothing_yet(site: Site, liked: None) -> None:
+    shown = _preview(site, "", examples="2611.99999\n2611.30007")
+    assert (
+        "Papers you liked: 2611.99999 — not among our papers yet: it brings nothing until it is · "
+        "Fresh off the feed (2611.30007) — just arrived: it brings papers once it is read, within the hour"
+    ) in shown
+    assert "No paper of the last 7 days is close to the papers you liked." in shown
+    assert "Trending" not in shown  # papers you liked are topics: no trending papers unless ticked
+
+
+def test_the_preview_with_a_bad_paper_you_liked_shows_its_error_and_no_papers(site: Site, liked: None) -> None:
+    response = site.client.post("/preview", data=site.signup_form(ADA, "diffusion", examples=TWIN_TITLE))
+    assert response.status_code == 400
+    assert "2 papers are titled" in (field_error(response.text, "examples") or "")
+    assert "Protein folding" not in response.text and examples_box(response.text) == TWIN_TITLE
+
+
+def test_the_api_takes_papers_you_liked_as_examples(site: Site, liked: None) -> None:
+    preview = site.client.post("/api/preview", json={"topics": [], "examples": [EXAMPLE_TITLE, "2611.99999"]})
+    assert preview.status_code == 200
+    body = preview.json()
+    assert [(p["title"][0]["text"], p["why"]) for p in body["papers"]] == [
+        (CLOSE_TITLE, f"Matched: close to your example {EXAMPLE_TITLE}")
+    ]
+    assert body["examples"] == [
+        {"id": EXAMPLE_ID, "title": EXAMPLE_TITLE, "note": ""},
+        {"id": "2611.99999", "title": None, "note": "not among our papers yet: it brings nothing until it is"},
+    ]
+    bad = site.client.post("/api/preview", json={"examples": [TWIN_TITLE]})
+    assert bad.status_code == 422 and "2 papers are titled" in bad.json()["errors"]["examples"]
+    many = site.client.post("/api/subscribe", json={"email": ADA, "examples": [EXAMPLE_ID] * 6})
+    assert many.status_code == 422 and many.json()["errors"] == {
+        "examples": "At most 5 papers, one per line (there are 6)."
+    }
+    nothing_stored(site)
+    signed = site.client.post(
+        "/api/subscribe", json={"email": ADA, "topics": ["diffusion"], "examples": [EXAMPLE_TITLE]}
+    )
+    assert signed.status_code == 202
+    sub = site.subscriber(ADA)
+    assert sub is not None and sub.topics == ["diffusion", f"like:{EXAMPLE_ID}"]
+
+
+def test_the_manage_page_shows_and_edits_the_papers_you_liked(site: Site, liked: None) -> None:
+    """On the manage page the papers you liked are in their own box again, by id, each listed with
+    its title; removing a line removes that topic, a title typed there resolves as at sign-up."""
+    tokens = confirmed(site, ADA, "diffusion")
+    with open_session(site.engine) as session:
+        sub = session.exec(select(Subscriber).where(Subscriber.email == ADA)).one()
+        sub.topics = ["diffusion", f"like:{EXAMPLE_ID}", "like:2611.99999"]
+        session.add(sub)
+        session.commit()
+    url = f"/manage/{tokens['manage']}"
+    page = site.client.get(url).text
+    assert textarea(page) == "diffusion" and examples_box(page) == f"{EXAMPLE_ID}\n2611.99999"
+    listed = f"You liked: {EXAMPLE_TITLE} ({EXAMPLE_ID}) · 2611.99999 — not among our papers yet: it brings nothing"
+    assert listed in page_text(page)
+    bad = site.post(url, manage_form(topics="diffusion", examples=f"{EXAMPLE_ID}\nA paper nobody wrote"))
+    assert bad.status_code == 400 and "line 2: no paper titled" in (field_error(bad.text, "examples") or "")
+    saved = site.post(url, manage_form(topics="diffusion", examples=f"{EXAMPLE_ID}\n{CLOSE_TITLE}"))
+    assert saved.status_code == 200 and "Saved" in saved.text
+    after = site.subscriber(ADA)
+    assert after is not None and after.topics == ["diffusion", f"like:{EXAMPLE_ID}", "like:2611.30002"]
+    assert examples_box(saved.text) == f"{EXAMPLE_ID}\n2611.30002"
