@@ -68,8 +68,8 @@ def test_fetch_file_then_papers_json(run: Run) -> None:
     assert all(set(p) == keys for p in papers)
     merged = [p for p in papers if len(p["sources"]) == 2]
     assert merged and all(p["categories"] and p["upvotes"] is not None for p in merged)
-    one = next(p for p in papers if p["id"] == "2505.53648")
-    assert one["url"] == "https://arxiv.org/abs/2505.53648" and one["pdf_url"] == "https://arxiv.org/pdf/2505.53648"
+    one = next(p for p in papers if p["id"] == "2505.21471")
+    assert one["url"] == "https://arxiv.org/abs/2505.21471" and one["pdf_url"] == "https://arxiv.org/pdf/2505.21471"
     assert one["title"].startswith("Scaling External Knowledge Input")
     assert isinstance(one["authors"], list) and one["published"].startswith("2025-11-04")
 

@@ -27,7 +27,7 @@ from tests.httpserver import HTTPTestServer, Response, http_server_fixture  # no
 
 SAMPLES = Path(__file__).resolve().parent.parent / "digest" / "samples"
 ARXIV_RSS = (SAMPLES / "arxiv-listing.rss").read_bytes()  # 40 items: 38 new/cross, 2 replacements
-HF_ITEMS = json.loads((SAMPLES / "hf-daily-papers.json").read_bytes())  # 30 items, one withdrawn (2208.25392)
+HF_ITEMS = json.loads((SAMPLES / "hf-daily-papers.json").read_bytes())  # 30 items, one withdrawn (2410.18959)
 HF_JSON = json.dumps(HF_ITEMS).encode()
 EMPTY_RSS = b"""<?xml version="1.0" encoding="UTF-8"?>
 <rss version="2.0"><channel><title>cs.AI updates on arXiv.org</title><link>http://rss.arxiv.org/rss/cs.AI</link>
@@ -500,15 +500,15 @@ def test_a_good_source_stores_papers_and_records_success(
         entries=40,
         not_modified=False,
         error=None,
-        problems=["2506.57174: announce type 'replace'", "2505.16518: announce type 'replace'"],
+        problems=["2204.08446: announce type 'replace'", "2412.14574: announce type 'replace'"],
     )
     assert count_papers(session) == 38
-    paper = session.get(Paper, "2505.53648")
+    paper = session.get(Paper, "2505.21471")
     assert paper is not None
     assert paper.title.startswith("Scaling External Knowledge Input Beyond Context Windows of LLMs")
     assert paper.sources == ["arxiv"]
     assert paper.first_seen == NOW
-    assert session.get(Paper, "2506.57174") is None  # a replacement, skipped
+    assert session.get(Paper, "2204.08446") is None  # a replacement, skipped
     state = state_of(engine, "arxiv")
     assert state.last_success == NOW
     assert state.last_attempt == NOW
@@ -556,7 +556,7 @@ def test_run_source_directly_with_the_real_client(
     report = run_source(session, client, source, settings, Throttle(0.0), NOW)
 
     assert (report.ok, report.new, report.parsed, report.entries) == (True, 29, 29, 30)
-    assert report.problems == ["2208.25392: withdrawn"]
+    assert report.problems == ["2410.18959: withdrawn"]
     assert count_papers(session) == 29
     assert state_of(engine, "hf").last_success == NOW
 
@@ -740,7 +740,7 @@ def test_a_dated_source_requests_today_and_yesterday(
     assert count_papers(session) == 29
     assert session.get(Paper, HF_ITEMS[0]["paper"]["id"]) is not None  # from today's list
     assert session.get(Paper, HF_ITEMS[-2]["paper"]["id"]) is not None  # from yesterday's list
-    assert session.get(Paper, "2208.25392") is None  # yesterday's last item is withdrawn
+    assert session.get(Paper, "2410.18959") is None  # yesterday's last item is withdrawn
     assert state_of(engine, "hf").etag == '"today"'  # the validators belong to the first (today's) URL
 
     # The next run sends them to today's URL only; yesterday's is fetched in full.
