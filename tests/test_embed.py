@@ -47,7 +47,7 @@ PROTEINS = paper(
     first_seen=NOW - timedelta(days=2),
     categories=("q-bio.BM",),
 )
-KV_CACHE = next(p for p in json.loads((SAMPLES / "papers.json").read_text()) if p["id"] == "2506.72313")
+KV_CACHE = next(p for p in json.loads((SAMPLES / "papers.json").read_text()) if p["id"] == "2506.11418")
 FEED = FIXTURES / "feed-arxiv-rss.xml"  # 6 papers on long contexts (and 2 replacements, skipped)
 
 
