@@ -1,6 +1,7 @@
 """The whole reader journey in a real headless Chromium against the real app on loopback, with the
 emails read from a real SMTP server: sign up, confirm, get a digest, unsubscribe, get nothing — on
-topics, and with no topic at all (the trending papers)."""
+topics, with no topic at all (the trending papers), and with a paper the reader liked (the real
+embedding model)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,12 @@ import uvicorn
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Response, ViewportSize, expect
 from sqlmodel import select
 
-from digest.config import Settings
+from digest.config import Settings, SourceKind
 from digest.db import init_db, make_engine, open_session
-from digest.models import Subscriber, SubscriberStatus
+from digest.demo import SAMPLES
+from digest.embed import embed_missing, load_embedder
+from digest.ingest import ingest_bytes
+from digest.models import Paper, Subscriber, SubscriberStatus
 from digest.pipeline import run_send
 from digest.send import make_transport
 from digest.web.app import create_app
@@ -222,6 +226,67 @@ def _sign_up_for_trending(page: Page, live: LiveServer, send_hour: int) -> None:
     with open_session(live.engine) as session:
         (sub,) = session.exec(select(Subscriber).where(Subscriber.email == "trends@example.org"))
         assert (sub.topics, sub.trending) == ([], 3)
+
+
+LIKED = "xKV: Cross-Layer SVD for KV-Cache Compression"
+
+
+def test_sign_up_with_a_paper_you_liked_sees_what_it_brings_and_gets_it(
+    browser: Browser, live: LiveServer, smtp_server: SmtpServer
+) -> None:
+    """The sample arXiv listing, embedded by the real model: a visitor types the title of a paper
+    they liked, the live preview shows the papers close to it (each saying so), a malformed id is
+    named in the preview, and the sign-up stores one `like:ID` topic whose digest says the same."""
+    now = datetime.now(UTC)
+    with open_session(live.engine) as session:
+        listing = (SAMPLES / "arxiv-listing.rss").read_bytes()
+        ingest_bytes(session, listing, SourceKind.ARXIV_RSS, "arxiv", now - timedelta(hours=1))
+        embedder = load_embedder("minilm-int8")
+        assert embedder is not None and embed_missing(session, embedder) > 30
+        example = session.exec(select(Paper).where(Paper.title == LIKED)).one()
+    send_hour = (now + timedelta(hours=1)).hour
+    page = browser.new_page(viewport=PHONE)
+    try:
+        close = _sign_up_with_a_paper_you_liked(page, live, send_hour, example.id)
+        _confirm(page, live, smtp_server, "liked@example.org")
+        send_at = datetime.combine((now + timedelta(hours=1)).date(), datetime.min.time(), tzinfo=UTC)
+        with open_session(live.engine) as session:
+            at = send_at + timedelta(hours=send_hour, minutes=5)
+            assert run_send(session, live.settings, make_transport(live.settings), at).counts["sent"] == 1
+    finally:
+        page.close()
+    text = smtp_server.to("liked@example.org")[1].message.get_body(("plain",))
+    assert text is not None
+    body = " ".join(text.get_content().split())
+    assert close[0] in body and f"Matched: close to your example {LIKED}" in body
+    assert f"1. {LIKED}" not in body  # the example is the reader's own, never "like" itself
+
+
+def _sign_up_with_a_paper_you_liked(page: Page, live: LiveServer, send_hour: int, example_id: str) -> list[str]:
+    """Type a liked paper's title (case and spacing aside) and sign up; the titles the preview showed."""
+    page.goto(live.settings.base_url + "/")
+    page.fill("#email", "liked@example.org")
+    page.fill("#examples", "  xkv: cross-layer SVD for KV-cache   compression")
+    liked = page.locator("#preview-body .liked")
+    expect(liked).to_have_text(f"Papers you liked: {LIKED} ({example_id})")  # the live preview, resolved
+    whys = page.locator("#preview-body .papers .why").all_inner_texts()
+    assert whys and set(whys) == {f"Matched: close to your example {LIKED}"}, whys
+    titles = page.locator("#preview-body .papers li > a").all_inner_texts()
+    assert LIKED not in titles and any(re.search(r"kv|cache", t, re.I) for t in titles[:3]), titles
+    assert not page.is_checked("#trending")  # a paper typed is a topic: the box follows the two boxes
+    page.fill("#examples", "2406.123")
+    expect(page.locator("#preview-body .error")).to_contain_text("'2406.123' is not an arXiv id like 2406.12345")
+    page.fill("#examples", f"https://arxiv.org/abs/{example_id}v2")
+    expect(liked).to_have_text(f"Papers you liked: {LIKED} ({example_id})")
+    page.select_option("#timezone", "UTC")
+    page.select_option("#send_hour", str(send_hour))
+    _shot(page, "10-signup-liked")
+    page.click("button.primary")
+    page.wait_for_selector("text=Check your inbox")
+    with open_session(live.engine) as session:
+        (sub,) = session.exec(select(Subscriber).where(Subscriber.email == "liked@example.org"))
+        assert (sub.topics, sub.trending) == ([f"like:{example_id}"], None)
+    return titles
 
 
 def _receive_digest(live: LiveServer, smtp_server: SmtpServer, send_at: datetime) -> str:
