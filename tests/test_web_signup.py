@@ -36,6 +36,7 @@ from tests.webclient import (  # noqa: F401  (clock, site, papers, trending_pape
     four_addresses,
     input_value,
     is_checked,
+    json_prefs,
     manage_form,
     nothing_stored,
     page_text,
@@ -791,3 +792,7 @@ def test_the_manage_page_shows_and_edits_the_papers_you_liked(site: Site, liked:
     after = site.subscriber(ADA)
     assert after is not None and after.topics == ["diffusion", f"like:{EXAMPLE_ID}", "like:2611.30002"]
     assert examples_box(saved.text) == f"{EXAMPLE_ID}\n2611.30002"
+    api = f"/api/manage/{tokens['manage']}"  # the API's PUT takes them too; its GET lists every topic
+    put = site.client.put(api, json=json_prefs(topics=["diffusion"], examples=[CLOSE_TITLE, "arXiv:2611.99999v1"]))
+    assert put.status_code == 200 and put.json()["topics"] == ["diffusion", "like:2611.30002", "like:2611.99999"]
+    assert site.client.get(api).json() == put.json()
