@@ -21,7 +21,17 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 
 from bench.records import TopicStats, TopTopic
-from digest.models import Delivery, Frequency, Notice, Paper, Subscriber, SubscriberStatus, Suppression
+from digest.models import (
+    Delivery,
+    Frequency,
+    Notice,
+    Paper,
+    ReaderModel,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+    Vote,
+)
 from digest.parse import arxiv_urls
 from digest.query import QueryError, parse_query
 
@@ -142,6 +152,8 @@ class Day:
     papers: int
     seed: int
     queries: list[str]
+    history: int = 0  # earlier papers: what readers gave as examples and voted on
+    voters: int = 0
 
 
 def bench_now() -> datetime:
@@ -366,9 +378,52 @@ def make_papers(rng: random.Random, count: int, now: datetime) -> Iterator[dict[
         yield _paper(rng, material, n, now)
 
 
-def make_subscribers(rng: random.Random, count: int, queries: Sequence[str], now: datetime) -> Iterator[dict[str, Any]]:
+HISTORY_DAYS = (2, 25)  # earlier papers were first seen this many days ago
+SEMANTIC_SHARE = 0.2  # readers with a `like:` topic (a description, or example papers)
+VOTER_SHARE = 0.1  # readers who voted on earlier papers (enough likes for a model)
+
+
+def history_size(papers: int) -> int:
+    """How many earlier papers the day has: a fifth of the new ones, at least 50."""
+    return max(50, papers // 5)
+
+
+def make_history(rng: random.Random, count: int, now: datetime) -> Iterator[dict[str, Any]]:
+    """`count` papers of the last weeks (outside every window of the day, not on Hugging Face):
+    the examples readers gave and the papers they voted on."""
+    material = _Material.load()
+    for n, pid in enumerate(history_ids(now, count)):
+        row = _paper(rng, material, n, now)
+        row.update(id=pid, abs_url=arxiv_urls(pid)[0], pdf_url=arxiv_urls(pid)[1])
+        seen = now - timedelta(days=rng.randint(*HISTORY_DAYS), seconds=rng.randint(0, 86_399))
+        row.update(upvotes=None, upvote_history=[], on_hf=False, sources=["arxiv"], first_seen=seen, updated_at=seen)
+        row["published"] = seen - timedelta(hours=12)
+        yield row
+
+
+def history_ids(now: datetime, count: int) -> list[str]:
+    """The ids `make_history` gives its papers (the day's papers are numbered from 10000)."""
+    return [f"{now:%y%m}.{60_000 + n:05d}" for n in range(count)]
+
+
+def _semantic_topic(rng: random.Random, examples: Sequence[str]) -> str:
+    """A `like:` topic as readers write them: a description of what they want, or 1-3 example
+    papers, sometimes with an exclusion."""
+    if rng.random() < 0.5 or not examples:
+        c1, c2 = rng.sample(CONCEPTS, 2)
+        text = f"{c1[0].strip(chr(34))} for {c2[0].strip(chr(34))}" if rng.random() < 0.5 else c1[0].strip('"')
+        topic = f'like:"{text}"'
+    else:
+        topic = " OR ".join(f"like:{pid}" for pid in rng.sample(examples, rng.randint(1, min(3, len(examples)))))
+    return f"{topic} -{rng.choice(EXCLUDES)}" if rng.random() < 0.2 else topic
+
+
+def make_subscribers(
+    rng: random.Random, count: int, queries: Sequence[str], now: datetime, examples: Sequence[str] = ()
+) -> Iterator[dict[str, Any]]:
     """`count` active, long-confirmed daily readers due at 00:00 UTC, 1–3 Zipf-drawn topics each;
-    about 10% also (or only, half of them) get the trending papers."""
+    about 10% also (or only, half of them) get the trending papers; SEMANTIC_SHARE have a `like:`
+    topic too (on `examples`, earlier papers, for the example kind)."""
     cum = zipf_weights(len(queries))
     ranks = range(len(queries))
     for n in range(count):
@@ -376,6 +431,8 @@ def make_subscribers(rng: random.Random, count: int, queries: Sequence[str], now
         picked: dict[str, None] = {}
         while len(picked) < k:
             picked[queries[rng.choices(ranks, cum_weights=cum)[0]]] = None
+        if rng.random() < SEMANTIC_SHARE:
+            picked[_semantic_topic(rng, examples)] = None
         joined = now - timedelta(days=rng.randint(30, 400), seconds=rng.randint(0, 86_399))
         first = rng.choice(FIRST_NAMES).lower().replace("ø", "o").replace("é", "e").replace("í", "i")
         first = first.encode("ascii", "ignore").decode()
@@ -409,7 +466,7 @@ def _batched(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[st
 def clear(engine: Engine) -> None:
     """Empty the tables the benchmark fills (only those: the database or schema is the bench's own)."""
     with engine.begin() as conn:
-        for table in (Delivery, Notice, Suppression, Subscriber, Paper):
+        for table in (Delivery, Notice, Suppression, Vote, ReaderModel, Subscriber, Paper):
             conn.execute(delete(table.__table__))  # type: ignore[union-attr]
 
 
@@ -420,20 +477,54 @@ def reset_deliveries(engine: Engine) -> int:
     return int(result.rowcount or 0)
 
 
+def make_votes(
+    rng: random.Random, readers: Sequence[int], papers: Sequence[str], now: datetime
+) -> Iterator[dict[str, Any]]:
+    """VOTER_SHARE of the readers voted on earlier papers: 3-8 "more like this" (enough for a
+    model) and 0-3 "less like this" each, a day or more ago."""
+    for sid in readers:
+        if rng.random() >= VOTER_SHARE:
+            continue
+        chosen = rng.sample(papers, min(len(papers), rng.randint(3, 8) + rng.randint(0, 3)))
+        likes = max(3, len(chosen) - rng.randint(0, 3))
+        for n, pid in enumerate(chosen):
+            at = now - timedelta(days=1, seconds=rng.randint(0, 20 * 86_400))
+            yield {"subscriber_id": sid, "paper_id": pid, "value": 1 if n < likes else -1, "created_at": at}
+
+
+def _table(model: type[Any]) -> Any:
+    return model.__table__
+
+
+def _insert(engine: Engine, table: Any, rows: Iterator[dict[str, Any]]) -> int:
+    inserted = 0
+    with engine.begin() as conn:
+        for batch in _batched(rows, BATCH):
+            conn.execute(insert(table), batch)
+            inserted += len(batch)
+    return inserted
+
+
 def generate(engine: Engine, subscribers: int, papers: int, seed: int, now: datetime) -> Day:
-    """Fill the database with the day: `papers` new papers and `subscribers` readers, in batches."""
+    """Fill the database with the day: `papers` new papers and the earlier ones, `subscribers`
+    readers and their votes, in batches."""
     rng = random.Random(seed)
     queries = make_queries(random.Random(seed + 1), AUTHORS)
     clear(engine)
-    paper_table = Paper.__table__  # type: ignore[attr-defined]
-    sub_table = Subscriber.__table__  # type: ignore[attr-defined]
-    with engine.begin() as conn:
-        for batch in _batched(make_papers(random.Random(seed + 2), papers, now), BATCH):
-            conn.execute(insert(paper_table), batch)
-    with engine.begin() as conn:
-        for batch in _batched(make_subscribers(rng, subscribers, queries, now), BATCH):
-            conn.execute(insert(sub_table), batch)
-    return Day(now=now, subscribers=subscribers, papers=papers, seed=seed, queries=queries)
+    earlier = history_size(papers)
+    papers_t, subs_t, votes_t = (_table(m) for m in (Paper, Subscriber, Vote))
+    _insert(engine, papers_t, make_papers(random.Random(seed + 2), papers, now))
+    _insert(engine, papers_t, make_history(random.Random(seed + 3), earlier, now))
+    examples = history_ids(now, earlier)
+    _insert(engine, subs_t, make_subscribers(rng, subscribers, queries, now, examples))
+    with engine.connect() as conn:
+        readers = list(conn.execute(sa_select(subs_t.c.id).order_by(subs_t.c.id)).scalars())
+    _insert(engine, votes_t, make_votes(random.Random(seed + 4), readers, examples, now))
+    with engine.connect() as conn:
+        voters = conn.execute(sa_select(func.count(func.distinct(votes_t.c.subscriber_id)))).scalar_one()
+    return Day(
+        now=now, subscribers=subscribers, papers=papers, seed=seed, queries=queries, history=earlier, voters=voters
+    )
 
 
 def topic_stats(engine: Engine) -> TopicStats:
@@ -441,8 +532,7 @@ def topic_stats(engine: Engine) -> TopicStats:
     from collections import Counter
 
     counts: Counter[str] = Counter()
-    total = 0
-    last = 0
+    total = semantic = last = 0
     sub = Subscriber.__table__  # type: ignore[attr-defined]
     with engine.connect() as conn:
         while True:
@@ -454,6 +544,7 @@ def topic_stats(engine: Engine) -> TopicStats:
             for _id, topics in rows:
                 counts.update(topics)
                 total += len(topics)
+                semantic += any("like:" in t for t in topics)
             last = rows[-1][0]
         readers = conn.execute(sa_select(func.count()).select_from(sub)).scalar_one()
     return TopicStats(
@@ -461,4 +552,5 @@ def topic_stats(engine: Engine) -> TopicStats:
         distinct_topics=len(counts),
         topics_per_reader=round(total / max(1, readers), 2),
         top_topics=[TopTopic(t, c) for t, c in counts.most_common(5)],
+        semantic_readers=semantic,
     )

@@ -119,6 +119,16 @@ class NaiveConfig(StageConfig):
 
 
 @dataclass(frozen=True, kw_only=True)
+class EmbedConfig(StageConfig):
+    stage = "embed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(StageConfig):
+    stage = "train"
+
+
+@dataclass(frozen=True, kw_only=True)
 class E2eConfig(StageConfig):
     stage = "e2e"
     budget: float = 0.0  # seconds before the run stops and extrapolates; 0: no limit
@@ -153,6 +163,31 @@ class MatchResult(StageResult):
     rss_start_mb: float
     rss_after_index_mb: float
     rss_end_mb: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmbedResult(StageResult):
+    """`embed_missing` with the configured model over every paper without a vector."""
+
+    model: str
+    papers: int
+    model_load_s: float
+    wall_s: float
+    cpu_s: float
+    papers_per_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainResult(StageResult):
+    """`learning.retrain` for every reader with votes, one after the other (as the worker task
+    runs it: votes and weak negatives read from the database, Newton steps, the model stored)."""
+
+    readers: int
+    models: int
+    wall_s: float
+    median_ms: float
+    p95_ms: float
+    max_ms: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -294,20 +329,25 @@ class TopicStats:
     distinct_topics: int
     topics_per_reader: float
     top_topics: list[TopTopic]
+    semantic_readers: int = 0  # readers with a `like:` topic
 
 
 @dataclass(frozen=True, kw_only=True)
 class GenerateStats(TopicStats):
     seconds: float
     queries_defined: int
+    voters: int = 0  # readers with votes
+    earlier_papers: int = 0  # papers of the last weeks (examples, votes)
 
     @classmethod
-    def of(cls, topics: TopicStats, *, seconds: float, queries_defined: int) -> GenerateStats:
-        return cls(seconds=seconds, queries_defined=queries_defined, **vars(topics))
+    def of(cls, topics: TopicStats, **more: Any) -> GenerateStats:
+        return cls(**more, **vars(topics))
 
 
 @dataclass(frozen=True, kw_only=True)
 class Stages:
+    embed: EmbedResult
+    train: TrainResult
     match_quarter: MatchResult  # the match stage at N/4, for the memory growth
     match: MatchResult
     digest: DigestResult

@@ -29,6 +29,8 @@ from bench.records import (
     DigestResult,
     E2eConfig,
     E2eResult,
+    EmbedConfig,
+    EmbedResult,
     GenerateStats,
     MatchConfig,
     MatchResult,
@@ -40,6 +42,8 @@ from bench.records import (
     StageConfig,
     StageResult,
     Stages,
+    TrainConfig,
+    TrainResult,
     dumps,
     load,
 )
@@ -211,16 +215,41 @@ class Bench:
         self.say(
             f"generated {n:,} subscribers and {m:,} papers in {seconds:.1f}s ({topics.distinct_topics} distinct topics)"
         )
-        return GenerateStats.of(topics, seconds=round(seconds, 2), queries_defined=len(day.queries))
+        self.say(
+            f"{topics.semantic_readers:,} readers with a like: topic, {day.voters:,} with votes, "
+            f"{day.history:,} earlier papers"
+        )
+        return GenerateStats.of(
+            topics, seconds=round(seconds, 2), queries_defined=len(day.queries), voters=day.voters,
+            earlier_papers=day.history,
+        )  # fmt: skip
 
     def stages(self) -> tuple[Stages, Ceiling]:
         """Every stage, in order (the smtp-source ceiling sends the digest stage's typical message)."""
+        embed, train = self.learn()
         quarter, full = self.match()
         digest = self.digest()
         ceiling = self.ceiling()
         naive = self.naive()
         e2e = self.e2e()
-        return Stages(match_quarter=quarter, match=full, digest=digest, naive=naive, e2e=e2e), ceiling
+        stages = Stages(
+            embed=embed, train=train, match_quarter=quarter, match=full, digest=digest, naive=naive, e2e=e2e
+        )
+        return stages, ceiling
+
+    def learn(self) -> tuple[EmbedResult, TrainResult]:
+        """Embed every paper (the day's and the earlier ones), then train every voter's model."""
+        embed = run_stage("embed", EmbedConfig(setup=self.setup), EmbedResult, self.work)
+        self.say(
+            f"embed: {embed.papers:,} papers in {embed.wall_s}s ({embed.papers_per_s} papers/s, model loaded in "
+            f"{embed.model_load_s}s)"
+        )
+        train = run_stage("train", TrainConfig(setup=self.setup), TrainResult, self.work)
+        self.say(
+            f"train: {train.models:,} models for {train.readers:,} voters, median {train.median_ms} ms, "
+            f"p95 {train.p95_ms} ms"
+        )
+        return embed, train
 
     def match(self) -> tuple[MatchResult, MatchResult]:
         """The match stage at N/4 and at N, for the memory growth."""

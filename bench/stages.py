@@ -1,7 +1,10 @@
 """The measured stages, each run in a process of its own (`python -m bench.stages STAGE CONFIG OUT`),
 so that the peak RSS it reports is that stage's alone. Every stage calls the project's real code.
 
-- match:   build the PaperIndex once, then `digest.match.pick` for every subscriber, streamed in batches
+- embed:   `embed_missing` with the configured model over every paper without a vector
+- train:   `learning.retrain` for every reader with votes, one after the other
+- match:   build the PaperIndex once, then `digest.match.pick` for every subscriber, streamed in
+           batches with what their votes teach (`learned_for`, as a send chunk reads it)
 - digest:  on a sample of real selections: render (`render_digest`), MIME (`build_message`), send
            (`SmtpTransport` to smtp-sink), and the whole per-digest path (`compose.digest_message` + send)
 - naive:   the same sample the naive way: premailer per email, stdlib EmailMessage, one smtplib connection
@@ -28,7 +31,7 @@ from typing import Any
 
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from bench.digest_stage import stage_digest
 from bench.measure import Clock, peak_rss_mb, profiled, rss_mb
@@ -37,19 +40,25 @@ from bench.records import (
     DigestConfig,
     E2eConfig,
     E2eResult,
+    EmbedConfig,
+    EmbedResult,
     MatchConfig,
     MatchResult,
     NaiveConfig,
     StageResult,
+    TrainConfig,
+    TrainResult,
     dumps,
     load,
 )
 from digest.clock import utcnow
 from digest.config import Settings
 from digest.db import make_engine, open_session
-from digest.index import load_index
+from digest.embed import embed_missing, load_embedder
+from digest.index import load_index, semantics_for
+from digest.learning import learned_for, retrain
 from digest.match import PaperIndex, pick
-from digest.models import Frequency, Preferences, Subscriber
+from digest.models import Frequency, Preferences, Subscriber, Vote
 from digest.pipeline import send_chunk
 from digest.plan import Window, plan_due, window_end
 from digest.schedule import Schedule, previous_slot
@@ -57,6 +66,52 @@ from digest.send import Outcome, Transport, make_transport
 
 STREAM_BATCH = 2_000
 LOOKBACK = timedelta(days=Settings.model_fields["upvote_lookback_days"].default)
+
+
+# ---- embed and train: what the worker tasks after ingest and after votes do ----------------------
+
+
+def stage_embed(cfg: EmbedConfig) -> EmbedResult:
+    """Load the configured model, then embed every paper without a vector, as `digest embed` does."""
+    settings = cfg.setup.settings()
+    engine = make_engine(settings.database_url)
+    loading, embedding = Clock(), Clock()
+    with loading.run():
+        embedder = load_embedder(settings.embedding_model)
+    if embedder is None:
+        raise SystemExit("the benchmark needs an embedding model (DIGEST_EMBEDDING_MODEL is none)")
+    with profiled(cfg.setup.profile_dir, "embed"), embedding.run(), open_session(engine) as session:
+        stored = embed_missing(session, embedder)
+    engine.dispose()
+    return EmbedResult(
+        model=embedder.name, papers=stored, model_load_s=round(loading.wall, 2), wall_s=round(embedding.wall, 2),
+        cpu_s=round(embedding.cpu, 2), papers_per_s=round(stored / embedding.wall, 1) if embedding.wall else 0.0,
+        peak_rss_mb=peak_rss_mb(),
+    )  # fmt: skip
+
+
+def stage_train(cfg: TrainConfig) -> TrainResult:
+    """`retrain` for every reader with votes, each timed on its own."""
+    settings = cfg.setup.settings()
+    engine = make_engine(settings.database_url)
+    took: list[float] = []
+    models = 0
+    with open_session(engine) as session:
+        query = sa_select(col(Vote.subscriber_id)).distinct().order_by(col(Vote.subscriber_id))
+        voters = list(session.execute(query).scalars())
+        t0 = time.perf_counter()
+        with profiled(cfg.setup.profile_dir, "train"):
+            for sid in voters:
+                began = time.perf_counter()
+                models += retrain(session, settings, sid, cfg.setup.now) is not None
+                took.append(1000 * (time.perf_counter() - began))
+        wall = time.perf_counter() - t0
+    engine.dispose()
+    ranked = sorted(took) or [0.0]
+    return TrainResult(
+        readers=len(voters), models=models, wall_s=round(wall, 2), median_ms=round(statistics.median(ranked), 2),
+        p95_ms=round(ranked[int(0.95 * (len(ranked) - 1))], 2), max_ms=round(ranked[-1], 2), peak_rss_mb=peak_rss_mb(),
+    )  # fmt: skip
 
 
 # ---- match: pick() for every reader ------------------------------------------------------------
@@ -99,20 +154,23 @@ class _Matched:
     matched: int = 0
 
 
-def _match_readers(index: PaperIndex, batches: Iterator[Sequence[Any]], window: Window) -> _Matched:
-    """`pick` for every reader of every batch (what `pipeline.select_for` runs), loading and
-    matching timed apart."""
+def _match_readers(
+    index: PaperIndex, batches: Iterator[Sequence[Any]], window: Window, taught: Callable[[list[int]], dict[int, Any]]
+) -> _Matched:
+    """`pick` for every reader of every batch (what `pipeline.select_for` runs), with what each
+    batch's votes teach (`taught`, read as a send chunk reads it); loading and matching timed apart."""
     seen = _Matched()
     readers = nonempty = shown = matched = 0
     while True:
         with seen.load.run():
             rows = next(batches, None)
+            learned = taught([row[0] for row in rows]) if rows else {}
         if rows is None:
             break
         with seen.match.run():
-            for _id, topics, min_upvotes, cap, trending in rows:
+            for sid, topics, min_upvotes, cap, trending in rows:
                 prefs = Preferences(topics, min_upvotes=min_upvotes, max_papers=cap, trending=trending)
-                chosen = pick(index, prefs, window.start, window.end, lookback=LOOKBACK)
+                chosen = pick(index, prefs, window.start, window.end, lookback=LOOKBACK, learned=learned.get(sid))
                 readers += 1
                 if found := chosen.matches:
                     nonempty += 1
@@ -130,10 +188,15 @@ def stage_match(cfg: MatchConfig) -> MatchResult:
     rss_start = rss_mb()
     index_clock = Clock()
     with index_clock.run(), open_session(engine) as session:
-        index = load_index(session, window.start - timedelta(days=3650), window.end)
+        since = window.start - timedelta(days=3650)
+        index = load_index(session, since, window.end, semantics=semantics_for(settings, engine))
     rss_after_index = rss_mb()
-    with profiled(cfg.setup.profile_dir, "match"):
-        seen = _match_readers(index, _stream(engine, cfg.limit), window)
+    with profiled(cfg.setup.profile_dir, "match"), open_session(engine) as session:
+
+        def taught(ids: list[int]) -> dict[int, Any]:
+            return dict(learned_for(session, settings, ids, cfg.setup.now))
+
+        seen = _match_readers(index, _stream(engine, cfg.limit), window, taught)
     engine.dispose()
     return MatchResult(
         subscribers=seen.readers,
@@ -217,6 +280,8 @@ def stage_e2e(cfg: E2eConfig) -> E2eResult:
 # ---- the stage process ---------------------------------------------------------------------------------
 
 STAGES: dict[str, Callable[[Any], StageResult]] = {
+    EmbedConfig.stage: lambda data: stage_embed(load(EmbedConfig, data)),
+    TrainConfig.stage: lambda data: stage_train(load(TrainConfig, data)),
     MatchConfig.stage: lambda data: stage_match(load(MatchConfig, data)),
     DigestConfig.stage: lambda data: stage_digest(load(DigestConfig, data)),
     NaiveConfig.stage: lambda data: stage_naive(load(NaiveConfig, data)),

@@ -169,12 +169,12 @@ def _load_feedback(keys: list[str], token: str, now: datetime, max_age: int | No
         raise TokenError("bad signature") from exc
     if not any(hmac.compare_digest(given, _feedback_tag(key, body)) for key in keys):
         raise TokenError("bad signature")
-    issued = data.get("i") if isinstance(data, dict) else None
-    if type(issued) is not int:
+    if not isinstance(data, dict) or type(data.get("i")) is not int:
         raise TokenError("malformed payload")
-    if max_age is not None and now.timestamp() - issued > max_age:
+    if max_age is not None and now.timestamp() - data["i"] > max_age:
         raise TokenError("expired")
-    return data
+    payload: dict[str, Any] = data
+    return payload
 
 
 def read_feedback_token(keys: list[str], token: str, *, now: datetime, max_age: int | None) -> FeedbackData:

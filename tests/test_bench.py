@@ -17,6 +17,8 @@ from digest.config import PROJECT_ROOT
 from tests.conftest import IN_CI, port_open, require
 
 STAGE_KEYS = {
+    "embed": ["papers", "papers_per_s", "wall_s", "peak_rss_mb"],
+    "train": ["readers", "models", "median_ms", "p95_ms", "peak_rss_mb"],
     "match": ["subscribers", "subscribers_per_s", "match_s", "index_build_s", "peak_rss_mb"],
     "match_quarter": ["subscribers", "subscribers_per_s", "match_s", "peak_rss_mb"],
     "digest": ["digests", "mean_message_bytes", "peak_rss_mb"],
@@ -31,6 +33,8 @@ DIGEST_PARTS = {
 }
 CELERY_KEYS = ["digests_sent", "digests_per_s", "wall_s", "projected_wall_s", "worker_cpu_s", "peak_rss_mb", "settled"]
 TARGETS = {
+    "embed_2000_s",
+    "train_reader_ms",
     "match_100k_s",
     "per_digest_cpu_ms",
     "e2e_100k_2_workers_s",
@@ -72,6 +76,8 @@ def test_benchmark_runs_end_to_end_at_quick_size(tmp_path: Path) -> None:
     assert report["meta"]["subscribers"] == 2_000 and report["meta"]["papers"] == 300
     assert report["generate"]["readers"] == 2_000
     assert report["generate"]["distinct_topics"] >= 100, "a few hundred distinct topics, Zipf-distributed"
+    assert 300 <= report["generate"]["semantic_readers"] <= 500, "about 20% of the readers have a like: topic"
+    assert 150 <= report["generate"]["voters"] <= 250, "about 10% of the readers voted"
 
     stages = report["stages"]
     for stage, keys in STAGE_KEYS.items():
