@@ -264,6 +264,16 @@ class ReaderModel(SQLModel, table=True):
     trained_at: datetime = Field(sa_column=_utc_column(nullable=False))
 
 
+class TextVector(SQLModel, table=True):
+    """The vector of a text a reader described a topic with (`like:"…"`), by the text's sha256:
+    embedded once per model, read by every send run after."""
+
+    embedding_model: str = Field(sa_column=Column(String(64), primary_key=True))
+    text_hash: str = Field(sa_column=Column(String(64), primary_key=True))
+    vector: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # as Paper.embedding
+    created_at: datetime = Field(sa_column=_utc_column(nullable=False))
+
+
 class Suppression(SQLModel, table=True):
     """Addresses never to mail again (hard bounces, "forget me"), kept only as a hash."""
 

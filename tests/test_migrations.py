@@ -20,11 +20,13 @@ from digest.signup import subscriber_for
 from digest.tokens import Purpose, email_tag
 from tests.conftest import NOW, FreshDatabase
 
+HEAD = "0008"  # the newest migration
+
 
 def test_the_migrated_schema_is_the_models(fresh_database: FreshDatabase) -> None:
     engine = make_engine(fresh_database("migrated"))
     init_db(engine)
-    assert current_revision(engine) == "0007"
+    assert current_revision(engine) == HEAD
     with engine.connect() as conn:
         differences = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata)
     engine.dispose()
@@ -65,7 +67,7 @@ def test_upgrading_a_database_with_data_from_the_previous_revision(
             )
     assert current_revision(engine) == "0001"
     init_db(engine)
-    assert current_revision(engine) == "0007"
+    assert current_revision(engine) == HEAD
     with open_session(engine) as session:
         paper = session.get(Paper, "2611.00001")
         assert paper is not None and paper.authoritative is True and paper.upvotes == 7
@@ -102,7 +104,7 @@ def test_downgrade_then_upgrade_again(fresh_database: FreshDatabase) -> None:
         conn.commit()
     assert current_revision(engine) == "0001"
     init_db(engine)
-    assert current_revision(engine) == "0007"
+    assert current_revision(engine) == HEAD
     engine.dispose()
 
 
@@ -110,5 +112,5 @@ def test_init_db_is_safe_to_run_twice(fresh_database: FreshDatabase) -> None:
     engine = make_engine(fresh_database("twice"))
     init_db(engine)
     init_db(engine)
-    assert current_revision(engine) == "0007"
+    assert current_revision(engine) == HEAD
     engine.dispose()
