@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
@@ -26,14 +26,16 @@ from jinja2 import (
 )
 from markupsafe import Markup
 
+from digest.latex import latex_to_text
 from digest.match import Match
 from digest.parse import arxiv_id
-from digest.query import QueryError, parse_query
+from digest.query import Like, QueryError, parse_query, positive_likes
 from digest.query import label as query_label
 from digest.text import clip, squash, word_spans
 
 SNIPPET_CHARS = 300
 REASON_CHARS = 80  # a card's reason: an OR alternative, or "close to your example <its title>"
+EXAMPLE_REASON = "close to your example "  # how a card names a like:ID match (digest.semantic)
 AUTHORS_SHOWN = 3
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 _PLACEHOLDER = re.compile(r"JJX(\d+)XJJ")
@@ -101,11 +103,23 @@ class DigestContext:
     weekly: bool = False  # the digest covers a week: "this week", not "today"
     trending: int | None = None  # the reader's trending section size, if they have one
     feedback: FeedbackLinks | None = None  # signed per reader and paper, on each card's last line
+    view_url: str = ""  # the digest's own page ("view in your browser"); none for a preview
 
     @property
     def period_word(self) -> str:
         """'today' or 'this week'."""
         return "this week" if self.weekly else "today"
+
+    @property
+    def trending_phrase(self) -> str:
+        """'the 10 most upvoted papers on Hugging Face today', 'the most upvoted paper on … this week'."""
+        return trending_phrase(self.trending or 0, self.period_word)
+
+
+def trending_phrase(count: int, period_word: str) -> str:
+    """What a trending section holds, in words: 'the 10 most upvoted papers on Hugging Face today'."""
+    what = "the most upvoted paper" if count == 1 else f"the {count} most upvoted papers"
+    return f"{what} on Hugging Face {period_word}"
 
 
 @dataclass(frozen=True)
@@ -221,14 +235,32 @@ def author_segments(names: Sequence[str], hits: frozenset[int], shown: int = AUT
     return out
 
 
+# An example paper's arXiv id → its title as readers see it (for `like:ID` topics).
+Titles = Mapping[str, str]
+_NO_TITLES: Titles = {}
+
+
 @lru_cache(maxsize=100_000)
 def topic_label(topic: str) -> str:
-    """A short human name for a topic: `"KV cache" OR kv-cache -survey` reads as `KV cache`."""
+    """A short human name for a topic: `"KV cache" OR kv-cache -survey` reads as `KV cache`,
+    `like:"context windows"` as `"context windows"`, `like:2406.12345` as `papers like 2406.12345`."""
+    return titled_label(topic, _NO_TITLES)
+
+
+def titled_label(topic: str, titles: Titles) -> str:
+    """A topic's label, naming each example paper by its title when `titles` has it: `papers like <title>`."""
     try:
-        text = query_label(parse_query(topic))
+        text = query_label(parse_query(topic), like=lambda like: like_label(like, titles))
     except QueryError:
         text = topic
     return short_label(text) or short_label(topic)
+
+
+def like_label(like: Like, titles: Titles) -> str:
+    """How a label names a `like:` term: '"context windows"', 'papers like <title or id>'."""
+    if like.kind == "text":
+        return f'"{like.value}"'
+    return f"papers like {titles.get(like.value, like.value)}"
 
 
 def short_label(text: str) -> str:
@@ -236,11 +268,40 @@ def short_label(text: str) -> str:
     return clip(squash(text), 40)
 
 
-def subject_line(count: int, topics: Sequence[str], date: datetime, limit: int = 60) -> str:
+@lru_cache(maxsize=10_000)
+def lone_example(topic: str) -> str | None:
+    """The arXiv id of a topic that is one example paper and nothing else (`like:2406.12345`,
+    exclusions aside) — what "Papers you liked" makes — or None."""
+    try:
+        tree = parse_query(topic)
+    except QueryError:
+        return None
+    likes = positive_likes(tree)
+    alone = len(likes) == 1 and likes[0].kind == "paper" and query_label(tree, like=lambda _like: "") == ""
+    return likes[0].value if alone else None
+
+
+def example_titles(matches: Sequence[Match]) -> dict[str, str]:
+    """The titles of the reader's example papers, read from the cards' reasons: a paper a lone
+    `like:ID` topic brought says 'close to your example <title>' (match knows the titles, render
+    only the matches)."""
+    found: dict[str, str] = {}
+    for match in matches:
+        for topic, reason in zip(match.topics, match.reasons, strict=False):
+            example = lone_example(topic)
+            title = reason.removeprefix(EXAMPLE_REASON) if reason.startswith(EXAMPLE_REASON) else ""
+            if example and title and title != example:
+                found[example] = latex_to_text(title)
+    return found
+
+
+def subject_line(
+    count: int, topics: Sequence[str], date: datetime, limit: int = 60, titles: Titles = _NO_TITLES
+) -> str:
     """'7 new papers on long context, KV cache — 29 Nov' (topic labels cut to fit)."""
     noun = "paper" if count == 1 else "papers"
     labels: list[str] = []
-    for label in dict.fromkeys(topic_label(t) for t in topics):
+    for label in dict.fromkeys(titled_label(t, titles) if titles else topic_label(t) for t in topics):
         if labels and len(", ".join([*labels, label])) > limit:
             labels.append("…")
             break
@@ -320,7 +381,7 @@ def reasons(match: Match) -> tuple[str, ...]:
         return ()
     if match.reasons:
         pairs = zip(match.reasons, match.topics, strict=True)
-        return tuple(dict.fromkeys(clip(squash(r), REASON_CHARS) or topic_label(t) for r, t in pairs))
+        return tuple(dict.fromkeys(clip(squash(latex_to_text(r)), REASON_CHARS) or topic_label(t) for r, t in pairs))
     return tuple(topic_label(t) for t in match.topics)
 
 
@@ -337,15 +398,16 @@ def with_feedback(card: Card, match: Match, context: DigestContext) -> Card:
 
 
 def _build_view(match: Match, *, with_topics: bool = True) -> PaperView:
+    """The paper as readers see it: LaTeX in its title, abstract and authors read as text."""
     paper = match.paper
     phrases = match.highlight
-    line = author_segments(paper.authors, match.authors_hit)
+    line = author_segments([latex_to_text(name) for name in paper.authors], match.authors_hit)
     return PaperView(
-        title=segments(paper.title, phrases),
+        title=segments(latex_to_text(paper.title), phrases),
         url=safe_url(getattr(paper, "abs_url", None)) or "",
         pdf_url=safe_url(getattr(paper, "pdf_url", None)),
         authors="".join(s.text for s in line),
-        snippet=segments(snippet(paper.abstract, phrases), phrases),
+        snippet=segments(snippet(latex_to_text(paper.abstract), phrases), phrases),
         categories=list(paper.categories),
         upvotes=paper.upvotes,
         topics=list(reasons(match)) if with_topics else [],
@@ -491,34 +553,37 @@ def render_digest(folder: Path, context: DigestContext, matches: Sequence[Match]
     topical = [m for m in matches if m.rank is None and not m.recommended]
     cards = [with_feedback(paper_card(folder, m), m, context) for m in topical]
     liked = [with_feedback(recommended_card(folder, m), m, context) for m in matches if m.recommended]
+    titles = example_titles(topical)
     values: dict[str, object] = {
         "trending": trending,
         "cards": cards,
         "recommended": liked,
         "more": more,
         "ctx": context,
-        "topics": [topic_label(t) for t in context.topics],
+        "topics": [titled_label(t, titles) for t in context.topics],
         "date_label": f"{context.date:%A} {context.date.day} {context.date:%B %Y}",
         "summary": summary(context, trending, cards, more),
         "lead": next(iter([*cards, *trending]), None),
     }
-    return render_pair(folder, "digest", digest_subject(context, len(trending), topical, more), values)
+    return render_pair(folder, "digest", digest_subject(context, len(trending), topical, more, titles), values)
 
 
 def recommended_card(folder: Path, match: Match) -> Card:
     """A paper the reader's votes brought: its reason is 'like <title>, which you liked'."""
     card = paper_card(folder, match)
-    return replace(card, topics=(), why=match.reasons[0] if match.reasons else "")
+    return replace(card, topics=(), why=squash(latex_to_text(match.reasons[0])) if match.reasons else "")
 
 
-def digest_subject(context: DigestContext, trending: int, topical: Sequence[Match], more: int) -> str:
+def digest_subject(
+    context: DigestContext, trending: int, topical: Sequence[Match], more: int, titles: Titles = _NO_TITLES
+) -> str:
     """'7 new papers on KV cache — 29 Nov', '10 trending papers today — 29 Nov', or
-    '7 new papers on KV cache + 10 trending — 29 Nov'."""
+    '7 new papers on KV cache + 10 trending — 29 Nov' (an example paper named by its title)."""
     when = f"{context.date.day} {context.date:%b}"
     hot = f"{trending} trending paper{'s' if trending != 1 else ''} {context.period_word}"
     if not topical and not more:
         return f"{hot} — {when}"
-    subject = subject_line(len(topical) + more, subject_topics(context.topics, topical), context.date)
+    subject = subject_line(len(topical) + more, subject_topics(context.topics, topical), context.date, titles=titles)
     return subject.replace(" — ", f" + {trending} trending — ", 1) if trending else subject
 
 
@@ -529,6 +594,7 @@ def summary(context: DigestContext, trending: Sequence[Card], cards: Sequence[Ca
     if cards or more:
         parts.append(f"{count} paper{'s' if count != 1 else ''} matched your topics")
     if trending:
-        parts.append(f"the {len(trending)} most upvoted on Hugging Face {context.period_word}")
+        most = "the most upvoted paper" if len(trending) == 1 else f"the {len(trending)} most upvoted"
+        parts.append(f"{most} on Hugging Face {context.period_word}")
     line = ", and ".join(parts)
     return line[:1].upper() + line[1:]

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from digest.config import PROJECT_ROOT
-from digest.match import PaperIndex, pick, select
+from digest.latex import latex_to_text
+from digest.match import Match, PaperIndex, pick, select
 from digest.models import Preferences
 from digest.render import (
     DigestContext,
@@ -217,6 +218,10 @@ def test_subject_line(count: int, topics: list[str], expected: str) -> None:
         ("title:agent AND planning", "agent planning"),
         ("cat:cs.CL retrieval", "cs.CL retrieval"),
         ("(a OR b) c", "a c"),
+        ('like:"context window extension"', '"context window extension"'),
+        ("like:2503.18893", "papers like 2503.18893"),
+        ("like:2503.18893 -survey", "papers like 2503.18893"),
+        ("agents like:2503.18893", "agents papers like 2503.18893"),
     ],
 )
 def test_topic_label(topic: str, label: str) -> None:
@@ -366,3 +371,129 @@ def test_a_weekly_digest_says_this_week() -> None:
     out = render_digest(TEMPLATES, replace(CONTEXT, topics=[], trending=1, weekly=True), picked.matches, 0)
     assert out.subject == "1 trending paper this week — 30 Nov"
     assert "#1 this week · 212 upvotes" in out.text and "Hugging Face this week" in out.text
+
+
+# --- what a reader notices: counts, periods, example papers by their titles ----------------------
+
+_ONE_PAPERS = re.compile(r"(?<![\d.,])1 (papers|upvotes|others|topics)\b|\bthe 1 most\b")
+
+
+def _digest(topics: list[str], trending: int, cap: int, *, weekly: bool = False) -> tuple[str, str, str]:
+    index = PaperIndex([*PAPERS, *HOT])
+    prefs = Preferences(topics, trending=trending or None, max_papers=cap)
+    picked = pick(index, prefs, SEEN, SEEN + timedelta(days=7 if weekly else 1), lookback=timedelta(days=7))
+    ctx = replace(CONTEXT, topics=topics, trending=trending or None, weekly=weekly)
+    out = render_digest(TEMPLATES, ctx, picked.matches, more=picked.topical.more)
+    return out.subject, out.html, out.text
+
+
+@pytest.mark.parametrize(
+    ("topics", "trending", "cap", "subject", "preview"),
+    [
+        (["clustering"], 0, 25, "1 new paper on clustering — 30 Nov", "1 paper matched your topics"),
+        ([], 1, 25, "1 trending paper today — 30 Nov", "The most upvoted paper on Hugging Face today"),
+        (
+            ["clustering"], 1, 25, "1 new paper on clustering + 1 trending — 30 Nov",
+            "1 paper matched your topics, and the most upvoted paper on Hugging Face today",
+        ),
+        (["tools"], 0, 1, "1 new paper on tools — 30 Nov", "1 paper matched your topics"),
+    ],
+)  # fmt: skip
+def test_one_paper_is_one_paper_everywhere(
+    topics: list[str], trending: int, cap: int, subject: str, preview: str
+) -> None:
+    """ "1 paper", never "1 papers": in the subject, the preview line (the first visible line) and
+    both parts — the trending line, the reasons, the "more" line."""
+    got_subject, html, text = _digest(topics, trending, cap)
+    assert got_subject == subject
+    page = _Text()
+    page.feed(html)
+    assert page.texts[0].startswith(preview)
+    for part in (got_subject, text):
+        assert not _ONE_PAPERS.search(part), _ONE_PAPERS.search(part)
+    if trending:
+        assert "Trending: the most upvoted paper on Hugging Face today" in text
+
+
+@pytest.mark.xfail(
+    strict=True, reason="email_templates/digest.html still spells the trending line: it needs {{ ctx.trending_phrase }}"
+)
+def test_one_trending_paper_is_one_paper_in_the_html_heading_too() -> None:
+    _subject, html, _text = _digest([], 1, 25)
+    assert "Trending: the most upvoted paper on Hugging Face today" in html
+    assert not _ONE_PAPERS.search(html), _ONE_PAPERS.search(html)
+
+
+def test_one_more_paper_that_did_not_fit_is_one_paper() -> None:
+    _subject, html, text = _digest(["agents OR tools OR context"], 0, 2)
+    assert "1 more paper matched your topics" in text and "1 more paper matched your topics" in html
+    assert not _ONE_PAPERS.search(text) and not _ONE_PAPERS.search(html)
+
+
+def test_a_weekly_digest_never_says_today() -> None:
+    """Subject, headings, the preview line, trending reasons and the "more" line all say "this week"."""
+    subject, html, text = _digest([*TOPICS, "agents"], 2, 1, weekly=True)
+    assert subject.endswith("+ 2 trending — 30 Nov")
+    for part in (subject, html, text):
+        assert "today" not in part.lower()
+    assert "#1 this week · 212 upvotes" in text and "#1 this week · 212 upvotes" in html
+    assert "Trending: the 2 most upvoted papers on Hugging Face this week" in text
+    assert "the 2 most upvoted on Hugging Face this week" in html  # the preview line
+    trending_only = _digest([], 1, 25, weekly=True)
+    assert trending_only[0] == "1 trending paper this week — 30 Nov"
+    assert all("today" not in part.lower() for part in trending_only)
+
+
+EXAMPLE = "2503.18893"
+
+
+def _liked(reason: str, topics: tuple[str, ...] = (f"like:{EXAMPLE}",)) -> list[Match]:
+    """A paper a like:ID topic brought, as match.py hands it over: its reason names the example."""
+    return [Match(PAPERS[0], topics, 1, 0, reasons=(reason,) * len(topics))]
+
+
+@pytest.mark.parametrize(
+    ("reason", "subject", "header"),
+    [
+        (
+            "close to your example Efficient Long-Context Retrieval for Agents",
+            "1 new paper on papers like Efficient Long-Context… — 30 Nov",  # a label is at most 40 characters
+            "papers like Efficient Long-Context…",
+        ),
+        (  # the title's LaTeX reads as text here too
+            r"close to your example $\infty$Bench: Extending Context",
+            "1 new paper on papers like ∞Bench: Extending Context — 30 Nov",
+            "papers like ∞Bench: Extending Context",
+        ),
+        (  # an example we do not have: named by its id
+            f"close to your example {EXAMPLE}",
+            f"1 new paper on papers like {EXAMPLE} — 30 Nov",
+            f"papers like {EXAMPLE}",
+        ),
+    ],
+)
+def test_an_example_paper_topic_is_named_by_its_title(reason: str, subject: str, header: str) -> None:
+    ctx = replace(CONTEXT, topics=[f"like:{EXAMPLE}", "agents"])
+    out = render_digest(TEMPLATES, ctx, _liked(reason), 0)
+    assert out.subject == subject
+    assert f"Your topics: {header}, agents" in out.text
+    assert f"Matched: {latex_to_text(reason)}" in out.text  # the card's own reason is unchanged
+
+
+def test_a_like_text_topic_is_named_by_its_quoted_text() -> None:
+    topic = 'like:"context window extension"'
+    out = render_digest(
+        TEMPLATES, replace(CONTEXT, topics=[topic]), _liked('close to "context window extension"', (topic,)), 0
+    )
+    assert out.subject == '1 new paper on "context window extension" — 30 Nov'
+    assert 'Your topics: "context window extension"' in out.text
+
+
+def test_an_example_inside_a_larger_topic_keeps_its_id_and_other_topics_are_unchanged() -> None:
+    """Only a lone like:ID topic's reason is exactly 'close to your example <title>'; in a larger
+    topic the title cannot be told from the other words, so the label names the id."""
+    topic = f"like:{EXAMPLE} agents"
+    out = render_digest(
+        TEMPLATES, replace(CONTEXT, topics=[topic]), _liked("close to your example Some Title agents", (topic,)), 0
+    )
+    assert out.subject == f"1 new paper on papers like {EXAMPLE} agents — 30 Nov"
