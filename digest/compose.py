@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import NamedTuple, Protocol
 
-from digest import dkim
+from digest import archive, dkim
 from digest.config import Settings
 from digest.match import Match, PaperIndex, annotate
 from digest.mime import Headers, build_message, domain_of, envelope_sender, make_message_id
@@ -97,8 +97,9 @@ def digest_message_id(settings: Settings, subscriber_id: int, period: str) -> st
     return make_message_id(settings.secret_key, subscriber_id, period, domain_of(settings.from_address))
 
 
-def context(settings: Settings, sub: Subscriber, date: datetime, urls: Links) -> DigestContext:
-    """What the templates need about the reader and the day besides the papers."""
+def context(settings: Settings, sub: Subscriber, date: datetime, urls: Links, view_url: str = "") -> DigestContext:
+    """What the templates need about the reader and the day besides the papers (`view_url`: the
+    digest's own page, for a digest that has a delivery row)."""
     return DigestContext(
         recipient=sub.email,
         topics=sub.topics,
@@ -109,6 +110,7 @@ def context(settings: Settings, sub: Subscriber, date: datetime, urls: Links) ->
         base_url=settings.base_url,
         weekly=Frequency(sub.frequency) is Frequency.WEEKLY,
         trending=sub.trending,
+        view_url=view_url,
     )
 
 
@@ -147,11 +149,12 @@ def render_for(
     index: PaperIndex,
     urls: Links | None = None,
     learned: Learned | None = None,
+    view_url: str = "",
 ) -> RenderedDigest:
     """Render a delivery row's digest for its subscriber (`learned`: what their votes teach, for
-    the reasons of the recommended papers)."""
+    the reasons of the recommended papers; `view_url`: the stored row's "view in browser" link)."""
     urls = urls or links(settings, sub, row.created_at)
-    ctx = context(settings, sub, row.created_at.astimezone(zone(sub.timezone)), urls)
+    ctx = context(settings, sub, row.created_at.astimezone(zone(sub.timezone)), urls, view_url)
     ctx = replace(ctx, feedback=feedback_links(settings, sub, row.created_at))
     matches = annotate(index, sub.topics, row.paper_ids, row.trending_count, row.recommended_count, learned)
     return render_digest(settings.templates_dir, ctx, matches, row.more_count)
@@ -160,9 +163,10 @@ def render_for(
 def digest_message(
     settings: Settings, sub: Subscriber, key: int, row: DigestRow, index: PaperIndex, learned: Learned | None = None
 ) -> Outgoing:
-    """The ready-to-send digest of one delivery row."""
+    """The ready-to-send digest of one delivery row (`key`: its id), with a link to its own page."""
     urls = links(settings, sub, row.created_at)
-    rendered = render_for(settings, sub, row, index, urls, learned)
+    view = archive.view_url(settings, sub, key, row.created_at)
+    rendered = render_for(settings, sub, row, index, urls, learned, view)
     head = headers(settings, sub, row.created_at, row.message_id, urls.unsubscribe, listed=True)
     return outgoing(settings, key, f"{sub.email}-{row.period}", rendered, head)
 

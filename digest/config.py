@@ -146,8 +146,12 @@ class Settings(BaseSettings):
     manage_link_days: int = Field(default=90, ge=1)  # every digest and notice carries a fresh one
     confirm_cooldown_hours: int = Field(default=24, ge=0)
     pending_retention_days: int = Field(default=7, ge=1)
+    # Past digests (their pages, the archive, the feed) are kept this long, then the daily clean-up removes them.
+    archive_days: int = Field(default=90, ge=1)
     signup_rate_limit: int = Field(default=10, ge=1)  # sign-up requests per IP per rate window
     link_rate_limit: int = Field(default=60, ge=1)  # requests carrying a link token, per IP per rate window
+    # Personal feed requests per IP per rate window: feed readers poll, often many readers from one address.
+    feed_rate_limit: int = Field(default=600, ge=1)
     rate_window_seconds: int = Field(default=3600, ge=1)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
 

@@ -140,14 +140,29 @@ class NewDelivery:
 
 def insert_many(session: Session, rows: Sequence[NewDelivery]) -> set[int]:
     """Insert delivery rows, skipping any (subscriber, period) that already has one, as one batched
-    statement; returns the subscribers whose row this call inserted."""
+    statement; returns the subscribers whose row this call inserted. Each row keeps its reader's
+    topics and minimum of upvotes as they are now (read in one query), so that the archive shows
+    the digest as it was composed after the reader changes them."""
     if not rows:
         return set()
     statement = _insert_statement(session.get_bind().dialect.name)
+    chosen = _choices(session, {row.subscriber_id for row in rows})
+    values = [row.values() | chosen.get(row.subscriber_id, _NO_CHOICE) for row in rows]
     # One statement compiled once, run with every row's parameters (SQLAlchemy batches them into
     # multi-row INSERTs). RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING.
-    result = session.execute(statement, [row.values() for row in rows])
+    result = session.execute(statement, values)
     return {int(sid) for (sid,) in result}
+
+
+_NO_CHOICE: dict[str, Any] = {"topics": [], "min_upvotes": None}
+
+
+def _choices(session: Session, subscriber_ids: set[int]) -> dict[int, dict[str, Any]]:
+    """The topics and minimum of upvotes of these readers, as delivery columns."""
+    query = sa_select(col(Subscriber.id), col(Subscriber.topics), col(Subscriber.min_upvotes)).where(
+        col(Subscriber.id).in_(subscriber_ids)
+    )
+    return {sid: {"topics": list(topics), "min_upvotes": least} for sid, topics, least in session.execute(query)}
 
 
 @lru_cache(maxsize=4)
@@ -179,9 +194,12 @@ def claim_many(
     readers: Sequence[SubscriberStatus] = (SubscriberStatus.ACTIVE,),
 ) -> list[int]:
     """Claim rows in one conditional update (each still waiting, due, and its reader still in
-    `readers`), committed before any SMTP; returns the ids this caller won."""
+    `readers`), committed before any SMTP; returns the ids this caller won. Digests of feed-only
+    readers are never claimed for SMTP: they are filed for the feed instead (`file_for_feed`)."""
     if not row_ids:
         return []
+    if table is Delivery:
+        file_for_feed(session, row_ids, now)
     statement = (
         update(table)
         .where(col(table.id).in_(row_ids), waiting_and_due(table, now), _reader_in(table, readers))
@@ -191,6 +209,27 @@ def claim_many(
     won = sorted(int(i) for (i,) in session.execute(statement, execution_options=NO_SYNC))
     session.commit()
     return won
+
+
+def file_for_feed(session: Session, row_ids: Sequence[int], now: datetime) -> int:
+    """Settle the waiting, due digests of active feed-only readers among these rows as `feed`: what
+    they would have been mailed is recorded for their feed and archive, and no email goes out.
+    One conditional update, committed; returns how many rows it filed."""
+    feed_only = exists().where(
+        and_(
+            col(Subscriber.id) == Delivery.subscriber_id,
+            col(Subscriber.status) == SubscriberStatus.ACTIVE,
+            col(Subscriber.feed_only),
+        )
+    )
+    statement = (
+        update(Delivery)
+        .where(col(Delivery.id).in_(row_ids), waiting_and_due(Delivery, now), feed_only)
+        .values(status=DeliveryStatus.FEED, sent_at=now, error=None, due_at=None)
+    )
+    result: CursorResult[Any] = session.execute(statement, execution_options=NO_SYNC)  # type: ignore[assignment]
+    session.commit()
+    return int(result.rowcount)
 
 
 def claim(

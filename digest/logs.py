@@ -13,8 +13,9 @@ import uuid
 from datetime import UTC, datetime
 
 RUN_ID: contextvars.ContextVar[str] = contextvars.ContextVar("run_id", default="-")
-# The path segment after /confirm/, /manage/, /unsubscribe/ (pages and /api/) is a signed token.
-_TOKEN_PATH = re.compile(r"(/(?:confirm|manage|unsubscribe|feedback)/)[^/\s?#\"']+")
+# The path segment after /confirm/, /manage/, /unsubscribe/, /feedback/, /view/, /feed/ (pages and
+# /api/) is a signed token.
+_TOKEN_PATH = re.compile(r"(/(?:confirm|manage|unsubscribe|feedback|view|feed)/)[^/\s?#\"']+")
 _EMAIL = re.compile(r"([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*@([A-Za-z0-9.\-]+\.[A-Za-z]{2,})")
 
 

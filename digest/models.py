@@ -160,6 +160,10 @@ class Subscriber(SQLModel, table=True):
     min_upvotes: int | None = DEFAULT_PREFERENCES.min_upvotes
     max_papers: int = DEFAULT_PREFERENCES.max_papers
     trending: int | None = DEFAULT_PREFERENCES.trending
+    # Feed only: the send run records the reader's digests for their feed and archive, mails none.
+    feed_only: bool = False
+    # When the reader last reset their feed address: older feed and view-in-browser links are dead.
+    feed_reset_at: datetime | None = Field(default=None, sa_column=_utc_column())
 
     @property
     def preferences(self) -> Preferences:
@@ -186,6 +190,7 @@ class DeliveryStatus(StrEnum):
     UNKNOWN = "unknown"  # failed after the body went out: never resent automatically
     EMPTY = "empty"  # nothing matched this period: no email
     SKIPPED = "skipped"  # the subscriber left or was suppressed before the send
+    FEED = "feed"  # a feed-only reader's digest: recorded for their feed and archive, never mailed
 
 
 class Delivery(SQLModel, table=True):
@@ -194,6 +199,7 @@ class Delivery(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("subscriber_id", "period", name="uq_delivery_subscriber_period"),
         Index("ix_delivery_status_due", "status", "due_at"),
+        Index("ix_delivery_created_at", "created_at"),  # the archive's daily clean-up
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -206,6 +212,10 @@ class Delivery(SQLModel, table=True):
     # `recommended_count` the "recommended for you" section (papers no topic matched).
     trending_count: int = 0
     recommended_count: int = 0
+    # The reader's topics and minimum of upvotes when it was composed: the archive shows the digest
+    # as sent (why each paper matched, and which papers the cap cut) after the reader changes them.
+    topics: list[str] = Field(default_factory=list, sa_column=_json_list())
+    min_upvotes: int | None = None
     window_start: datetime = Field(sa_column=_utc_column(nullable=False))
     window_end: datetime = Field(sa_column=_utc_column(nullable=False))
     message_id: str = Field(default="", max_length=300)

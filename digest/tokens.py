@@ -24,6 +24,8 @@ class Purpose(StrEnum):
     MANAGE = "manage"
     UNSUBSCRIBE = "unsubscribe"
     FEEDBACK = "feedback"
+    VIEW = "view"  # one past digest in the browser (its delivery row's id is the stamp)
+    FEED = "feed"  # the reader's personal Atom feed (the stamp says which reset it belongs to)
 
 
 class TokenError(ValueError):

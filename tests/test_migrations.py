@@ -20,7 +20,7 @@ from digest.signup import subscriber_for
 from digest.tokens import Purpose, email_tag
 from tests.conftest import NOW, FreshDatabase
 
-HEAD = "0008"  # the newest migration
+HEAD = "0009"  # the newest migration
 
 
 def test_the_migrated_schema_is_the_models(fresh_database: FreshDatabase) -> None:

@@ -415,9 +415,6 @@ def test_one_paper_is_one_paper_everywhere(
         assert "Trending: the most upvoted paper on Hugging Face today" in text
 
 
-@pytest.mark.xfail(
-    strict=True, reason="email_templates/digest.html still spells the trending line: it needs {{ ctx.trending_phrase }}"
-)
 def test_one_trending_paper_is_one_paper_in_the_html_heading_too() -> None:
     _subject, html, _text = _digest([], 1, 25)
     assert "Trending: the most upvoted paper on Hugging Face today" in html

@@ -1,5 +1,5 @@
 """The beat schedule: fetch hourly, embed what a fetch left unembedded hourly, plan digests every 15
-minutes, sweep and send notices every minute."""
+minutes, sweep and send notices every minute, clean up daily (unconfirmed sign-ups, old digests)."""
 
 from __future__ import annotations
 

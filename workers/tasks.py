@@ -8,6 +8,7 @@ from functools import cache
 from celery import group
 from sqlalchemy.engine import Engine
 
+from digest.archive import remove_old
 from digest.clock import utcnow
 from digest.config import Settings
 from digest.db import init_db, make_engine, open_session
@@ -121,8 +122,11 @@ def send_notices_task() -> dict[str, int]:
 
 
 @app.task(name="digest.cleanup_pending")
-def cleanup_pending_task() -> int:
-    """Forget sign-ups never confirmed within the retention period."""
-    settings = _settings()
+def cleanup_pending_task() -> dict[str, int]:
+    """The daily clean-up: forget sign-ups never confirmed within their retention, and remove the
+    digests older than the archive keeps them (DIGEST_ARCHIVE_DAYS)."""
+    settings, now = _settings(), utcnow()
     with open_session(_engine()) as session:
-        return cleanup_pending(session, utcnow(), timedelta(days=settings.pending_retention_days))
+        pending = cleanup_pending(session, now, timedelta(days=settings.pending_retention_days))
+        digests = remove_old(session, now, timedelta(days=settings.archive_days))
+    return {"pending": pending, "digests": digests}

@@ -19,7 +19,7 @@ from digest.config import Settings
 from digest.db import init_db, make_engine
 from digest.index import semantics_for
 from digest.metrics import DatabaseCollector
-from digest.web import api, ops, pages
+from digest.web import api, ops, pages, reading
 from digest.web.deps import Web
 from digest.web.dispatch import NoticeThread, celery_kick
 from digest.web.forms import ZONES
@@ -109,6 +109,7 @@ def _add_routes(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(reading.router)
     app.include_router(ops.router)
 
 

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from sqlmodel import Session
 
+from digest.archive import feed_url, reset_feed, set_feed_only
 from digest.compose import links, schedule_text
 from digest.feedback import record, undo
 from digest.models import DEFAULT_PREFERENCES, Frequency, Subscriber, SubscriberStatus
@@ -49,6 +50,7 @@ from digest.web.forms import (
 )
 from digest.web.html import PageDep, Renderer, check_inbox
 from digest.web.previews import lookback_of, preview
+from digest.web.reading import past_digests
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -141,24 +143,34 @@ def confirm_post(page: PageDep, token: str, session: SessionDep, settings: Setti
     return page.render("confirmed.html", email=sub.email, schedule=schedule_text(sub), manage_url=manage_url)
 
 
-def _manage(page: Renderer, sub: Subscriber, papers: StoredPapers, status: int = 200, **values: Any) -> HTMLResponse:
+def _manage(
+    page: Renderer, sub: Subscriber, papers: StoredPapers, status: int = 200, number: int = 1, **values: Any
+) -> HTMLResponse:
     """The manage page: the form as sent (after an error), or the reader's settings, each paper they
-    liked listed with its title."""
+    liked listed with its title; then page `number` of their past digests, and their feed."""
     if "form" not in values:
         values["form"] = manage_values(sub.preferences)
         values["liked"] = papers.liked(split_examples(sub.topics)[1])
     values["form"] = _shown(values["form"])
     values.setdefault("errors", {})
+    settings = page.web.settings
     return page.render(
         "manage.html", status, sub=sub, zones=page.web.zones, frequencies=list(Frequency),
-        unsubscribe_url=links(page.web.settings, sub, papers.now).unsubscribe, **values,
+        unsubscribe_url=links(settings, sub, papers.now).unsubscribe,
+        archive=past_digests(papers.session, settings, sub, number, papers.now), feed_url=feed_url(settings, sub),
+        archive_days=settings.archive_days, **values,
     )  # fmt: skip
 
 
+def page_number(text: str | None) -> int:
+    """The archive page a `?page=` asks for (1 for anything that is not a number from 1 on)."""
+    return int(text) if text and text.isdigit() and 0 < len(text) < 7 and int(text) > 0 else 1
+
+
 @router.get("/manage/{token}", response_class=HTMLResponse, dependencies=[LINKS_LIMITED])
-def manage_page(page: PageDep, sub: ManageReader, papers: PapersDep) -> HTMLResponse:
-    """The reader's preferences, editable."""
-    return _manage(page, sub, papers)
+def manage_page(page: PageDep, sub: ManageReader, papers: PapersDep, request: Request) -> HTMLResponse:
+    """The reader's preferences, editable, and their past digests (`?page=2`: older ones)."""
+    return _manage(page, sub, papers, number=page_number(request.query_params.get("page")))
 
 
 @router.post("/manage/{token}", response_class=HTMLResponse, dependencies=[LINKS_LIMITED, CSRF_CHECKED])
@@ -183,6 +195,8 @@ def _apply_action(
         set_paused(session, sub, action == "pause", now)
         saved = "Paused: no digests until you resume." if action == "pause" else "Resumed."
         return _manage(page, sub, papers, saved=saved)
+    if action in READING_ACTIONS:
+        return _manage(page, sub, papers, saved=_reading_action(session, sub, action, now))
     if action != "save":
         return _manage(page, sub, papers, 400, errors={"action": "Unknown action."})
     errors: dict[str, str] = {}
@@ -191,6 +205,23 @@ def _apply_action(
         return _manage(page, sub, papers, 400, form=form, errors=errors)
     update_preferences(session, sub, prefs)
     return _manage(page, sub, papers, saved="Saved. Your next digest follows these settings.")
+
+
+READING_ACTIONS = {
+    "feed_only": "Feed only: your digests go to your feed, and no more emails come.",
+    "email_again": "Emails again: your next digest comes by email (and in your feed).",
+    "reset_feed": "Your feed has a new address: the old one, and the view-in-browser links of the digests "
+    "already sent, no longer work.",
+}
+
+
+def _reading_action(session: Session, sub: Subscriber, action: str, now: datetime) -> str:
+    """Feed only, email again, or a new feed address; returns what the page says was done."""
+    if action == "reset_feed":
+        reset_feed(session, sub, now)
+    else:
+        set_feed_only(session, sub, action == "feed_only")
+    return READING_ACTIONS[action]
 
 
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse, dependencies=[LINKS_LIMITED])

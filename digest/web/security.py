@@ -45,7 +45,7 @@ HEADERS = [
 # Pages and answers that carry a reader's link token or what it gives access to: never kept by a
 # browser's or a proxy's cache (a shared computer's history, the back button after leaving).
 TOKEN_PATHS = (
-    "/confirm/", "/manage/", "/unsubscribe/", "/feedback/",
+    "/confirm/", "/manage/", "/unsubscribe/", "/feedback/", "/view/", "/feed/",
     "/api/confirm/", "/api/manage/", "/api/unsubscribe/", "/api/feedback/",
 )  # fmt: skip
 NO_STORE = (b"cache-control", b"no-store")
