@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ from digest import demo as demo_module
 from digest import health, logs
 from digest import suppress as suppression
 from digest.clock import utcnow
-from digest.config import Settings, SourceKind
+from digest.config import Settings, SourceKind, links_in_clear
 from digest.db import init_db, make_engine, open_session
 from digest.embed import embed_missing, load_embedder, missing
 from digest.ingest import SourceReport, ingest_bytes
@@ -38,6 +39,7 @@ from digest.signup import cleanup_pending
 from digest.subscribers import SubscriberError, by_email, normalize_email, subscribe_active
 from digest.subscribers import unsubscribe as unsubscribe_sub
 
+log = logging.getLogger(__name__)
 app = typer.Typer(help="Daily research-paper digest.", no_args_is_help=True, add_completion=False)
 TRENDING_OPTION = "--trending"
 EMBED_TASK = "digest.embed_papers"  # the workers' task (workers/tasks.py), sent by name
@@ -51,8 +53,9 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
-def load_settings() -> Settings:
-    """Settings from the environment, or a one-line error naming the bad variable."""
+def load_settings(*, demo: bool = False) -> Settings:
+    """Settings from the environment, or a one-line error naming the bad variable; with `demo`,
+    those of the demo's own data (`demo.demo_settings`)."""
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -64,10 +67,19 @@ def load_settings() -> Settings:
             else f"bad configuration: {first['msg']}"
         )
     logs.configure(logging.getLogger().level or logging.WARNING, settings.log_json)
+    if demo:
+        settings = demo_module.demo_settings(settings)
     try:
         return ensure_secret(settings)
     except SecretError as exc:
         fail(str(exc))
+
+
+def warn_if_links_in_clear(settings: Settings) -> None:
+    """Once, as a command that sends mail or serves the pages starts: a warning when the links
+    would travel unencrypted (DIGEST_BASE_URL not https and not this machine)."""
+    if warning := links_in_clear(settings.base_url):
+        log.warning(warning)
 
 
 @contextmanager
@@ -392,6 +404,7 @@ def send(
 ) -> None:
     """Send every digest that is due now (the same path the Celery tasks run)."""
     settings = load_settings()
+    warn_if_links_in_clear(settings)
     when = parse_now(now)
     with session_for(settings) as session:
         embed_inline(session, settings)
@@ -435,16 +448,26 @@ def preview(
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on (default 8000; with --demo, the demo links' port).")
+    ] = None,
     proxy_headers: Annotated[bool, typer.Option(help="Trust X-Forwarded-For from a reverse proxy.")] = False,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Serve what `digest demo` made here, so every link in its digests works.")
+    ] = False,
 ) -> None:
     """Run the web app: sign-up, confirmation, manage and unsubscribe pages, and the JSON API."""
     import uvicorn
 
     from digest.web.app import create_app
 
-    settings = load_settings()
+    if demo and not demo_module.DEMO_DATABASE.exists():
+        fail(f"no demo data here ({demo_module.DEMO_DATABASE}): run `digest demo` first")
+    settings = load_settings(demo=demo)
     logs.configure(settings.log_level, settings.log_json)
+    warn_if_links_in_clear(settings)
+    if port is None:
+        port = demo_module.port_of(settings.base_url) if demo else 8000
     app = create_app(settings)
     uvicorn.run(app, host=host, port=port, proxy_headers=proxy_headers, log_config=None, log_level="info")
 
@@ -522,7 +545,7 @@ def embed() -> None:
 @app.command()
 def demo() -> None:
     """Run the whole pipeline on the bundled sample papers: no network, no Redis, no SMTP."""
-    settings = load_settings()
+    settings = load_settings(demo=True)
     report = demo_module.run(settings)
     table = Table("subscriber", "topics", "papers", "file")
     for line in report.lines:
@@ -530,6 +553,22 @@ def demo() -> None:
     out.print(table)
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(report.counts.items()))
     out.print(f"{counts}. Open the .html files (or the .eml files in a mail client) to see the digests.")
+    out.print(
+        f"To follow their links (manage, unsubscribe, more or less like this), serve the demo's data with "
+        f"`{invoked_as()} serve --demo` and keep it running; the links open on {settings.base_url}.",
+        highlight=False,
+    )
+
+
+def invoked_as() -> str:
+    """How to type this command again from here: `digest` when that is the one on the PATH (or it
+    was run some other way, as `python -m digest`), else the path it was run by (`.venv/bin/digest`
+    after `make demo`)."""
+    script = Path(sys.argv[0])
+    on_path = shutil.which("digest")
+    if script.name != "digest" or (on_path and Path(on_path).resolve() == script.resolve()):
+        return "digest"
+    return str(script)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

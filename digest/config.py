@@ -81,6 +81,17 @@ def url_is_local(url: str, *, private: bool = False) -> bool:
     return not address.is_global if private else address.is_loopback
 
 
+def links_in_clear(base_url: str) -> str | None:
+    """Why links built on DIGEST_BASE_URL would cross a network unencrypted — it is not https and
+    names another machine — as the warning an operator should read at start, or None."""
+    if urlsplit(base_url).scheme.lower() == "https" or url_is_local(base_url):
+        return None
+    return (
+        f"DIGEST_BASE_URL {base_url} is not https: every manage, unsubscribe and feedback link in the "
+        "emails, and the pages they open, would travel in the clear; set it to the public https:// address"
+    )
+
+
 def parse_smtp_url(url: str, *, starttls: bool | None = None) -> SmtpConfig:
     """Parse `smtp://user:pass@host:port` (or `smtps://` for implicit TLS)."""
     parts = urlsplit(url)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from digest.config import Settings, SourceKind
+from digest.clock import utcnow
+from digest.config import Settings, SourceKind, url_is_local
 from digest.db import init_db, make_engine, open_session
 from digest.embed import embed_missing, load_embedder
 from digest.ingest import ingest_bytes
@@ -16,6 +18,25 @@ from digest.subscribers import subscribe_active
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 DEMO_DATABASE = Path("demo.sqlite3")
+DEMO_BASE_URL = "http://localhost:8000"
+SEND_HOUR = 9  # UTC: every demo reader is due by then  # where `digest serve --demo` answers by default
+
+
+def demo_settings(settings: Settings, database: Path = DEMO_DATABASE) -> Settings:
+    """The settings `digest demo` writes its digests with and `digest serve --demo` serves them
+    with, so that every link in the demo's emails opens on that server: the demo's database (and
+    so the local key kept beside it), a local base URL (DIGEST_BASE_URL when it is local, else
+    http://localhost:8000), the outbox and no broker (nothing a visitor does there leaves the machine)."""
+    base_url = settings.base_url if url_is_local(settings.base_url) else DEMO_BASE_URL
+    return settings.model_copy(
+        update={"database_url": f"sqlite:///{database}", "base_url": base_url, "smtp_url": None, "broker_url": None}
+    )
+
+
+def port_of(base_url: str) -> int:
+    """The port a base URL's links go to."""
+    parts = urlsplit(base_url)
+    return parts.port or (443 if parts.scheme == "https" else 80)
 
 
 def demo_readers(today: datetime) -> list[tuple[str, Preferences]]:
@@ -42,6 +63,12 @@ def demo_readers(today: datetime) -> list[tuple[str, Preferences]]:
     ]
 
 
+def demo_day(now: datetime) -> datetime:
+    """Midnight UTC of the demo's day: the last one whose send time has passed, so the links in its
+    digests are signed in the past (a link signed in the future does not work yet)."""
+    return datetime.combine((now - timedelta(hours=SEND_HOUR)).date(), time(0), tzinfo=UTC)
+
+
 def _reset(settings: Settings, database: Path) -> None:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
@@ -56,8 +83,8 @@ def run(settings: Settings, database: Path = DEMO_DATABASE) -> SendReport:
     _reset(settings, database)
     engine = make_engine(f"sqlite:///{database}")
     init_db(engine)
-    today = datetime.combine(datetime.now(UTC).date(), time(0), tzinfo=UTC)
-    fetched_at, send_at = today + timedelta(hours=6), today + timedelta(hours=9)
+    today = demo_day(utcnow())
+    fetched_at, send_at = today + timedelta(hours=6), today + timedelta(hours=SEND_HOUR)
     with open_session(engine) as session:
         ingest_bytes(
             session,

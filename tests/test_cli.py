@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -25,8 +26,8 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 
 @pytest.fixture
 def run(tmp_path: Path, fresh_database: FreshDatabase) -> Run:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    env.update(
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    base_env.update(
         DIGEST_DATABASE_URL=fresh_database("cli"),
         DIGEST_OUTBOX_DIR=str(tmp_path / "outbox"),
         DIGEST_SECRET_KEY="cli-test-secret-key-of-32-bytes-at-least",
@@ -35,10 +36,11 @@ def run(tmp_path: Path, fresh_database: FreshDatabase) -> Run:
         COLUMNS="200",
     )
 
-    def call(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    def call(*args: str, ok: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [*DIGEST, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False
-        )
+            [*DIGEST, *args], cwd=tmp_path, env={**base_env, **(env or {})}, capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
         assert "Traceback" not in result.stderr, result.stderr
         if ok:
             assert result.returncode == 0, result.stderr
@@ -232,6 +234,147 @@ def test_demo_runs_clean_twice(run: Run, tmp_path: Path) -> None:
         assert "trending (top 10)" in out
         files = sorted(p.name for p in (tmp_path / "outbox").iterdir())
         assert len(files) == 8 and sum(f.endswith(".eml") for f in files) == 4
+
+
+def _serve(args: list[str], cwd: Path, env: dict[str, str], base: str) -> subprocess.Popen[bytes]:
+    """`digest serve …` as a real process, once it answers /healthz."""
+    import httpx
+
+    server = subprocess.Popen(
+        [*DIGEST, "serve", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    for _ in range(100):
+        try:
+            httpx.get(f"{base}/healthz", timeout=1)
+            return server
+        except httpx.TransportError:
+            time.sleep(0.2)
+    server.terminate()
+    pytest.fail(f"digest serve did not answer: {server.communicate(timeout=20)[0].decode(errors='replace')}")
+
+
+def _links(eml: Path, base: str) -> dict[str, str]:
+    """The first link of each kind (its first path segment: manage, unsubscribe, feedback, …) in an
+    outbox email's text part."""
+    msg = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
+    body = msg.get_body(("plain",))
+    assert body is not None
+    found: dict[str, str] = {}
+    for url in re.findall(rf"{re.escape(base)}/\S+", body.get_content()):
+        found.setdefault(url.removeprefix(base + "/").split("/")[0], url)
+    return found
+
+
+def test_the_demo_leads_on_to_the_web(tmp_path: Path, fresh_database: FreshDatabase) -> None:
+    """After `digest demo`, the one command it prints serves the demo's own data: every kind of link
+    in every demo digest opens the right reader's page — whatever database DIGEST_DATABASE_URL
+    names, with no DIGEST_SECRET_KEY set (the local key kept beside demo.sqlite3 signs and checks)."""
+    import httpx
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    env.update(
+        DIGEST_DATABASE_URL=fresh_database("elsewhere"), DIGEST_BASE_URL=base, DIGEST_SOURCES="[]",
+        DIGEST_EMBEDDING_MODEL="none", COLUMNS="300",
+    )  # fmt: skip
+    demo = subprocess.run([*DIGEST, "demo"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert demo.returncode == 0, demo.stderr
+    assert "`digest serve --demo`" in demo.stdout and f"the links open on {base}" in demo.stdout
+    server = _serve(["--demo"], tmp_path, env, base)  # no --port: the port the demo's links name
+    try:
+        emails = sorted((tmp_path / "outbox").glob("*.eml"))
+        assert len(emails) == 4
+        for eml in emails:
+            reader = eml.name.split("-")[0]
+            links = _links(eml, base)
+            assert {"manage", "unsubscribe", "feedback"} <= set(links), links
+            for kind, url in links.items():
+                page = httpx.get(url, timeout=10)
+                assert page.status_code == 200, (kind, url, page.text[:300])
+                if kind in ("manage", "unsubscribe"):
+                    assert reader in page.text, (kind, reader)
+        one_click = httpx.post(links["unsubscribe"], data={"List-Unsubscribe": "One-Click"}, timeout=10)
+        assert one_click.status_code == 200
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=20)[0].decode(errors="replace")
+    assert "not https" not in output  # a local base URL: no warning
+    listed = subprocess.run(
+        [*DIGEST, "subscribers", "--json"], cwd=tmp_path, env={**env, "DIGEST_DATABASE_URL": "sqlite:///demo.sqlite3"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    statuses = {s["email"]: s["status"] for s in json.loads(listed.stdout)}
+    assert statuses[reader] == "unsubscribed" and list(statuses.values()).count("active") == 3
+
+
+@pytest.mark.parametrize(
+    ("now", "day"),
+    [
+        ("2026-11-30T05:00:00+00:00", "2026-11-29"),  # before the demo's send time: yesterday's digests
+        ("2026-11-30T09:00:00+00:00", "2026-11-30"),
+        ("2026-11-30T23:59:00+00:00", "2026-11-30"),
+    ],
+)
+def test_the_demo_day_is_one_whose_links_are_already_valid(now: str, day: str) -> None:
+    from datetime import datetime, timedelta
+
+    from digest.demo import SEND_HOUR, demo_day
+
+    start = demo_day(datetime.fromisoformat(now))
+    assert start.date().isoformat() == day and start + timedelta(hours=SEND_HOUR) <= datetime.fromisoformat(now)
+
+
+def test_serve_demo_without_demo_data_is_one_clear_line(run: Run) -> None:
+    assert "run `digest demo` first" in _error_line(run("serve", "--demo", ok=False))
+
+
+@pytest.mark.parametrize(
+    ("base_url", "warned"),
+    [
+        ("http://digest.example.org", True),
+        ("HTTP://digest.example.org/", True),
+        ("http://10.0.0.5:8000", True),  # a private network is still a network
+        ("http://127.0.0.1.example.org", True),
+        ("https://digest.example.org", False),
+        ("HTTPS://digest.example.org", False),
+        ("http://localhost:8000", False),
+        ("http://127.0.0.2:8000", False),
+        ("http://[::1]:8000", False),
+        ("http://digest.localhost", False),
+    ],
+)
+def test_which_base_urls_send_links_in_the_clear(base_url: str, warned: bool) -> None:
+    from digest.config import links_in_clear
+
+    assert (links_in_clear(base_url) is not None) is warned
+
+
+@pytest.mark.parametrize(
+    ("base_url", "warned"), [("http://digest.example.org", True), ("https://d.example.org", False)]
+)
+def test_send_warns_once_when_links_would_travel_in_the_clear(run: Run, base_url: str, warned: bool) -> None:
+    result = run("send", "--dry-run", env={"DIGEST_BASE_URL": base_url})
+    assert result.stderr.count("is not https") == (1 if warned else 0), result.stderr
+    if warned:
+        assert f"DIGEST_BASE_URL {base_url} is not https" in result.stderr
+
+
+def test_serve_warns_once_when_links_would_travel_in_the_clear(tmp_path: Path, fresh_database: FreshDatabase) -> None:
+    from tests.conftest import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    env.update(
+        DIGEST_DATABASE_URL=fresh_database("serve"), DIGEST_SOURCES="[]", DIGEST_SECRET_KEY="k" * 40,
+        DIGEST_BASE_URL="http://digest.example.org",
+    )  # fmt: skip
+    server = _serve(["--port", str(port)], tmp_path, env, f"http://127.0.0.1:{port}")
+    server.terminate()
+    output = server.communicate(timeout=20)[0].decode(errors="replace")
+    assert output.count("DIGEST_BASE_URL http://digest.example.org is not https") == 1, output
 
 
 def test_serve_answers_health_and_pages(tmp_path: Path, fresh_database: FreshDatabase) -> None:
