@@ -290,7 +290,7 @@ def test_the_demo_leads_on_to_the_web(tmp_path: Path, fresh_database: FreshDatab
         for eml in emails:
             reader = eml.name.split("-")[0]
             links = _links(eml, base)
-            assert {"manage", "unsubscribe", "feedback"} <= set(links), links
+            assert {"view", "manage", "unsubscribe", "feedback"} <= set(links), links
             for kind, url in links.items():
                 page = httpx.get(url, timeout=10)
                 assert page.status_code == 200, (kind, url, page.text[:300])

@@ -494,3 +494,12 @@ def test_an_example_inside_a_larger_topic_keeps_its_id_and_other_topics_are_unch
         TEMPLATES, replace(CONTEXT, topics=[topic]), _liked("close to your example Some Title agents", (topic,)), 0
     )
     assert out.subject == f"1 new paper on papers like {EXAMPLE} agents — 30 Nov"
+
+
+def test_the_text_part_opens_with_the_view_in_browser_link_when_there_is_one() -> None:
+    view = "https://digest.example.org/view/TOKEN-V"
+    index = PaperIndex(PAPERS)
+    chosen = select(index, TOPICS, candidates=index.all, cap=25).matches
+    with_link = render_digest(TEMPLATES, replace(CONTEXT, view_url=view), chosen, 0).text
+    assert with_link.splitlines()[1] == f"View in your browser: {view}"
+    assert "View in your browser" not in render_digest(TEMPLATES, CONTEXT, chosen, 0).text  # a preview has none
