@@ -36,6 +36,7 @@ _MATH = re.compile(_MATH_SPAN, re.S)
 # Left to right: an escape, a maths span (both kept as they are), or a character a plain-text
 # writer means literally (escaped for LaTeX).
 _TOKEN = re.compile(rf"\\.|{_MATH_SPAN}|[%&#$]|~(?=\d)", re.S)
+_UNFILLED = re.compile(r"%(?:\(\d+\))?s")  # a pylatexenc replacement left unfilled
 _LITERAL = {"%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$", "~": r"\textasciitilde{}"}
 
 # Unicode has super- and subscript forms for these; anything else keeps its ^ or _ (`x^T`, `ℝ^(d×d)`).
@@ -114,6 +115,8 @@ def _converted(text: str) -> str:
         nodes, _pos, _len = latexwalker.LatexWalker(
             escape_literals(text), latex_context=_WALKER, tolerant_parsing=True
         ).get_latex_nodes()
-        return squash(str(_TO_TEXT.nodelist_to_text(nodes))) or text
+        out = squash(str(_TO_TEXT.nodelist_to_text(nodes)))
     except Exception:  # pylatexenc's tolerance has limits (deep nesting, odd argument shapes)
         return text
+    # Nothing left, or a command missing its arguments (`\frac` alone reads "%s/%s"): as it came.
+    return text if not out or _UNFILLED.search(out) else out

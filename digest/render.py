@@ -256,6 +256,11 @@ def titled_label(topic: str, titles: Titles) -> str:
     return short_label(text) or short_label(topic)
 
 
+def label_for(topic: str, titles: Titles) -> str:
+    """`titled_label`, from the cache when no example paper needs naming."""
+    return titled_label(topic, titles) if titles else topic_label(topic)
+
+
 def like_label(like: Like, titles: Titles) -> str:
     """How a label names a `like:` term: '"context windows"', 'papers like <title or id>'."""
     if like.kind == "text":
@@ -301,7 +306,7 @@ def subject_line(
     """'7 new papers on long context, KV cache — 29 Nov' (topic labels cut to fit)."""
     noun = "paper" if count == 1 else "papers"
     labels: list[str] = []
-    for label in dict.fromkeys(titled_label(t, titles) if titles else topic_label(t) for t in topics):
+    for label in dict.fromkeys(label_for(t, titles) for t in topics):
         if labels and len(", ".join([*labels, label])) > limit:
             labels.append("…")
             break
@@ -560,7 +565,7 @@ def render_digest(folder: Path, context: DigestContext, matches: Sequence[Match]
         "recommended": liked,
         "more": more,
         "ctx": context,
-        "topics": [titled_label(t, titles) for t in context.topics],
+        "topics": [label_for(t, titles) for t in context.topics],
         "date_label": f"{context.date:%A} {context.date.day} {context.date:%B %Y}",
         "summary": summary(context, trending, cards, more),
         "lead": next(iter([*cards, *trending]), None),

@@ -6,6 +6,8 @@ import time
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from digest.latex import MAX_CHARS, escape_literals, latex_to_text, looks_like_latex
 from digest.match import PaperIndex, select
@@ -56,6 +58,8 @@ from tests.test_render import CONTEXT, TEMPLATES, _paper
         ("\\", "\\"),
         (r"\\", "\\\\"),
         (r"\verb|x|", r"\verb|x|"),  # converts to nothing: shown as it came
+        (r"see \frac", r"see \frac"),  # pylatexenc would say "see %s/%s"
+        (r"50% off \frac", r"50% off \frac"),
         (r"\href{only-one-argument}", r"\href{only-one-argument}"),
         ("{" * 3000 + r"\x" + "}" * 3000, "{" * 3000 + r"\x" + "}" * 3000),  # too deep for pylatexenc
         (r"line\\break and \newline too", "line break and too"),
@@ -148,3 +152,20 @@ def test_titles_abstracts_authors_and_reasons_read_as_text_in_the_email() -> Non
         assert "José García" in part
         assert "\\infty" not in part and "textit" not in part
     assert "<em>" not in out.html and "<i>" not in out.html  # \textit is plain text, not markup
+
+
+_PIECES = [*"$\\{}^_%&#~ `'-aZ19<>\n", "\\frac", "\\textit", "\\begin{x}", "\\end{x}", "\\href", "$x$"]
+_LATEXISH = st.lists(st.sampled_from(_PIECES), max_size=40).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_LATEXISH)
+def test_any_latexish_text_gives_one_line_of_text(raw: str) -> None:
+    """Whatever mix of LaTeX's special characters and commands: no exception, a string, one line,
+    and text without LaTeX comes back as it is."""
+    out = latex_to_text(raw)
+    assert isinstance(out, str)
+    if looks_like_latex(raw):
+        assert "\n" not in out or out == raw
+    else:
+        assert out == raw
