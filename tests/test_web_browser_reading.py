@@ -199,6 +199,10 @@ def test_the_trending_page_reads_well_light_and_dark(browser: Browser, reading: 
     _look(browser, reading.base + "/trending", "web-trending", javascript=False)
 
 
+def test_the_sign_up_page_reads_well_light_and_dark(browser: Browser, reading: Reading) -> None:
+    _look(browser, reading.base + "/", "web-index-scheme")
+
+
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_the_email_is_readable_in_both_colour_schemes(browser: Browser, reading: Reading, scheme: Scheme) -> None:
     for width in WIDTHS:
