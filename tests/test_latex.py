@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from digest.latex import MAX_CHARS, escape_literals, latex_to_text, looks_like_latex
-from digest.match import PaperIndex, select
+from digest.match import Match, PaperIndex, select
 from digest.render import render_digest
 from tests.test_render import CONTEXT, TEMPLATES, _paper
 
@@ -169,3 +169,19 @@ def test_any_latexish_text_gives_one_line_of_text(raw: str) -> None:
         assert "\n" not in out or out == raw
     else:
         assert out == raw
+
+
+def test_reasons_that_quote_a_title_read_as_text() -> None:
+    """The reasons match.py writes quote titles as stored: 'close to your example <title>' and a
+    recommended paper's 'like <title>, which you liked' read as text too."""
+    paper = _paper(1, "Attention", "About attention.")
+    example = Match(paper, ("like:2503.18893",), 1, 0, reasons=(r"close to your example $\infty$Bench: long context",))
+    liked = Match(
+        _paper(2, "Other", "Other."), (), 0, 0, reasons=(r"like $O(n^2)$ \textit{attention}, which you liked",),
+        recommended=True,
+    )  # fmt: skip
+    out = render_digest(TEMPLATES, replace(CONTEXT, topics=["like:2503.18893"]), [example, liked], 0)
+    for part in (out.html, out.text):
+        assert "Matched: close to your example ∞Bench: long context" in part
+        assert "like O(n²) attention, which you liked" in part
+    assert out.subject == "1 new paper on papers like ∞Bench: long context — 30 Nov"
