@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from digest.archive import ARCHIVED, Shown, as_sent, paper_index, shown, topics_of
 from digest.config import Settings
+from digest.latex import latex_to_text
 from digest.match import Match, PaperIndex, pick
 from digest.models import TRENDING_DEFAULT, Delivery, Preferences, Subscriber
 from digest.schedule import Period
@@ -118,10 +119,9 @@ def atom(feed: Feed) -> bytes:
 
 
 def authors_of(names: Sequence[str]) -> list[str]:
-    """Every author, or the first AUTHORS_MAX and 'and N others'."""
-    if len(names) <= AUTHORS_MAX:
-        return list(names)
-    return [*names[:AUTHORS_MAX], f"and {len(names) - AUTHORS_MAX} others"]
+    """Every author (LaTeX in a name read as text), or the first AUTHORS_MAX and 'and N others'."""
+    shown = [latex_to_text(name) for name in names[:AUTHORS_MAX]]
+    return shown if len(names) <= AUTHORS_MAX else [*shown, f"and {len(names) - AUTHORS_MAX} others"]
 
 
 def categories_of(item: Shown) -> list[str]:

@@ -248,3 +248,18 @@ def test_a_feed_reset_changes_the_address_shown_and_keeps_the_entries(site: Site
     with open_session(site.engine) as session:
         sub = session.get(Subscriber, _id(site))
         assert sub is not None and archive.feed_stamp(sub) > 0
+
+
+def test_latex_in_a_paper_reads_as_text_in_the_feed(site: Site) -> None:
+    _reader(site, ("agents",))
+    with open_session(site.engine) as session:
+        add_papers(session, paper("2611.00009", r"$\infty$Bench: agents", r"We use \textit{agents} in $O(n^2)$ time.",
+                                  first_seen=NOW - timedelta(hours=5), authors=[r"Jos\'e Garc\'ia"]))  # fmt: skip
+    _send(site)
+    [entry] = _parsed(site.client.get(_feed_path(site)).content).entries
+    assert (entry.title, entry.summary, entry.authors[0].name) == (
+        "∞Bench: agents",
+        "We use agents in O(n²) time.",
+        "José García",
+    )
+    assert "$" not in entry.content[0].value and "\\" not in entry.content[0].value

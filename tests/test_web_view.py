@@ -94,6 +94,17 @@ def test_every_digest_has_its_view_in_browser_link_at_the_top(site: Site) -> Non
     assert link.start() < html.index('class="date"') < html.index('class="card"')  # above everything but the preview
 
 
+def test_the_text_part_has_the_view_in_browser_link_at_its_top(site: Site) -> None:
+    _reader(site)
+    _papers(site, 0, 2)
+    message = _send(site)
+    part = message.get_body(("plain",))
+    assert part is not None
+    lines = str(part.get_content()).splitlines()
+    token = _view_token(message)
+    assert f"View in your browser: https://digest.example.org/view/{token}" in lines[:3]
+
+
 def test_the_page_shows_the_digest_as_sent_and_the_papers_the_cap_cut(site: Site) -> None:
     _reader(site, cap=2)
     titles = _papers(site, 0, 5)
