@@ -175,6 +175,8 @@ class EmbedResult(StageResult):
     wall_s: float
     cpu_s: float
     papers_per_s: float
+    topic_texts: int = 0  # distinct like:"…" texts of the readers, embedded and stored after the papers
+    topic_texts_s: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -248,6 +248,9 @@ def _stage_rows(result: RunResult) -> list[str]:
         f"| embed (`embed_missing`, {stages.embed.model}; model loaded in {stages.embed.model_load_s} s) | "
         f"{stages.embed.papers_per_s} papers/s ({stages.embed.papers:,} in {stages.embed.wall_s} s) | "
         f"{1000 * stages.embed.cpu_s / max(1, stages.embed.papers):.0f} ms CPU | {stages.embed.peak_rss_mb:.0f} MB |",
+        f'| topic texts (`text_vectors`: each like:"…" text embedded once, stored) | '
+        f"{stages.embed.topic_texts:,} texts in {stages.embed.topic_texts_s} s | "
+        f"{1000 * stages.embed.topic_texts_s / max(1, stages.embed.topic_texts):.1f} ms | ″ |",
         f"| train (`retrain`, every reader with votes) | {stages.train.models:,} models in {stages.train.wall_s} s | "
         f"{stages.train.median_ms} ms (max {stages.train.max_ms}) | {stages.train.peak_rss_mb:.0f} MB |",
         _match_row(stages.match, stages.match_quarter),

@@ -55,13 +55,14 @@ from digest.clock import utcnow
 from digest.config import Settings
 from digest.db import make_engine, open_session
 from digest.embed import embed_missing, load_embedder
-from digest.index import load_index, semantics_for
+from digest.index import load_index, semantics_for, text_vectors
 from digest.learning import learned_for, retrain
 from digest.match import PaperIndex, pick
 from digest.models import Frequency, Preferences, Subscriber, Vote
 from digest.pipeline import send_chunk
 from digest.plan import Window, plan_due, window_end
 from digest.schedule import Schedule, previous_slot
+from digest.semantic import like_texts
 from digest.send import Outcome, Transport, make_transport
 
 STREAM_BATCH = 2_000
@@ -82,12 +83,23 @@ def stage_embed(cfg: EmbedConfig) -> EmbedResult:
         raise SystemExit("the benchmark needs an embedding model (DIGEST_EMBEDDING_MODEL is none)")
     with profiled(cfg.setup.profile_dir, "embed"), embedding.run(), open_session(engine) as session:
         stored = embed_missing(session, embedder)
+    # What the send runs of earlier days left stored: each like:"…" text's vector (embedded once ever).
+    texts, topics_clock = _topic_texts(engine), Clock()
+    with topics_clock.run():
+        text_vectors(engine, embedder.name, texts)
     engine.dispose()
     return EmbedResult(
         model=embedder.name, papers=stored, model_load_s=round(loading.wall, 2), wall_s=round(embedding.wall, 2),
         cpu_s=round(embedding.cpu, 2), papers_per_s=round(stored / embedding.wall, 1) if embedding.wall else 0.0,
-        peak_rss_mb=peak_rss_mb(),
+        topic_texts=len(texts), topic_texts_s=round(topics_clock.wall, 2), peak_rss_mb=peak_rss_mb(),
     )  # fmt: skip
+
+
+def _topic_texts(engine: Engine) -> list[str]:
+    """Every distinct like:"…" text of the readers' topics."""
+    table = Subscriber.__table__  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        return like_texts(t for (topics,) in conn.execute(sa_select(table.c.topics)) for t in topics)
 
 
 def stage_train(cfg: TrainConfig) -> TrainResult:
@@ -165,6 +177,8 @@ def _match_readers(
         with seen.load.run():
             rows = next(batches, None)
             learned = taught([row[0] for row in rows]) if rows else {}
+            if rows and index.semantics is not None:  # as `pipeline.chunk_index` does for a chunk
+                index.semantics.prefetch(like_texts(t for row in rows for t in row[1]))
         if rows is None:
             break
         with seen.match.run():

@@ -3,21 +3,26 @@ and reused across the chunks of one planning pass in a process."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, or_
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from digest.clock import utcnow
 from digest.config import Settings
-from digest.embed import NONE, from_bytes, load_embedder
+from digest.embed import NONE, from_bytes, load_embedder, to_bytes
 from digest.match import PaperIndex, PaperRecord
-from digest.models import Paper
+from digest.models import Paper, TextVector
 from digest.semantic import Example, Semantics, Vector
 
 REUSE_SECONDS = 300.0
+IN_BATCH = 500  # keys per IN (…) list
 _INDEXES: dict[str, tuple[datetime, datetime, datetime, float, PaperIndex]] = {}
 
 
@@ -65,11 +70,11 @@ def semantics_for(settings: Settings, engine: Engine) -> Semantics | None:
     if model == NONE:
         return None
 
+    def embed_texts(texts: Sequence[str]) -> dict[str, Vector]:
+        return text_vectors(engine, model, texts)
+
     def embed_text(text: str) -> Vector:
-        embedder = load_embedder(model)
-        assert embedder is not None
-        vector: Vector = embedder.embed([text])[0]
-        return vector
+        return embed_texts([text])[text]
 
     def lookup(ids: Sequence[str]) -> dict[str, Example]:
         query = select(Paper.id, Paper.title, Paper.embedding, Paper.embedding_model).where(col(Paper.id).in_(ids))
@@ -80,4 +85,44 @@ def semantics_for(settings: Settings, engine: Engine) -> Semantics | None:
             for pid, title, vector, made_by in rows
         }
 
-    return Semantics(model, embed_text, lookup)
+    return Semantics(model, embed_text, lookup, embed_texts)
+
+
+def text_hash(text: str) -> str:
+    """How a `like:"…"` text is keyed in `TextVector`."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def text_vectors(engine: Engine, model: str, texts: Sequence[str]) -> dict[str, Vector]:
+    """The vectors of these topic texts: those stored, and the others embedded now (in one call)
+    and stored, so that no later run embeds them again. Safe to run concurrently: a text two
+    workers embed at once is stored once."""
+    keys = {text_hash(t): t for t in texts}
+    found: dict[str, Vector] = {}
+    with Session(engine) as own:
+        for start in range(0, len(keys), IN_BATCH):
+            chunk = list(keys)[start : start + IN_BATCH]
+            query = select(TextVector.text_hash, TextVector.vector).where(
+                col(TextVector.embedding_model) == model, col(TextVector.text_hash).in_(chunk)
+            )
+            found.update((keys[h], from_bytes(blob)) for h, blob in own.exec(query))
+        missing = [t for t in keys.values() if t not in found]
+        if missing:
+            embedder = load_embedder(model)
+            assert embedder is not None
+            made = dict(zip(missing, embedder.embed(missing), strict=True))
+            now = utcnow()
+            rows = [
+                {"embedding_model": model, "text_hash": text_hash(t), "vector": to_bytes(v), "created_at": now}
+                for t, v in made.items()
+            ]
+            own.execute(_insert_new(own.get_bind().dialect.name), rows)
+            own.commit()
+            found.update(made)
+    return found
+
+
+def _insert_new(dialect: str) -> Any:
+    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = TextVector.__table__  # type: ignore[attr-defined]
+    return insert(table).on_conflict_do_nothing(index_elements=["embedding_model", "text_hash"])

@@ -17,7 +17,7 @@ from sqlmodel import Session, col, delete, func, select
 from digest.config import Settings
 from digest.embed import NONE, from_bytes
 from digest.models import Paper, ReaderModel, Vote
-from digest.rank import WEAK_NEGATIVES, Example, Learned, Matrix, train, weak_negatives
+from digest.rank import WEAK_NEGATIVES, Example, Learned, Matrix, train, weak_choice
 from digest.rank import from_bytes as weights_from_bytes
 from digest.rank import to_bytes as weights_to_bytes
 
@@ -43,16 +43,20 @@ def _matrix(examples: Sequence[Example], dim: int) -> Matrix:
     return np.array([e.vector for e in examples], dtype=np.float32).reshape(len(examples), dim)
 
 
-def _pool(session: Session, model: str, now: datetime, leave_out: set[str]) -> Matrix:
-    """Recent embedded papers the reader did not vote on: where weak negatives come from."""
+def _weak(session: Session, model: str, now: datetime, leave_out: set[str], count: int, seed: int) -> Matrix:
+    """`count` random recent embedded papers the reader did not vote on (weak negatives): their ids
+    drawn from the last month's, then only those vectors read."""
     query = (
-        select(Paper.id, Paper.embedding)
+        select(Paper.id)
         .where(col(Paper.embedding_model) == model, col(Paper.first_seen) >= now - timedelta(days=POOL_DAYS))
         .order_by(col(Paper.first_seen).desc())
         .limit(POOL_MAX)
     )
-    vectors = [from_bytes(blob) for pid, blob in session.exec(query) if pid not in leave_out and blob is not None]
-    return np.array(vectors, dtype=np.float32) if vectors else np.zeros((0, 0), dtype=np.float32)
+    pool = [pid for pid in session.exec(query) if pid not in leave_out]
+    chosen = [pool[n] for n in weak_choice(len(pool), count, seed)]
+    rows = dict(session.exec(select(Paper.id, Paper.embedding).where(col(Paper.id).in_(chosen))).all())
+    vectors = [from_bytes(blob) for blob in (rows.get(pid) for pid in chosen) if blob is not None]
+    return np.array(vectors, dtype=np.float32)
 
 
 def retrain(session: Session, settings: Settings, subscriber_id: int, now: datetime) -> ReaderModel | None:
@@ -64,8 +68,9 @@ def retrain(session: Session, settings: Settings, subscriber_id: int, now: datet
     dim = len(votes[0][1].vector) if votes else 0
     weights = None
     if dim:
-        pool = _pool(session, model, now, {e.paper_id for _v, e in votes}).reshape(-1, dim)
-        unvoted = weak_negatives(pool, WEAK_NEGATIVES * len(liked), zlib.crc32(str(subscriber_id).encode()))
+        seed = zlib.crc32(str(subscriber_id).encode())
+        voted = {e.paper_id for _v, e in votes}
+        unvoted = _weak(session, model, now, voted, WEAK_NEGATIVES * len(liked), seed).reshape(-1, dim)
         weights = train(_matrix(liked, dim), _matrix(disliked, dim), unvoted)
     session.exec(delete(ReaderModel).where(col(ReaderModel.subscriber_id) == subscriber_id))
     row = None

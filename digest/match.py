@@ -32,8 +32,7 @@ from digest.query import (
     positive_terms,
 )
 from digest.rank import RECOMMEND_MIN, RECOMMENDED_MAX, Learned
-from digest.semantic import LikeHits, PaperVectors, Semantics, like_hits, like_reason
-from digest.semantic import strong as close_hit
+from digest.semantic import LikeHits, PaperVectors, Semantics, like_hits, like_reason, mask_of_flags, strong_at
 from digest.text import WORD, normalize
 
 # Gap between authors' positions so a phrase never spans two names.
@@ -157,20 +156,14 @@ def _has_bit(mask: int, i: int) -> bool:
 
 
 @dataclass(frozen=True)
-class Hits:
-    """How strongly one topic matched one paper: terms found in title/author, and in abstract."""
-
-    title: int
-    abstract: int
-
-
-@dataclass(frozen=True)
 class CompiledTopic:
     """A topic evaluated against the index: which papers match, and with how many hits each."""
 
     text: str
     mask: int
-    hits: dict[int, Hits]
+    # Per paper (0 where it did not match): terms found in title/author, and in the abstract.
+    title_hits: Any
+    abstract_hits: Any
     phrases: frozenset[tuple[str, ...]]
     # Matched papers best first for this topic alone (title hits, abstract hits, then standing).
     ranked: list[int] = field(default_factory=list)
@@ -389,41 +382,40 @@ class PaperIndex:
         node = parse_query(text)
         mask = self.evaluate(node)
         terms = positive_terms(node)
-        title_hits: dict[int, int] = defaultdict(int)
-        abstract_hits: dict[int, int] = defaultdict(int)
-        closeness: dict[int, float] = defaultdict(float)  # between equal hits, the closest first
+        size = len(self.papers)
+        title_hits, abstract_hits = np.zeros(size, dtype=np.int32), np.zeros(size, dtype=np.int32)
+        closeness = np.zeros(size, dtype=np.float64)  # between equal hits, the closest first
         for like in positive_likes(node):  # a close semantic hit ranks as a title hit
             found = self.like(like)
-            for i in _iter_bits(mask & found.mask):
-                closeness[i] += found.similarity[i]
-                if close_hit(like, found.similarity[i]):
-                    title_hits[i] += 1
-                else:
-                    abstract_hits[i] += 1
+            near = self.flags(mask & found.mask)
+            if near.any():
+                closeness[near] += found.similarity[near]
+                close = near & (found.similarity >= strong_at(like))
+                title_hits[close] += 1
+                abstract_hits[near & ~close] += 1
         for term in terms:
             # Title and author hits rank above abstract hits; a field-bound term only counts there.
             strong_field = "author" if term.field == "author" else "title"
             strong = self._field_mask(strong_field, term.words) if term.field != "abstract" else 0
             weak = self._field_mask("abstract", term.words) if term.field in ("text", "abstract") else 0
-            for i in _iter_bits(mask & strong):
-                title_hits[i] += 1
-            for i in _iter_bits(mask & weak):
-                abstract_hits[i] += 1
-        matched = _iter_bits(mask)
-        hits = {i: Hits(title_hits[i], abstract_hits[i]) for i in matched}
+            title_hits[self.flags(mask & strong)] += 1
+            abstract_hits[self.flags(mask & weak)] += 1
+        matched = self.ids_of(mask)
+        keys = (self.order_array[matched], -closeness[matched], -abstract_hits[matched], -title_hits[matched])
+        ranked = matched[np.lexsort(keys)].tolist()
+        score = title_hits * 1024 + np.minimum(abstract_hits, 1023)
         highlight = frozenset(t.words for t in terms if t.field in ("text", "title", "abstract"))
-        ranked = sorted(matched, key=lambda i: (-title_hits[i], -abstract_hits[i], -closeness[i], self.order[i]))
-        score = np.zeros(len(self.papers), dtype=np.int32)
-        for i in matched:
-            score[i] = title_hits[i] * 1024 + min(abstract_hits[i], 1023)
         by_author = frozenset(t.words for t in terms if t.field == "author")
-        return CompiledTopic(text, mask, hits, highlight, ranked, score, node, by_author)
+        return CompiledTopic(text, mask, title_hits, abstract_hits, highlight, ranked, score, node, by_author)
+
+    def flags(self, mask: int) -> Any:
+        """A bitset as a boolean array over the papers."""
+        data = np.frombuffer(mask.to_bytes((len(self.papers) + 7) // 8 or 1, "little"), dtype=np.uint8)
+        return np.unpackbits(data, bitorder="little")[: len(self.papers)].astype(bool)
 
     def ids_of(self, mask: int) -> Any:
         """The indices of a bitset's papers as a numpy array."""
-        data = np.frombuffer(mask.to_bytes((len(self.papers) + 7) // 8 or 1, "little"), dtype=np.uint8)
-        bits = np.unpackbits(data, bitorder="little")[: len(self.papers)]
-        return np.flatnonzero(bits)
+        return np.flatnonzero(self.flags(mask))
 
 
 def _standing(paper: PaperLike) -> tuple[int, float, str]:
@@ -521,15 +513,15 @@ def _top_combined(index: PaperIndex, compiled: Sequence[CompiledTopic], matched:
 
 def _match_for(index: PaperIndex, i: int, compiled: Sequence[CompiledTopic]) -> Match:
     """The Match for paper i (cached by the topics that hit it: readers share them)."""
-    hit = tuple(t for t in compiled if i in t.hits)
+    hit = tuple(t for t in compiled if t.mask >> i & 1)
     key = (i, tuple(t.text for t in hit))
     match = index.matches.get(key)
     if match is None:
         match = Match(
             paper=index.papers[i],
             topics=key[1],
-            title_hits=sum(t.hits[i].title for t in hit),
-            abstract_hits=sum(t.hits[i].abstract for t in hit),
+            title_hits=sum(int(t.title_hits[i]) for t in hit),
+            abstract_hits=sum(int(t.abstract_hits[i]) for t in hit),
             # Only what occurs in this paper: readers whose topics differ elsewhere then share its card.
             highlight=frozenset(p for t in hit for p in t.phrases if index.occurs(i, p)),
             reasons=tuple(index.reason(t, i) for t in hit),
@@ -628,7 +620,7 @@ def _unwanted(index: PaperIndex, learned: Learned | None) -> int:
     """Papers too close to one the reader asked to see less of."""
     if learned is None or index.vectors is None or len(learned.disliked) == 0:
         return 0
-    return _mask_of(np.flatnonzero(learned.unwanted(index.vectors.matrix)).tolist(), len(index.papers))
+    return mask_of_flags(learned.unwanted(index.vectors.matrix))
 
 
 def _union(compiled: Sequence[CompiledTopic]) -> int:
@@ -642,13 +634,21 @@ def _union(compiled: Sequence[CompiledTopic]) -> int:
 def _topical(index: PaperIndex, prefs: Preferences, window: int, learned: Learned | None) -> Selection:
     """The papers on the reader's topics: by hits — or, with a learned model, by its scores (papers
     not embedded yet after those that are, in their hits order)."""
-    if learned is None or learned.weights is None or index.vectors is None:
+    vectors = index.vectors
+    if learned is None or learned.weights is None or vectors is None:
         return select(index, prefs.topics, candidates=window, cap=prefs.max_papers)
-    every = select(index, prefs.topics, candidates=window, cap=len(index.papers)).matches
-    scores = learned.scores(index.vectors.matrix[[index.position[m.paper.id] for m in every]])
-    present = [_has_bit(index.vectors.present, index.position[m.paper.id]) for m in every]
-    order = sorted(range(len(every)), key=lambda n: (not present[n], -scores[n] if present[n] else n))
-    return Selection([every[n] for n in order[: prefs.max_papers]], max(0, len(every) - prefs.max_papers))
+    compiled = _compiled(index, prefs.topics)
+    matched = _union(compiled) & window
+    ids = index.ids_of(matched)
+    if len(ids) == 0:
+        return Selection([], 0)
+    embedded = vectors.rows[ids]
+    scores = learned.scores(vectors.matrix[ids])
+    # Embedded papers by score, best first; then the others in their hits order.
+    hits_order = {int(i): n for n, i in enumerate(_top_combined(index, compiled, matched & ~vectors.present, len(ids)))}
+    keys = [(0, -float(scores[n])) if embedded[n] else (1, float(hits_order[int(i)])) for n, i in enumerate(ids)]
+    best = sorted(range(len(ids)), key=keys.__getitem__)[: prefs.max_papers]
+    return Selection([_match_for(index, int(ids[n]), compiled) for n in best], max(0, len(ids) - prefs.max_papers))
 
 
 def _recommend(index: PaperIndex, learned: Learned, pool: int) -> list[Match]:

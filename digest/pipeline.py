@@ -28,6 +28,7 @@ from digest.models import Delivery, DeliveryStatus, Subscriber
 from digest.plan import ChunkPlan, Due, due_now, plan_chunk, plan_due, popular_reach
 from digest.rank import Learned
 from digest.render import RenderedDigest
+from digest.semantic import like_texts
 from digest.send import Outcome, Outgoing, Result, Transport, safe_filename
 from digest.suppress import suppress
 
@@ -135,9 +136,7 @@ def send_chunk(
     """
     run = Run(session, settings, transport, now, clock or (lambda: now))
     plan = plan_chunk(session, settings, subscriber_ids, now)
-    index = shared_index(
-        session, plan.since, plan.end, plan.popular_since, semantics_for(settings, session.get_bind().engine)
-    )
+    index = chunk_index(session, settings, plan)
     rows = [
         select_for(settings, due, index, now, plan.sent.get(due.sub.id or 0, ()), plan.learned.get(due.sub.id or 0))
         for due in plan.due
@@ -152,6 +151,16 @@ def send_chunk(
     for row in claimed.rows.values():
         session.expire(row)  # settled by bulk updates: re-read on next access
     return report
+
+
+def chunk_index(session: Session, settings: Settings, plan: ChunkPlan) -> PaperIndex:
+    """The (shared) index for this chunk, with the vectors of its readers' `like:"…"` texts at
+    hand: read from the database, the new ones embedded together and stored."""
+    semantics = semantics_for(settings, session.get_bind().engine)
+    index = shared_index(session, plan.since, plan.end, plan.popular_since, semantics)
+    if index.semantics is not None:
+        index.semantics.prefetch(like_texts(topic for due in plan.due for topic in due.sub.topics))
+    return index
 
 
 def _record(run: Run, rows: list[NewDelivery], report: SendReport) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -50,7 +51,7 @@ class Learned:
         """The probability, per row of `matrix`, that the reader wants that paper."""
         if self.weights is None:
             return np.zeros(len(matrix))
-        logits = matrix.astype(np.float64) @ self.weights[:-1] + float(self.weights[-1])
+        logits = (matrix @ self.weights[:-1]).astype(np.float64) + float(self.weights[-1])
         return 1.0 / (1.0 + np.exp(-logits))
 
     def unwanted(self, matrix: Matrix) -> npt.NDArray[np.bool_]:
@@ -90,21 +91,35 @@ def _newton(
     for _ in range(NEWTON_STEPS):
         p = 1.0 / (1.0 + np.exp(-(rows @ beta)))
         gradient = rows.T @ (weights * (p - labels)) + penalty * beta
-        curvature = (rows * (weights * p * (1 - p))[:, None]).T @ rows + np.diag(penalty + 1e-6)
-        step = np.linalg.solve(curvature, gradient)
+        step = _solve(rows * np.sqrt(weights * p * (1 - p))[:, None], penalty + 1e-6, gradient)
         beta -= step
         if float(np.abs(step).max()) < 1e-6:
             break
     return beta
 
 
+def _solve(a: npt.NDArray[np.float64], diag: npt.NDArray[np.float64], g: npt.NDArray[np.float64]) -> Any:
+    """(AᵀA + diag)⁻¹ g. A reader has far fewer votes than the vectors have dimensions: then through
+    the rows × rows system (the Woodbury identity) — the same step, ~30x cheaper than dim × dim."""
+    n, dim = a.shape
+    if n >= dim:
+        return np.linalg.solve(a.T @ a + np.diag(diag), g)
+    scaled = a / diag
+    inv_g = g / diag
+    return inv_g - scaled.T @ np.linalg.solve(np.eye(n) + scaled @ a.T, a @ inv_g)
+
+
 def weak_negatives(pool: Matrix, count: int, seed: int) -> Matrix:
     """`count` random rows of `pool` (papers the reader never voted on), the same for the same seed."""
-    if len(pool) == 0 or count <= 0:
-        return pool[:0]
+    return pool[weak_choice(len(pool), count, seed)]
+
+
+def weak_choice(size: int, count: int, seed: int) -> npt.NDArray[np.intp]:
+    """Which `count` of `size` pool papers are the weak negatives (the same for the same seed)."""
+    if size == 0 or count <= 0:
+        return np.zeros(0, dtype=np.intp)
     rng = np.random.default_rng(seed)
-    chosen = rng.choice(len(pool), size=min(count, len(pool)), replace=False)
-    return pool[chosen]
+    return rng.choice(size, size=min(count, size), replace=False)
 
 
 def to_bytes(weights: Vector) -> bytes:

@@ -8,7 +8,7 @@ finds them. Pure but for the two callables `Semantics` is given.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from digest.embed import from_bytes
-from digest.query import Like
+from digest.query import And, Like, Node, Not, Or, QueryError, parse_query
 from digest.text import clip
 
 Vector = npt.NDArray[np.float32]
@@ -45,6 +45,7 @@ class Semantics:
     model: str
     embed_text: Callable[[str], Vector]
     lookup: Callable[[Sequence[str]], dict[str, Example]]
+    embed_texts: Callable[[Sequence[str]], dict[str, Vector]] | None = None  # many at once, if it can
     texts: dict[str, Vector] = field(default_factory=dict)
     examples: dict[str, Example | None] = field(default_factory=dict)
 
@@ -54,6 +55,12 @@ class Semantics:
             self.texts[text] = self.embed_text(text)
         return self.texts[text]
 
+    def prefetch(self, texts: Iterable[str]) -> None:
+        """Have the vectors of these texts at hand, asking for all the missing ones in one call."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self.texts]
+        if missing and self.embed_texts is not None:
+            self.texts.update(self.embed_texts(missing))
+
     def example(self, paper_id: str) -> Example | None:
         """An example paper by id (looked up once); None if we never saw it."""
         if paper_id not in self.examples:
@@ -61,13 +68,41 @@ class Semantics:
         return self.examples[paper_id]
 
 
+def like_texts(topics: Iterable[str]) -> list[str]:
+    """The `like:"…"` texts of these topics (each once; topics that do not parse have none)."""
+    found: dict[str, None] = {}
+    for topic in topics:
+        try:
+            node = parse_query(topic)
+        except QueryError:
+            continue
+        found.update((like.value, None) for like in _likes(node) if like.kind == "text")
+    return list(found)
+
+
+def _likes(node: Node) -> Iterator[Like]:
+    if isinstance(node, Like):
+        yield node
+    elif isinstance(node, Not):
+        yield from _likes(node.child)
+    elif isinstance(node, And | Or):
+        for child in node.children:
+            yield from _likes(child)
+
+
+def mask_of_flags(flags: npt.NDArray[np.bool_]) -> int:
+    """A bitset (bit i set where flags[i]) from a boolean array, in one go."""
+    return int.from_bytes(np.packbits(flags, bitorder="little").tobytes(), "little")
+
+
 @dataclass(frozen=True)
 class PaperVectors:
-    """The index's papers' vectors as one matrix (rows of papers without one are zero) and the
-    bitset of the papers that have one."""
+    """The index's papers' vectors as one matrix (rows of papers without one are zero), which rows
+    have one (`rows`), and the same as a bitset (`present`)."""
 
     matrix: Vector
     present: int
+    rows: npt.NDArray[np.bool_]
 
     @classmethod
     def of(cls, papers: Sequence[Any], model: str) -> PaperVectors | None:
@@ -80,49 +115,51 @@ class PaperVectors:
         if not found:
             return None
         matrix = np.zeros((len(papers), len(found[0][1])), dtype=np.float32)
-        present = 0
+        rows = np.zeros(len(papers), dtype=bool)
         for i, vector in found:
             matrix[i] = vector
-            present |= 1 << i
-        return cls(matrix, present)
+            rows[i] = True
+        return cls(matrix, mask_of_flags(rows), rows)
 
 
 @dataclass(frozen=True)
 class LikeHits:
-    """What one `like:` term found: the papers close enough, and each one's similarity."""
+    """What one `like:` term found: the papers close enough (a bitset), and every paper's
+    similarity to the text or example (read only where the bit is set)."""
 
     mask: int
-    similarity: dict[int, float]
+    similarity: npt.NDArray[np.float32]
+
+
+NOTHING = LikeHits(0, np.zeros(0, dtype=np.float32))
 
 
 def like_hits(vectors: PaperVectors | None, semantics: Semantics | None, like: Like, own: int | None) -> LikeHits:
     """The papers like this term's text or example (`own`: the example's own place in the index, if
     it is there: a paper is not shown as like itself)."""
     if vectors is None or semantics is None:
-        return LikeHits(0, {})
+        return NOTHING
     if like.kind == "text":
         target: Vector | None = semantics.text_vector(like.value)
         threshold = TEXT_THRESHOLD
     else:
-        target = vectors.matrix[own] if own is not None and vectors.present >> own & 1 else None
+        target = vectors.matrix[own] if own is not None and vectors.rows[own] else None
         if target is None:
             example = semantics.example(like.value)
             target = example.vector if example else None
         threshold = PAPER_THRESHOLD
     if target is None:
-        return LikeHits(0, {})
-    scores = vectors.matrix @ target
-    close = [int(i) for i in np.flatnonzero(scores >= threshold) if i != own and vectors.present >> int(i) & 1]
-    mask = 0
-    for i in close:
-        mask |= 1 << i
-    return LikeHits(mask, {i: float(scores[i]) for i in close})
+        return NOTHING
+    scores: npt.NDArray[np.float32] = vectors.matrix @ target
+    close = (scores >= threshold) & vectors.rows
+    if own is not None:
+        close[own] = False
+    return LikeHits(mask_of_flags(close), scores)
 
 
-def strong(like: Like, similarity: float) -> bool:
-    """Whether a semantic hit ranks with title hits."""
-    threshold = TEXT_THRESHOLD if like.kind == "text" else PAPER_THRESHOLD
-    return similarity >= threshold + STRONG_MARGIN
+def strong_at(like: Like) -> float:
+    """The similarity from which a semantic hit ranks with title hits (below, as an abstract hit)."""
+    return (TEXT_THRESHOLD if like.kind == "text" else PAPER_THRESHOLD) + STRONG_MARGIN
 
 
 def like_reason(semantics: Semantics | None, like: Like, titles: Callable[[str], str | None]) -> str:

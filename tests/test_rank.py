@@ -14,7 +14,7 @@ from digest.embed import to_bytes
 from digest.learning import learned_for, retrain
 from digest.models import Delivery, Paper, ReaderModel, Vote
 from digest.pipeline import run_send
-from digest.rank import MIN_LIKES, Example, Learned, train
+from digest.rank import MIN_LIKES, Example, Learned, _solve, train
 from digest.send import make_transport
 from tests.conftest import NOW
 from tests.factories import add_papers, paper, subscriber
@@ -123,3 +123,15 @@ def test_a_model_is_retrained_when_votes_change_and_dropped_below_the_minimum(
     learned = learned_for(session, settings, [sub.id], NOW + timedelta(hours=2))
     assert learned[sub.id].weights is None and session.exec(select(ReaderModel)).all() == []
     assert session.get(Paper, "2611.30000") is not None
+
+
+def test_the_newton_step_through_the_votes_system_is_the_direct_one() -> None:
+    """With fewer votes than dimensions the step is solved as rows × rows (Woodbury): the same."""
+    rng = np.random.default_rng(7)
+    for n, dim in ((5, 40), (30, 385), (60, 20)):
+        a = rng.normal(size=(n, dim))
+        diag = np.full(dim, 0.1 + 1e-6)
+        diag[-1] = 1e-6
+        g = rng.normal(size=dim)
+        direct = np.linalg.solve(a.T @ a + np.diag(diag), g)
+        assert np.allclose(_solve(a, diag, g), direct, rtol=1e-6, atol=1e-6 * np.abs(direct).max())

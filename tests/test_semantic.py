@@ -11,7 +11,7 @@ import pytest
 
 from digest.embed import to_bytes
 from digest.match import PaperIndex, select
-from digest.semantic import Example, Semantics, Vector
+from digest.semantic import Example, Semantics, Vector, like_texts
 from tests.test_match import P
 
 
@@ -107,3 +107,29 @@ def test_the_card_says_which_example_or_text_it_was_close_to(topic: str, paper_i
     index = _index(World())
     found = {m.paper.id: m.reasons for m in select(index, [topic], candidates=index.all, cap=20).matches}
     assert found[paper_id] == (reason,)
+
+
+def test_like_texts_are_every_described_text_of_the_topics_once() -> None:
+    topics = [
+        'like:"long context" OR like:2601.00001',
+        '"kv cache" -like:"quantization"',
+        'like:"long context" cat:cs.CL',
+        'like:"unclosed',  # does not parse: no texts
+        "diffusion",
+    ]
+    assert like_texts(topics) == ["long context", "quantization"]
+
+
+def test_prefetch_asks_for_the_missing_texts_in_one_call() -> None:
+    asked: list[list[str]] = []
+
+    def many(texts: Sequence[str]) -> dict[str, Vector]:
+        asked.append(list(texts))
+        return {t: LONG for t in texts}
+
+    world = World()
+    semantics = Semantics("fake", world.embed, world.lookup, many)
+    semantics.prefetch(["a", "b", "a"])
+    semantics.prefetch(["b", "c"])
+    assert asked == [["a", "b"], ["c"]]
+    assert semantics.text_vector("a") is LONG and world.embedded == []  # prefetched: never embedded one by one
