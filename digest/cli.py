@@ -23,6 +23,7 @@ from sqlmodel import Session, col, func, select
 from digest import demo as demo_module
 from digest import health, logs
 from digest import suppress as suppression
+from digest.archive import remove_old
 from digest.clock import utcnow
 from digest.config import Settings, SourceKind, links_in_clear
 from digest.db import init_db, make_engine, open_session
@@ -474,11 +475,14 @@ def serve(
 
 @app.command()
 def cleanup(now: Annotated[str | None, typer.Option(help="Pretend it is this time (ISO 8601).")] = None) -> None:
-    """Forget sign-ups that were never confirmed (after DIGEST_PENDING_RETENTION_DAYS)."""
+    """Forget sign-ups that were never confirmed (after DIGEST_PENDING_RETENTION_DAYS) and remove
+    digests older than DIGEST_ARCHIVE_DAYS from the archive (what the daily task does)."""
     settings = load_settings()
+    when = parse_now(now)
     with session_for(settings) as session:
-        dropped = cleanup_pending(session, parse_now(now), timedelta(days=settings.pending_retention_days))
-    out.print(f"{dropped} unconfirmed sign-ups forgotten")
+        dropped = cleanup_pending(session, when, timedelta(days=settings.pending_retention_days))
+        removed = remove_old(session, when, timedelta(days=settings.archive_days))
+    out.print(f"{dropped} unconfirmed sign-ups forgotten, {removed} archived digests removed")
 
 
 @app.command()

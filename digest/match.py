@@ -161,9 +161,6 @@ class CompiledTopic:
 
     text: str
     mask: int
-    # Per paper (0 where it did not match): terms found in title/author, and in the abstract.
-    title_hits: Any
-    abstract_hits: Any
     phrases: frozenset[tuple[str, ...]]
     # Matched papers best first for this topic alone (title hits, abstract hits, then standing).
     ranked: list[int] = field(default_factory=list)
@@ -406,7 +403,7 @@ class PaperIndex:
         score = title_hits * 1024 + np.minimum(abstract_hits, 1023)
         highlight = frozenset(t.words for t in terms if t.field in ("text", "title", "abstract"))
         by_author = frozenset(t.words for t in terms if t.field == "author")
-        return CompiledTopic(text, mask, title_hits, abstract_hits, highlight, ranked, score, node, by_author)
+        return CompiledTopic(text, mask, highlight, ranked, score, node, by_author)
 
     def flags(self, mask: int) -> Any:
         """A bitset as a boolean array over the papers."""
@@ -520,8 +517,8 @@ def _match_for(index: PaperIndex, i: int, compiled: Sequence[CompiledTopic]) -> 
         match = Match(
             paper=index.papers[i],
             topics=key[1],
-            title_hits=sum(int(t.title_hits[i]) for t in hit),
-            abstract_hits=sum(int(t.abstract_hits[i]) for t in hit),
+            title_hits=sum(int(t.score[i]) >> 10 for t in hit),
+            abstract_hits=sum(int(t.score[i]) & 1023 for t in hit),
             # Only what occurs in this paper: readers whose topics differ elsewhere then share its card.
             highlight=frozenset(p for t in hit for p in t.phrases if index.occurs(i, p)),
             reasons=tuple(index.reason(t, i) for t in hit),

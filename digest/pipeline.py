@@ -175,6 +175,8 @@ def _claim(run: Run, plan: ChunkPlan, index: PaperIndex, report: SendReport) -> 
     """Claim every row of these readers that waits and is due; close those whose reader left."""
     session = run.session
     waiting = [row_id for row_id, _sid, _start in deliveries.waiting_rows(session, list(plan.subs), run.now)]
+    if filed := deliveries.file_for_feed(session, waiting, run.clock()):  # feed-only readers: no email
+        report.counts["feed"] += filed
     won = deliveries.claim_many(session, waiting, run.clock())
     if skipped := deliveries.skip_inactive(session, sorted(set(waiting) - set(won))):
         report.counts["skipped"] += skipped

@@ -12,8 +12,10 @@ import pytest
 from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
+from typer.testing import CliRunner
 
 from digest import archive
+from digest.cli import app
 from digest.config import Settings
 from digest.index import load_index
 from digest.models import (
@@ -130,7 +132,8 @@ def test_a_feed_only_reader_is_never_mailed_but_their_digest_is_recorded(session
     sub = subscriber(session, "ada@example.org", ["agents"], joined=JOINED)
     other = subscriber(session, "grace@example.org", ["agents"], joined=JOINED)
     archive.set_feed_only(session, sub, True)
-    _send(session, settings)
+    report = run_send(session, settings, OutboxTransport(settings.outbox_dir), NOW)
+    assert (report.counts["feed"], report.counts["sent"]) == (1, 1)  # what `digest send` reports
     mailed = sorted(p.name for p in settings.outbox_dir.glob("*.eml"))
     assert len(mailed) == 1 and mailed[0].startswith("grace")
     [row] = _rows(session, sub)
@@ -265,3 +268,15 @@ def test_the_feed_answers_only_while_subscribed(session: Session, settings: Sett
     token = archive.feed_url(settings, sub).rsplit("/", 1)[1]
     with pytest.raises(LinkError):
         archive.feed_reader(session, settings, token, NOW)
+
+
+def test_digest_cleanup_removes_old_digests_as_the_daily_task_does(session: Session, settings: Settings) -> None:
+    sub = subscriber(session, "ada@example.org", ["agents"], joined=NOW - 200 * DAY)
+    _digest(session, sub, 120, DeliveryStatus.SENT)
+    young = _digest(session, sub, 3, DeliveryStatus.SENT).id
+    env = {"DIGEST_DATABASE_URL": settings.database_url, "DIGEST_SOURCES": "[]", "DIGEST_SECRET_KEY": "cli-secret"}
+    result = CliRunner().invoke(app, ["cleanup", "--now", NOW.isoformat()], env=env)
+    assert result.exit_code == 0, result.output
+    assert "0 unconfirmed sign-ups forgotten, 1 archived digests removed" in result.output
+    session.expire_all()
+    assert [r.id for r in session.exec(select(Delivery))] == [young]

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from itsdangerous import URLSafeTimedSerializer
 from httpx2 import Response as ClientResponse
+from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -134,7 +134,6 @@ def test_a_link_signed_with_the_previous_key_still_works_after_rotation(site: Si
 def test_a_link_from_before_the_compact_format_still_reads(site: Site, reader: Subscriber) -> None:
     """Digests already in inboxes carry itsdangerous-signed feedback tokens (three dot-separated
     parts); they keep working for their 90 days."""
-    now = site.clock()
     payload = {"h": reader.handle, "p": PAPER, "v": 1, "k": topic_tag("diffusion")}
     legacy = URLSafeTimedSerializer(site.settings.signing_keys, salt="paper-digest.feedback").dumps(payload)
     assert legacy.count(".") == 2
