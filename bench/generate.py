@@ -419,10 +419,15 @@ def _semantic_topic(rng: random.Random, examples: Sequence[str]) -> str:
 
 
 def make_subscribers(
-    rng: random.Random, count: int, queries: Sequence[str], now: datetime, examples: Sequence[str] = ()
+    rng: random.Random,
+    count: int,
+    queries: Sequence[str],
+    now: datetime,
+    examples: Sequence[str] = (),
+    semantic_share: float = SEMANTIC_SHARE,
 ) -> Iterator[dict[str, Any]]:
     """`count` active, long-confirmed daily readers due at 00:00 UTC, 1–3 Zipf-drawn topics each;
-    about 10% also (or only, half of them) get the trending papers; SEMANTIC_SHARE have a `like:`
+    about 10% also (or only, half of them) get the trending papers; `semantic_share` have a `like:`
     topic too (on `examples`, earlier papers, for the example kind)."""
     cum = zipf_weights(len(queries))
     ranks = range(len(queries))
@@ -431,7 +436,7 @@ def make_subscribers(
         picked: dict[str, None] = {}
         while len(picked) < k:
             picked[queries[rng.choices(ranks, cum_weights=cum)[0]]] = None
-        if rng.random() < SEMANTIC_SHARE:
+        if rng.random() < semantic_share:
             picked[_semantic_topic(rng, examples)] = None
         joined = now - timedelta(days=rng.randint(30, 400), seconds=rng.randint(0, 86_399))
         first = rng.choice(FIRST_NAMES).lower().replace("ø", "o").replace("é", "e").replace("í", "i")
@@ -478,12 +483,12 @@ def reset_deliveries(engine: Engine) -> int:
 
 
 def make_votes(
-    rng: random.Random, readers: Sequence[int], papers: Sequence[str], now: datetime
+    rng: random.Random, readers: Sequence[int], papers: Sequence[str], now: datetime, share: float = VOTER_SHARE
 ) -> Iterator[dict[str, Any]]:
-    """VOTER_SHARE of the readers voted on earlier papers: 3-8 "more like this" (enough for a
+    """`share` of the readers (VOTER_SHARE) voted on earlier papers: 3-8 "more like this" (enough for a
     model) and 0-3 "less like this" each, a day or more ago."""
     for sid in readers:
-        if rng.random() >= VOTER_SHARE:
+        if rng.random() >= share:
             continue
         chosen = rng.sample(papers, min(len(papers), rng.randint(3, 8) + rng.randint(0, 3)))
         likes = max(3, len(chosen) - rng.randint(0, 3))
@@ -505,7 +510,7 @@ def _insert(engine: Engine, table: Any, rows: Iterator[dict[str, Any]]) -> int:
     return inserted
 
 
-def generate(engine: Engine, subscribers: int, papers: int, seed: int, now: datetime) -> Day:
+def generate(engine: Engine, subscribers: int, papers: int, seed: int, now: datetime, learning: bool = True) -> Day:
     """Fill the database with the day: `papers` new papers and the earlier ones, `subscribers`
     readers and their votes, in batches."""
     rng = random.Random(seed)
@@ -516,10 +521,11 @@ def generate(engine: Engine, subscribers: int, papers: int, seed: int, now: date
     _insert(engine, papers_t, make_papers(random.Random(seed + 2), papers, now))
     _insert(engine, papers_t, make_history(random.Random(seed + 3), earlier, now))
     examples = history_ids(now, earlier)
-    _insert(engine, subs_t, make_subscribers(rng, subscribers, queries, now, examples))
+    semantic, voting = (SEMANTIC_SHARE, VOTER_SHARE) if learning else (0.0, 0.0)
+    _insert(engine, subs_t, make_subscribers(rng, subscribers, queries, now, examples, semantic))
     with engine.connect() as conn:
         readers = list(conn.execute(sa_select(subs_t.c.id).order_by(subs_t.c.id)).scalars())
-    _insert(engine, votes_t, make_votes(random.Random(seed + 4), readers, examples, now))
+    _insert(engine, votes_t, make_votes(random.Random(seed + 4), readers, examples, now, voting))
     with engine.connect() as conn:
         voters = conn.execute(sa_select(func.count(func.distinct(votes_t.c.subscriber_id)))).scalar_one()
     return Day(

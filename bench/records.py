@@ -395,6 +395,7 @@ class Meta:
     smtp_tools: dict[str, str]
     profiles: dict[str, str]
     total_wall_s: float = 0.0
+    learning: bool = True  # False: `--without-learning` (no like: topics, no votes)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -69,6 +69,8 @@ def _embed_target(embed: EmbedResult) -> Target:
 
 
 def _train_target(train: TrainResult) -> Target:
+    if train.readers == 0:
+        return _not_run("train_reader_ms", "Train one reader's model", "≤ 20 ms")
     return Target(
         id="train_reader_ms", target="Train one reader's model (`retrain`: votes read, Newton steps, stored)",
         goal="≤ 20 ms", measured=train.p95_ms,
@@ -228,7 +230,8 @@ def _heading(meta: Meta) -> list[str]:
         "",
         f"{meta.finished[:16].replace('T', ' ')} UTC · commit {meta.git_commit or '?'} · {meta.database} · "
         f"{meta.cpus} cores, load {meta.load_average[0]} at the end · seed {meta.seed}"
-        + (" · quick preset" if meta.quick else ""),
+        + (" · quick preset" if meta.quick else "")
+        + ("" if meta.learning else " · without learning (no like: topics, no votes: the day of issue 12)"),
     ]
 
 

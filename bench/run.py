@@ -88,6 +88,7 @@ class Options:
     budget: float
     out: Path
     skip_celery: bool
+    without_learning: bool
     profile: bool
 
 
@@ -106,6 +107,8 @@ def parse_args(argv: list[str] | None) -> Options:
                         "(default 300; quick 10; 0: no limit)")  # fmt: skip
     p.add_argument("--out", type=Path, default=RESULTS, help="folder for latest.json and latest.md")
     p.add_argument("--skip-celery", action="store_true", help="leave out the Celery runs (no Redis needed)")
+    p.add_argument("--without-learning", action="store_true",
+                   help="no readers with like: topics or votes (the day of issue 12, before issue 13)")  # fmt: skip
     p.add_argument("--profile", action="store_true", help="also cProfile match, the per-digest path and send_chunk")
     args = p.parse_args(argv)
     preset = QUICK if args.quick else FULL
@@ -122,6 +125,7 @@ def parse_args(argv: list[str] | None) -> Options:
         budget=preset.budget if args.budget is None else args.budget,
         out=args.out,
         skip_celery=args.skip_celery,
+        without_learning=args.without_learning,
         profile=args.profile,
     )
 
@@ -209,7 +213,7 @@ class Bench:
         """Fill the database with the day."""
         n, m = self.opts.subscribers, self.opts.papers
         t0 = time.perf_counter()
-        day = generate.generate(self.engine, n, m, self.opts.seed, self.setup.now)
+        day = generate.generate(self.engine, n, m, self.opts.seed, self.setup.now, not self.opts.without_learning)
         seconds = time.perf_counter() - t0
         topics = generate.topic_stats(self.engine)
         self.say(
@@ -363,6 +367,7 @@ class Bench:
             load_average=[round(x, 2) for x in os.getloadavg()],
             smtp_tools=self.tools,
             profiles=profiles,
+            learning=not self.opts.without_learning,
         )
 
 

@@ -184,7 +184,9 @@ def _match_readers(
         with seen.match.run():
             for sid, topics, min_upvotes, cap, trending in rows:
                 prefs = Preferences(topics, min_upvotes=min_upvotes, max_papers=cap, trending=trending)
-                chosen = pick(index, prefs, window.start, window.end, lookback=LOOKBACK, learned=learned.get(sid))
+                chosen = pick(
+                    index, prefs, window.start, window.end, lookback=LOOKBACK, learned=learned.get(sid), explain=False
+                )  # as `pipeline.select_for` records a digest
                 readers += 1
                 if found := chosen.matches:
                     nonempty += 1

@@ -193,6 +193,7 @@ class PaperIndex:
         self.position = {p.id: i for i, p in enumerate(self.papers)}
         self.selections: dict[tuple[object, ...], Selection] = {}
         self.matches: dict[tuple[object, ...], Match] = {}
+        self._bare: dict[int, Match] = {}
         # Each paper's place in the tie-break order: more upvotes, then newer, then by id.
         by_standing = sorted(range(len(self.papers)), key=lambda i: _standing(self.papers[i]))
         self.order = [0] * len(self.papers)
@@ -379,31 +380,40 @@ class PaperIndex:
         node = parse_query(text)
         mask = self.evaluate(node)
         terms = positive_terms(node)
-        size = len(self.papers)
-        title_hits, abstract_hits = np.zeros(size, dtype=np.int32), np.zeros(size, dtype=np.int32)
-        closeness = np.zeros(size, dtype=np.float64)  # between equal hits, the closest first
+        matched = self.ids_of(mask)  # what follows is over the matched papers only
+        title_hits, abstract_hits = np.zeros(len(matched), dtype=np.int32), np.zeros(len(matched), dtype=np.int32)
+        closeness = np.zeros(len(matched), dtype=np.float64)  # between equal hits, the closest first
         for like in positive_likes(node):  # a close semantic hit ranks as a title hit
             found = self.like(like)
-            near = self.flags(mask & found.mask)
-            if near.any():
-                closeness[near] += found.similarity[near]
-                close = near & (found.similarity >= strong_at(like))
-                title_hits[close] += 1
-                abstract_hits[near & ~close] += 1
+            if not found.mask & mask:
+                continue
+            near = self.flags(found.mask)[matched]
+            similarity = found.similarity[matched]
+            closeness[near] += similarity[near]
+            close = near & (similarity >= strong_at(like))
+            title_hits[close] += 1
+            abstract_hits[near & ~close] += 1
         for term in terms:
             # Title and author hits rank above abstract hits; a field-bound term only counts there.
             strong_field = "author" if term.field == "author" else "title"
-            strong = self._field_mask(strong_field, term.words) if term.field != "abstract" else 0
-            weak = self._field_mask("abstract", term.words) if term.field in ("text", "abstract") else 0
-            title_hits[self.flags(mask & strong)] += 1
-            abstract_hits[self.flags(mask & weak)] += 1
-        matched = self.ids_of(mask)
-        keys = (self.order_array[matched], -closeness[matched], -abstract_hits[matched], -title_hits[matched])
+            if term.field != "abstract" and (strong := self._field_mask(strong_field, term.words) & mask):
+                title_hits[self.flags(strong)[matched]] += 1
+            if term.field in ("text", "abstract") and (weak := self._field_mask("abstract", term.words) & mask):
+                abstract_hits[self.flags(weak)[matched]] += 1
+        keys = (self.order_array[matched], -closeness, -abstract_hits, -title_hits)
         ranked = matched[np.lexsort(keys)].tolist()
-        score = title_hits * 1024 + np.minimum(abstract_hits, 1023)
+        score = np.zeros(len(self.papers), dtype=np.int32)
+        score[matched] = title_hits * 1024 + np.minimum(abstract_hits, 1023)
         highlight = frozenset(t.words for t in terms if t.field in ("text", "title", "abstract"))
         by_author = frozenset(t.words for t in terms if t.field == "author")
         return CompiledTopic(text, mask, highlight, ranked, score, node, by_author)
+
+    def bare(self, i: int) -> Match:
+        """Paper i as a match that says nothing about why (one per paper, made on first use)."""
+        match = self._bare.get(i)
+        if match is None:
+            match = self._bare[i] = Match(self.papers[i], (), 0, 0)
+        return match
 
     def flags(self, mask: int) -> Any:
         """A bitset as a boolean array over the papers."""
@@ -465,22 +475,26 @@ def select(
     candidates: int,
     min_upvotes: int | None = None,
     cap: int = DEFAULT_PREFERENCES.max_papers,
+    explain: bool = True,
 ) -> Selection:
     """The papers among `candidates` matching any topic, ranked and capped for one reader.
 
     Ranking: title (and author) hits, then abstract hits, then upvotes, then the most recent.
-    Readers with the same topics, limits and window share one computed selection."""
-    key = (tuple(topics), min_upvotes or 0, cap, candidates)
+    Readers with the same topics, limits and window share one computed selection. Without
+    `explain`, the matches carry no reasons, highlights or matched authors (what only a card shows)."""
+    key = (tuple(topics), min_upvotes or 0, cap, candidates, explain)
     cached = index.selections.get(key)
     if cached is None:
-        cached = _select(index, topics, candidates, min_upvotes, cap)
+        cached = _select(index, topics, candidates, min_upvotes, cap, explain)
         if len(index.selections) >= SELECTION_CACHE_MAX:
             index.selections.clear()
         index.selections[key] = cached
     return cached
 
 
-def _select(index: PaperIndex, topics: Sequence[str], candidates: int, min_upvotes: int | None, cap: int) -> Selection:
+def _select(
+    index: PaperIndex, topics: Sequence[str], candidates: int, min_upvotes: int | None, cap: int, explain: bool
+) -> Selection:
     if min_upvotes:
         candidates &= index.at_least(min_upvotes)
     compiled = _compiled(index, topics)
@@ -490,7 +504,7 @@ def _select(index: PaperIndex, topics: Sequence[str], candidates: int, min_upvot
         top = list(islice((i for i in compiled[0].ranked if _has_bit(matched, i)), cap))
     else:
         top = _top_combined(index, compiled, matched, cap)
-    return Selection([_match_for(index, i, compiled) for i in top], max(0, total - cap))
+    return Selection([_match_for(index, i, compiled, explain) for i in top], max(0, total - cap))
 
 
 def _top_combined(index: PaperIndex, compiled: Sequence[CompiledTopic], matched: int, cap: int) -> list[int]:
@@ -508,8 +522,11 @@ def _top_combined(index: PaperIndex, compiled: Sequence[CompiledTopic], matched:
     return [int(i) for i in ids[best[np.argsort(keys[best])]]]
 
 
-def _match_for(index: PaperIndex, i: int, compiled: Sequence[CompiledTopic]) -> Match:
-    """The Match for paper i (cached by the topics that hit it: readers share them)."""
+def _match_for(index: PaperIndex, i: int, compiled: Sequence[CompiledTopic], explain: bool = True) -> Match:
+    """The Match for paper i (cached by the topics that hit it: readers share them); without
+    `explain`, the paper alone (what recording a digest needs)."""
+    if not explain:
+        return index.bare(i)
     hit = tuple(t for t in compiled if t.mask >> i & 1)
     key = (i, tuple(t.text for t in hit))
     match = index.matches.get(key)
@@ -585,7 +602,7 @@ class Picked:
         return [*self.trending, *self.topical.matches, *self.recommended]
 
 
-def pick(
+def pick(  # noqa: PLR0913 (keyword-only options after the window: exclude, learned, explain)
     index: PaperIndex,
     prefs: Preferences,
     start: datetime,
@@ -594,23 +611,30 @@ def pick(
     lookback: timedelta,
     exclude: int = 0,
     learned: Learned | None = None,
+    explain: bool = True,
 ) -> Picked:
     """The papers of one reader's digest for the window [start, end), none of those in `exclude`
     (what they were already sent): the top `prefs.trending` papers on Hugging Face by upvotes,
     then the papers their topics match — first seen in the window or, with a minimum of upvotes,
-    that first met it in the window — never one twice."""
+    that first met it in the window — never one twice. Without `explain` (recording a digest: its
+    cards are annotated when composed) the matches carry no reasons or highlights."""
     keep = index.all ^ (index.all & (exclude | _unwanted(index, learned)))
-    trending = _trending(index, prefs, start, end, keep) if prefs.trending else []
-    keep ^= index.mask_of_ids(m.paper.id for m in trending)
+    trending = _trending(index, prefs, start, end, keep, explain) if prefs.trending else []
+    if trending:
+        keep ^= index.mask_of_ids(m.paper.id for m in trending)
     least = prefs.min_upvotes
     window = (index.eligible(least, start, end, lookback) if least else index.window(start, end)) & keep
+    vectors = index.vectors
+    learns = learned is not None and learned.weights is not None and vectors is not None
+    scores = learned.scores(vectors.matrix) if learned is not None and vectors is not None and learns else None
     topical = Selection([], 0)
     if prefs.topics:
-        topical = _topical(index, prefs, window, learned)
-    if learned is None or learned.weights is None:
+        topical = _topical(index, prefs, window, scores, explain)
+    if learned is None or scores is None:
         return Picked(trending, topical)
     pool = index.window(start, end) & keep & ~index.mask_of_ids(m.paper.id for m in topical.matches)
-    return Picked(trending, topical, _recommend(index, learned, pool & ~_union(_compiled(index, prefs.topics))))
+    pool &= ~_union(_compiled(index, prefs.topics))
+    return Picked(trending, topical, _recommend(index, learned, scores, pool, explain))
 
 
 def _unwanted(index: PaperIndex, learned: Learned | None) -> int:
@@ -628,48 +652,53 @@ def _union(compiled: Sequence[CompiledTopic]) -> int:
     return mask
 
 
-def _topical(index: PaperIndex, prefs: Preferences, window: int, learned: Learned | None) -> Selection:
-    """The papers on the reader's topics: by hits — or, with a learned model, by its scores (papers
-    not embedded yet after those that are, in their hits order)."""
+def _topical(index: PaperIndex, prefs: Preferences, window: int, scores: Any, explain: bool) -> Selection:
+    """The papers on the reader's topics: by hits — or, with a learned model's `scores` (one per
+    paper of the index), by those (papers not embedded yet after those that are, in hits order)."""
     vectors = index.vectors
-    if learned is None or learned.weights is None or vectors is None:
-        return select(index, prefs.topics, candidates=window, cap=prefs.max_papers)
+    if scores is None or vectors is None:
+        return select(index, prefs.topics, candidates=window, cap=prefs.max_papers, explain=explain)
     compiled = _compiled(index, prefs.topics)
     matched = _union(compiled) & window
-    ids = index.ids_of(matched)
-    if len(ids) == 0:
-        return Selection([], 0)
-    embedded = vectors.rows[ids]
-    scores = learned.scores(vectors.matrix[ids])
-    # Embedded papers by score, best first; then the others in their hits order.
-    hits_order = {int(i): n for n, i in enumerate(_top_combined(index, compiled, matched & ~vectors.present, len(ids)))}
-    keys = [(0, -float(scores[n])) if embedded[n] else (1, float(hits_order[int(i)])) for n, i in enumerate(ids)]
-    best = sorted(range(len(ids)), key=keys.__getitem__)[: prefs.max_papers]
-    return Selection([_match_for(index, int(ids[n]), compiled) for n in best], max(0, len(ids) - prefs.max_papers))
+    cap = prefs.max_papers
+    ids = index.ids_of(matched & vectors.present)
+    best = _best(ids, scores, cap)
+    if len(best) < cap:
+        best += _top_combined(index, compiled, matched & ~vectors.present, cap - len(best))
+    chosen = [_match_for(index, i, compiled, explain) for i in best]
+    return Selection(chosen, max(0, matched.bit_count() - cap))
 
 
-def _recommend(index: PaperIndex, learned: Learned, pool: int) -> list[Match]:
+def _best(ids: Any, scores: Any, k: int) -> list[int]:
+    """The `k` of these papers with the highest scores, best first (a partial sort)."""
+    if len(ids) > k:
+        ids = ids[np.argpartition(-scores[ids], k - 1)[:k]]
+    return [int(i) for i in ids[np.argsort(-scores[ids], kind="stable")]]
+
+
+def _recommend(index: PaperIndex, learned: Learned, scores: Any, pool: int, explain: bool) -> list[Match]:
     """Up to RECOMMENDED_MAX papers no topic matched that the reader's model scores high."""
     vectors = index.vectors
     if vectors is None:
         return []
     ids = index.ids_of(pool & vectors.present)
-    if len(ids) == 0:
-        return []
-    scores = learned.scores(vectors.matrix[ids])
-    best = [int(ids[n]) for n in np.argsort(-scores, kind="stable")[:RECOMMENDED_MAX] if scores[n] >= RECOMMEND_MIN]
-    return [_recommended_match(index, i, learned) for i in best]
+    best = [
+        int(i) for i in ids[np.argsort(-scores[ids], kind="stable")][:RECOMMENDED_MAX] if scores[i] >= RECOMMEND_MIN
+    ]
+    return [_recommended_match(index, i, learned if explain else None) for i in best]
 
 
-def _trending(index: PaperIndex, prefs: Preferences, start: datetime, end: datetime, keep: int) -> list[Match]:
+def _trending(
+    index: PaperIndex, prefs: Preferences, start: datetime, end: datetime, keep: int, explain: bool
+) -> list[Match]:
     """The top papers on Hugging Face first seen in the window (or just before it), by upvotes."""
     pool = index.hf & index.window(start - TRENDING_GRACE, end) & keep
-    key = ("trending", prefs.trending, tuple(prefs.topics), pool)
+    key = ("trending", prefs.trending, tuple(prefs.topics), pool, explain)
     cached = index.selections.get(key)
     if cached is None:
         ids = index.ids_of(pool)
         best = ids[np.argsort(index.order_array[ids], kind="stable")][: prefs.trending or 0]
         compiled = _compiled(index, prefs.topics)
-        ranked = [replace(_match_for(index, int(i), compiled), rank=n) for n, i in enumerate(best, 1)]
+        ranked = [replace(_match_for(index, int(i), compiled, explain), rank=n) for n, i in enumerate(best, 1)]
         cached = index.selections[key] = Selection(ranked, 0)
     return cached.matches

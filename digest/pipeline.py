@@ -101,7 +101,10 @@ def select_for(
     assert sub.id is not None
     lookback = timedelta(days=settings.upvote_lookback_days)
     exclude = index.mask_of_ids(sent) if sent else 0
-    chosen = pick(index, sub.preferences, window.start, window.end, lookback=lookback, exclude=exclude, learned=learned)
+    chosen = pick(
+        index, sub.preferences, window.start, window.end, lookback=lookback, exclude=exclude, learned=learned,
+        explain=False,  # only the ids are recorded; the cards are annotated when the digest is composed
+    )  # fmt: skip
     matches = chosen.matches
     return NewDelivery(
         subscriber_id=sub.id,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from digest.text import words
@@ -285,8 +286,10 @@ def _has_positive(node: Node, negated: bool = False) -> bool:
     return any(_has_positive(child, negated) for child in node.children)
 
 
+@lru_cache(maxsize=65_536)
 def parse_query(query: str) -> Node:
-    """Parse one topic; raise QueryError with the column and reason when it is not valid."""
+    """Parse one topic; raise QueryError with the column and reason when it is not valid. The
+    trees are immutable, so each topic is parsed once per process (every chunk meets it again)."""
     if len(query) > MAX_QUERY_CHARS:
         raise QueryError(query, MAX_QUERY_CHARS, f"the topic is too long (at most {MAX_QUERY_CHARS} characters)")
     if "\n" in query or "\r" in query:

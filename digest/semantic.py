@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -72,12 +73,18 @@ def like_texts(topics: Iterable[str]) -> list[str]:
     """The `like:"…"` texts of these topics (each once; topics that do not parse have none)."""
     found: dict[str, None] = {}
     for topic in topics:
-        try:
-            node = parse_query(topic)
-        except QueryError:
-            continue
-        found.update((like.value, None) for like in _likes(node) if like.kind == "text")
+        found.update(dict.fromkeys(_texts_of(topic)))
     return list(found)
+
+
+@lru_cache(maxsize=65_536)
+def _texts_of(topic: str) -> tuple[str, ...]:
+    """One topic's like:"…" texts (parsed once per process: every chunk asks again)."""
+    try:
+        node = parse_query(topic)
+    except QueryError:
+        return ()
+    return tuple(like.value for like in _likes(node) if like.kind == "text")
 
 
 def _likes(node: Node) -> Iterator[Like]:

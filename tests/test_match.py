@@ -470,6 +470,11 @@ def test_pick_trending_and_topics(prefs: Preferences, trending: list[str], topic
     assert [m.paper.id for m in picked.trending] == trending
     assert [m.rank for m in picked.trending] == list(range(1, len(trending) + 1))
     assert [m.paper.id for m in picked.topical.matches] == topical
+    bare = pick(PaperIndex(HOT), prefs, T0, T0 + 5 * H, lookback=WEEK, explain=False)  # what a send records
+    assert [m.paper.id for m in bare.matches] == [m.paper.id for m in picked.matches]
+    assert [m.rank for m in bare.trending] == [m.rank for m in picked.trending]
+    assert all(m.topics == () and m.reasons == () and m.highlight == frozenset() for m in bare.matches)
+    assert all(m.reasons for m in picked.topical.matches)
 
 
 def test_pick_leaves_out_what_the_reader_was_already_sent() -> None:
