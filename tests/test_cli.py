@@ -377,6 +377,23 @@ def test_serve_warns_once_when_links_would_travel_in_the_clear(tmp_path: Path, f
     assert output.count("DIGEST_BASE_URL http://digest.example.org is not https") == 1, output
 
 
+@pytest.mark.parametrize(
+    ("base_url", "warned"), [("http://digest.example.org", True), ("https://d.example.org", False)]
+)
+def test_a_worker_warns_at_start_when_links_would_travel_in_the_clear(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, base_url: str, warned: bool
+) -> None:
+    from workers import celery_app
+
+    monkeypatch.setenv("DIGEST_BASE_URL", base_url)
+    monkeypatch.setenv("DIGEST_SECRET_KEY", "w" * 40)
+    with caplog.at_level("WARNING"):
+        celery_app._refuse_a_weak_key()  # what worker_init and beat_init run
+    found = [r.getMessage() for r in caplog.records if "is not https" in r.getMessage()]
+    assert len(found) == (1 if warned else 0), found
+    assert all(m.startswith(f"DIGEST_BASE_URL {base_url} is not https") for m in found)
+
+
 def test_serve_answers_health_and_pages(tmp_path: Path, fresh_database: FreshDatabase) -> None:
     import httpx
 

@@ -155,6 +155,16 @@ def test_a_get_shows_one_button_and_records_nothing(site: Site, reader: Subscrib
     assert _votes(site) == []
 
 
+def test_a_title_in_latex_reads_as_text_on_the_page_and_in_the_api(site: Site, reader: Subscriber) -> None:
+    with open_session(site.engine) as session:
+        add_papers(
+            session, paper("2611.00009", r"$\infty$Bench in $O(n^2)$", "Long.", first_seen=NOW - timedelta(days=1))
+        )
+    path = _path(site, reader, pid="2611.00009")
+    assert "Record: more like this — ∞Bench in O(n²)" in site.client.get(path).text
+    assert site.client.get(f"/api{path}").json()["title"] == "∞Bench in O(n²)"
+
+
 def test_a_post_records_the_vote_once(site: Site, reader: Subscriber) -> None:
     path = _path(site, reader)
     first = _post(site, path)

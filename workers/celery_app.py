@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery, signals
 
 from digest import logs
-from digest.config import Settings
+from digest.config import Settings, links_in_clear
 from digest.secret import SecretError, ensure_secret
 from workers.beat import beat_schedule
+
+log = logging.getLogger(__name__)
 
 # Tasks must finish well inside the broker's visibility timeout, or Redis would hand an
 # unacknowledged message to a second worker while the first is still working on it.
@@ -61,11 +64,15 @@ def _logging(**_: Any) -> None:
 @signals.worker_init.connect
 @signals.beat_init.connect
 def _refuse_a_weak_key(**_: Any) -> None:
-    """A worker or beat never starts with a key anyone could forge links with (one line, exit 1)."""
+    """A worker or beat never starts with a key anyone could forge links with (one line, exit 1),
+    and says once when the links it mails would travel unencrypted."""
+    settings = Settings()
     try:
-        ensure_secret(Settings())
+        ensure_secret(settings)
     except SecretError as exc:
         raise SystemExit(f"error: {exc}") from None
+    if warning := links_in_clear(settings.base_url):
+        log.warning(warning)
 
 
 @signals.task_prerun.connect

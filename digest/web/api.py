@@ -17,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator, Field
 
 from digest.config import Settings
 from digest.feedback import Feedback, read_feedback, record, recorded, undo
+from digest.latex import latex_to_text
 from digest.models import (
     DEFAULT_PREFERENCES,
     TRENDING_MAX,
@@ -345,7 +346,9 @@ FeedbackDep = Annotated[Feedback, Depends(_feedback)]
 
 
 def _feedback_out(fb: Feedback, is_recorded: bool) -> FeedbackOut:
-    return FeedbackOut(paper_id=fb.paper.id, title=fb.paper.title, value=fb.value, topic=fb.topic, recorded=is_recorded)
+    return FeedbackOut(
+        paper_id=fb.paper.id, title=latex_to_text(fb.paper.title), value=fb.value, topic=fb.topic, recorded=is_recorded
+    )
 
 
 @router.get("/feedback/{token}", response_model=FeedbackOut, responses={429: {}, 400: {}}, dependencies=[LINKS_LIMITED])

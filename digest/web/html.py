@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from digest.latex import latex_to_text
 from digest.render import topic_label
 from digest.signup import next_link_at
 from digest.web.deps import BadLink, CsrfFailed, RateLimited, Unsubscribed, Web, WebDep, get_web
@@ -32,6 +33,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.globals["title_days"] = TITLE_DAYS  # the form macros say how far back a typed title is looked for
+    env.filters["text"] = latex_to_text  # feed text (titles) as it reads: LaTeX as Unicode, never markup
     return env
 
 
