@@ -155,6 +155,14 @@ def _has_bit(mask: int, i: int) -> bool:
     return bool(mask >> i & 1)
 
 
+def _score_of(topic: CompiledTopic, ids: Any) -> Any:
+    """The topic's score of each of these papers (0 where it did not match them)."""
+    if len(topic.ids) == 0:
+        return np.zeros(len(ids), dtype=np.int32)
+    pos = np.minimum(np.searchsorted(topic.ids, ids), len(topic.ids) - 1)
+    return np.where(topic.ids[pos] == ids, topic.scores[pos], 0)
+
+
 @dataclass(frozen=True)
 class CompiledTopic:
     """A topic evaluated against the index: which papers match, and with how many hits each."""
@@ -163,9 +171,11 @@ class CompiledTopic:
     mask: int
     phrases: frozenset[tuple[str, ...]]
     # Matched papers best first for this topic alone (title hits, abstract hits, then standing).
-    ranked: list[int] = field(default_factory=list)
-    # Per paper: title hits * 1024 + abstract hits (0 if not matched), for summing over topics.
-    score: Any = None
+    ranked: Any = None  # int32 array
+    # The matched papers (ascending, int32) and each one's title hits * 1024 + abstract hits, for
+    # summing over topics: kept compact, since a big day holds tens of thousands of topics.
+    ids: Any = None
+    scores: Any = None
     node: Node | None = None
     author_phrases: frozenset[tuple[str, ...]] = frozenset()
     # The papers each OR alternative matches, computed when a card first asks which one it was.
@@ -401,12 +411,11 @@ class PaperIndex:
             if term.field in ("text", "abstract") and (weak := self._field_mask("abstract", term.words) & mask):
                 abstract_hits[self.flags(weak)[matched]] += 1
         keys = (self.order_array[matched], -closeness, -abstract_hits, -title_hits)
-        ranked = matched[np.lexsort(keys)].tolist()
-        score = np.zeros(len(self.papers), dtype=np.int32)
-        score[matched] = title_hits * 1024 + np.minimum(abstract_hits, 1023)
+        ranked = matched[np.lexsort(keys)].astype(np.int32)
+        scores = (title_hits * 1024 + np.minimum(abstract_hits, 1023)).astype(np.int32)
         highlight = frozenset(t.words for t in terms if t.field in ("text", "title", "abstract"))
         by_author = frozenset(t.words for t in terms if t.field == "author")
-        return CompiledTopic(text, mask, highlight, ranked, score, node, by_author)
+        return CompiledTopic(text, mask, highlight, ranked, matched.astype(np.int32), scores, node, by_author)
 
     def bare(self, i: int) -> Match:
         """Paper i as a match that says nothing about why (one per paper, made on first use)."""
@@ -501,7 +510,7 @@ def _select(
     matched = _union(compiled) & candidates
     total = matched.bit_count()
     if len(compiled) == 1:  # the common case: walk the topic's own ranking, keep the first `cap`
-        top = list(islice((i for i in compiled[0].ranked if _has_bit(matched, i)), cap))
+        top = list(islice((i for i in compiled[0].ranked.tolist() if _has_bit(matched, i)), cap))
     else:
         top = _top_combined(index, compiled, matched, cap)
     return Selection([_match_for(index, i, compiled, explain) for i in top], max(0, total - cap))
@@ -513,9 +522,9 @@ def _top_combined(index: PaperIndex, compiled: Sequence[CompiledTopic], matched:
     ids = index.ids_of(matched)
     if len(ids) == 0:
         return []
-    score = compiled[0].score[ids].astype(np.int64)
+    score = _score_of(compiled[0], ids).astype(np.int64)
     for topic in compiled[1:]:
-        score += topic.score[ids]
+        score += _score_of(topic, ids)
     keys = -score * (len(index.papers) + 1) + index.order_array[ids]
     k = min(cap, len(ids))
     best = np.argpartition(keys, k - 1)[:k]
@@ -531,11 +540,12 @@ def _match_for(index: PaperIndex, i: int, compiled: Sequence[CompiledTopic], exp
     key = (i, tuple(t.text for t in hit))
     match = index.matches.get(key)
     if match is None:
+        scores = [int(_score_of(t, np.array([i]))[0]) for t in hit]
         match = Match(
             paper=index.papers[i],
             topics=key[1],
-            title_hits=sum(int(t.score[i]) >> 10 for t in hit),
-            abstract_hits=sum(int(t.score[i]) & 1023 for t in hit),
+            title_hits=sum(score >> 10 for score in scores),
+            abstract_hits=sum(score & 1023 for score in scores),
             # Only what occurs in this paper: readers whose topics differ elsewhere then share its card.
             highlight=frozenset(p for t in hit for p in t.phrases if index.occurs(i, p)),
             reasons=tuple(index.reason(t, i) for t in hit),
