@@ -628,15 +628,14 @@ def pick(  # noqa: PLR0913 (keyword-only options after the window: exclude, lear
     then the papers their topics match — first seen in the window or, with a minimum of upvotes,
     that first met it in the window — never one twice. Without `explain` (recording a digest: its
     cards are annotated when composed) the matches carry no reasons or highlights."""
-    keep = index.all ^ (index.all & (exclude | _unwanted(index, learned)))
+    vectors = index.vectors
+    scores, unwanted = learned.judge(vectors.matrix) if learned is not None and vectors is not None else (None, None)
+    keep = index.all ^ (index.all & (exclude | (mask_of_flags(unwanted) if unwanted is not None else 0)))
     trending = _trending(index, prefs, start, end, keep, explain) if prefs.trending else []
     if trending:
         keep ^= index.mask_of_ids(m.paper.id for m in trending)
     least = prefs.min_upvotes
     window = (index.eligible(least, start, end, lookback) if least else index.window(start, end)) & keep
-    vectors = index.vectors
-    learns = learned is not None and learned.weights is not None and vectors is not None
-    scores = learned.scores(vectors.matrix) if learned is not None and vectors is not None and learns else None
     topical = Selection([], 0)
     if prefs.topics:
         topical = _topical(index, prefs, window, scores, explain)
@@ -645,13 +644,6 @@ def pick(  # noqa: PLR0913 (keyword-only options after the window: exclude, lear
     pool = index.window(start, end) & keep & ~index.mask_of_ids(m.paper.id for m in topical.matches)
     pool &= ~_union(_compiled(index, prefs.topics))
     return Picked(trending, topical, _recommend(index, learned, scores, pool, explain))
-
-
-def _unwanted(index: PaperIndex, learned: Learned | None) -> int:
-    """Papers too close to one the reader asked to see less of."""
-    if learned is None or index.vectors is None or len(learned.disliked) == 0:
-        return 0
-    return mask_of_flags(learned.unwanted(index.vectors.matrix))
 
 
 def _union(compiled: Sequence[CompiledTopic]) -> int:

@@ -48,17 +48,30 @@ class Learned:
     disliked: Matrix
 
     def scores(self, matrix: Matrix) -> npt.NDArray[np.float64]:
-        """The probability, per row of `matrix`, that the reader wants that paper."""
-        if self.weights is None:
-            return np.zeros(len(matrix))
-        logits = (matrix @ self.weights[:-1]).astype(np.float64) + float(self.weights[-1])
-        return 1.0 / (1.0 + np.exp(-logits))
+        """The probability, per row of `matrix`, that the reader wants that paper (0 without a model)."""
+        scores, _unwanted = self.judge(matrix)
+        return scores if scores is not None else np.zeros(len(matrix))
 
     def unwanted(self, matrix: Matrix) -> npt.NDArray[np.bool_]:
         """Rows too close to a paper the reader asked to see less of."""
-        if len(self.disliked) == 0:
-            return np.zeros(len(matrix), dtype=bool)
-        return np.asarray((matrix @ self.disliked.T).max(axis=1) >= NEAR_DUPLICATE)
+        return self.judge(matrix)[1]
+
+    def judge(self, matrix: Matrix) -> tuple[npt.NDArray[np.float64] | None, npt.NDArray[np.bool_]]:
+        """`scores` (None without a model) and `unwanted` of every row, in one pass over the matrix
+        for the weights and the disliked papers together."""
+        model = self.weights is not None
+        parts = [self.weights[None, :-1]] if self.weights is not None else []
+        if len(self.disliked):
+            parts.append(self.disliked)
+        if not parts:
+            return None, np.zeros(len(matrix), dtype=bool)
+        products = matrix @ np.vstack(parts).T
+        scores = None
+        if self.weights is not None:
+            scores = 1.0 / (1.0 + np.exp(-(products[:, 0].astype(np.float64) + float(self.weights[-1]))))
+        dislikes = products[:, 1:] if model else products
+        unwanted = dislikes.max(axis=1) >= NEAR_DUPLICATE if dislikes.shape[1] else np.zeros(len(matrix), dtype=bool)
+        return scores, np.asarray(unwanted)
 
     def because(self, vector: Vector) -> str:
         """'like <title>, which you liked' — the liked paper closest to this one."""

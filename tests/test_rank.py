@@ -135,3 +135,19 @@ def test_the_newton_step_through_the_votes_system_is_the_direct_one() -> None:
         g = rng.normal(size=dim)
         direct = np.linalg.solve(a.T @ a + np.diag(diag), g)
         assert np.allclose(_solve(a, diag, g), direct, rtol=1e-6, atol=1e-6 * np.abs(direct).max())
+
+
+def test_one_pass_gives_the_scores_and_the_near_duplicates_of_less_like_this() -> None:
+    rng = np.random.default_rng(3)
+    matrix = rng.normal(size=(50, 8)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    weights = rng.normal(size=9).astype(np.float32)
+    disliked = matrix[[4, 9]] * 0.999
+    scores, unwanted = Learned(weights, [], disliked).judge(matrix)
+    assert scores is not None
+    assert np.allclose(scores, 1 / (1 + np.exp(-(matrix.astype(np.float64) @ weights[:-1] + weights[-1]))), atol=1e-5)
+    assert set(np.flatnonzero(unwanted)) >= {4, 9}
+    assert np.array_equal(unwanted, (matrix @ disliked.T).max(axis=1) >= 0.9)
+    no_model, only_dislikes = Learned(None, [], disliked).judge(matrix)
+    assert no_model is None and np.array_equal(only_dislikes, unwanted)
+    assert Learned(weights, [], np.zeros((0, 8), dtype=np.float32)).unwanted(matrix).sum() == 0
