@@ -155,14 +155,6 @@ def _has_bit(mask: int, i: int) -> bool:
     return bool(mask >> i & 1)
 
 
-def _score_of(topic: CompiledTopic, ids: Any) -> Any:
-    """The topic's score of each of these papers (0 where it did not match them)."""
-    if len(topic.ids) == 0:
-        return np.zeros(len(ids), dtype=np.int32)
-    pos = np.minimum(np.searchsorted(topic.ids, ids), len(topic.ids) - 1)
-    return np.where(topic.ids[pos] == ids, topic.scores[pos], 0)
-
-
 @dataclass(frozen=True)
 class CompiledTopic:
     """A topic evaluated against the index: which papers match, and with how many hits each."""
@@ -172,10 +164,9 @@ class CompiledTopic:
     phrases: frozenset[tuple[str, ...]]
     # Matched papers best first for this topic alone (title hits, abstract hits, then standing).
     ranked: Any = None  # int32 array
-    # The matched papers (ascending, int32) and each one's title hits * 1024 + abstract hits, for
-    # summing over topics: kept compact, since a big day holds tens of thousands of topics.
-    ids: Any = None
-    scores: Any = None
+    # Per paper of the index: title hits * 1024 + abstract hits (0 if not matched), for summing over
+    # topics — int16 (title hits counted up to 31), since a big day holds tens of thousands of topics.
+    score: Any = None
     node: Node | None = None
     author_phrases: frozenset[tuple[str, ...]] = frozenset()
     # The papers each OR alternative matches, computed when a card first asks which one it was.
@@ -412,10 +403,11 @@ class PaperIndex:
                 abstract_hits[self.flags(weak)[matched]] += 1
         keys = (self.order_array[matched], -closeness, -abstract_hits, -title_hits)
         ranked = matched[np.lexsort(keys)].astype(np.int32)
-        scores = (title_hits * 1024 + np.minimum(abstract_hits, 1023)).astype(np.int32)
+        score = np.zeros(len(self.papers), dtype=np.int16)
+        score[matched] = np.minimum(title_hits, 31) * 1024 + np.minimum(abstract_hits, 1023)
         highlight = frozenset(t.words for t in terms if t.field in ("text", "title", "abstract"))
         by_author = frozenset(t.words for t in terms if t.field == "author")
-        return CompiledTopic(text, mask, highlight, ranked, matched.astype(np.int32), scores, node, by_author)
+        return CompiledTopic(text, mask, highlight, ranked, score, node, by_author)
 
     def bare(self, i: int) -> Match:
         """Paper i as a match that says nothing about why (one per paper, made on first use)."""
@@ -522,9 +514,9 @@ def _top_combined(index: PaperIndex, compiled: Sequence[CompiledTopic], matched:
     ids = index.ids_of(matched)
     if len(ids) == 0:
         return []
-    score = _score_of(compiled[0], ids).astype(np.int64)
+    score = compiled[0].score[ids].astype(np.int64)
     for topic in compiled[1:]:
-        score += _score_of(topic, ids)
+        score += topic.score[ids]
     keys = -score * (len(index.papers) + 1) + index.order_array[ids]
     k = min(cap, len(ids))
     best = np.argpartition(keys, k - 1)[:k]
@@ -540,7 +532,7 @@ def _match_for(index: PaperIndex, i: int, compiled: Sequence[CompiledTopic], exp
     key = (i, tuple(t.text for t in hit))
     match = index.matches.get(key)
     if match is None:
-        scores = [int(_score_of(t, np.array([i]))[0]) for t in hit]
+        scores = [int(t.score[i]) for t in hit]
         match = Match(
             paper=index.papers[i],
             topics=key[1],
