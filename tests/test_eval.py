@@ -1,14 +1,37 @@
 """The relevance evaluation (bench/eval): its labels are consistent, and a run on a small subset
-reports every interest × method with metrics in [0, 1]. Uses FakeEmbedder: fast, offline."""
+reports every interest × method (over the set and as daily digests) and every simulated reader with
+metrics in [0, 1]. Uses FakeEmbedder: fast, offline."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
-from bench.eval.evaluate import METHODS, METRICS, check_labels, load_interests, load_papers, run, scores, subset
+import bench.eval.evaluate as ev
+from bench.eval.assemble import SAMPLES
+from bench.eval.evaluate import (
+    DAILY,
+    METHODS,
+    METRICS,
+    Days,
+    Interest,
+    build_index,
+    check_labels,
+    digest_scores,
+    embed_papers,
+    held_out,
+    load_interests,
+    load_papers,
+    run,
+    scores,
+    subset,
+)
 from bench.eval.report import markdown
+from digest import rank
 from digest.embed import FakeEmbedder
 from digest.query import parse_query
 
@@ -26,6 +49,13 @@ def test_labels_are_consistent() -> None:
         assert len(interest.relevant) >= 15
 
 
+def test_the_samples_have_their_real_ids() -> None:
+    """bench/eval's sample rows are digest/samples/papers.json's papers, by their real ids."""
+    samples = {p["id"] for p in json.loads(SAMPLES.joinpath("papers.json").read_text())}
+    rows = {p["id"] for p in load_papers() if p["source"].startswith("sample:")}
+    assert rows == samples
+
+
 def test_a_small_run_reports_every_interest_and_method(tmp_path: Path) -> None:
     papers, interests = subset(load_papers(), load_interests(), 120)
     report = run(papers, interests, FakeEmbedder(dim=64), cache=tmp_path, sweep_thresholds=True)
@@ -33,17 +63,30 @@ def test_a_small_run_reports_every_interest_and_method(tmp_path: Path) -> None:
     for rows in report["per_interest"].values():
         assert set(rows) == set(METHODS)
         for row in rows.values():
-            assert all(0.0 <= row[m] <= 1.0 for m in METRICS)
+            assert all(0.0 <= row[m] <= 1.0 for m in (*METRICS, *DAILY))
     for row in report["macro"].values():
-        assert all(0.0 <= row[m] <= 1.0 for m in METRICS)
-    for kind in ("text", "paper"):
-        assert report["sweep"][kind]["best"]["threshold"] in [r["threshold"] for r in report["sweep"][kind]["rows"]]
-    if "votes" in report:  # digest/rank.py is there
-        assert set(report["votes"]["per_interest"]) == {i.name for i in interests}
-        for row in report["votes"]["per_interest"].values():
-            assert all(v is None or 0.0 <= v <= 1.0 for kind in ("learned", "static") for v in row[kind])
+        assert all(0.0 <= row[m] <= 1.0 for m in (*METRICS, *DAILY))
+    for kind in ("text", "paper", "pair"):
+        sweep = report["sweep"][kind]
+        assert sweep["best"]["threshold"] in [r["threshold"] for r in sweep["rows"]]
+        assert len(sweep["held_out"]["chosen"]) == len(interests)
+    assert sum(report["days"]) == len(papers)
+    variants = report["votes"]["variants"]
+    assert set(variants) == set(ev.VARIANTS)
+    # The reader who never learns gets exactly the combined method's daily digests.
+    assert variants["topic order"]["macro"]["daily recall"] == pytest.approx(
+        report["macro"]["combined"]["daily recall"]
+    )
+    for variant in variants.values():
+        assert set(variant["per_interest"]) == {i.name for i in interests}
+        for row in variant["per_interest"].values():
+            assert all(0.0 <= row[m] <= 1.0 for m in DAILY)
+            assert all(v is None or 0.0 <= v <= 1.0 for v in row["digest ndcg"] + row["digest precision"])
+    for values in report["backlog"]["macro"].values():
+        assert values == sorted(values)  # the share seen only grows
     text = markdown(report)
     assert all(i.name in text for i in interests)
+    assert "## The issue's targets" in text
 
 
 def test_scores() -> None:
@@ -51,5 +94,64 @@ def test_scores() -> None:
     assert scores(["a", "x", "b"], wanted)["recall"] == 1.0
     assert scores(["a", "x", "b"], wanted)["precision"] == pytest.approx(2 / 3)
     assert scores(["a", "b"], wanted)["ndcg@20"] == pytest.approx(1.0)
-    assert scores([], wanted) == {"recall": 0.0, "precision": 0.0, "f1": 0.0, "ndcg@20": 0.0}
+    assert scores([], wanted) == {"recall": 0.0, "precision": 0.0, "f1": 0.0, "ndcg@20": 0.0, "p@25": 0.0}
     assert scores(["a"], wanted, exclude=frozenset({"a"}))["precision"] == 0.0
+    # P@25: the first 25 shown only.
+    assert scores(["a"] + [f"x{k}" for k in range(24)] + ["b"], wanted)["p@25"] == pytest.approx(1 / 25)
+
+
+def _index(count: int = 40) -> Any:
+    papers = [
+        {"id": f"2501.{k:05d}", "title": f"paper {k}", "abstract": "words", "categories": []} for k in range(count)
+    ]
+    embedder = FakeEmbedder(dim=16)
+    return papers, build_index(papers, embed_papers(papers, embedder, None), embedder)
+
+
+def test_days_split_the_papers_the_same_way_every_time() -> None:
+    _papers, index = _index()
+    days = Days.of_index(index)
+    assert len(days.masks) == ev.DAYS
+    union = 0
+    for mask in days.masks:
+        assert mask & union == 0
+        union |= mask
+    assert union == index.all
+    assert Days.of_index(index) == days
+
+
+def test_digest_scores_count_what_the_digests_showed() -> None:
+    days = Days({"a": 0, "b": 1, "c": 1, "x": 0}, (0, 0))
+    interest = Interest("i", "q", "d", ("c",), frozenset({"a", "b", "c"}), frozenset())
+    got = digest_scores([["x", "a"], []], interest, days)  # b never shown; c is an example
+    assert got["daily recall"] == pytest.approx(1 / 2)
+    assert got["daily precision"] == pytest.approx(1 / 2)
+    assert got["daily ndcg@20"] == pytest.approx(((1 / np.log2(3)) / 1 + 0.0) / 2)
+
+
+def test_weak_negatives_come_only_from_the_pool_and_never_from_votes(monkeypatch: pytest.MonkeyPatch) -> None:
+    _papers, index = _index()
+    seen: dict[str, Any] = {}
+
+    def train(liked: Any, disliked: Any, unvoted: Any) -> None:
+        seen["unvoted"] = unvoted
+
+    monkeypatch.setattr(rank, "train", train)
+    ids = [p.id for p in index.papers]
+    liked, disliked, arrived = ids[:3], ids[3:5], ids[:12]
+    ev._learned(index, liked, disliked, index.mask_of_ids(arrived), seed=1)
+    matrix = index.vectors.matrix
+    allowed = {tuple(matrix[index.position[p]]) for p in arrived[5:]}
+    assert 0 < len(seen["unvoted"]) <= rank.WEAK_NEGATIVES * len(liked)
+    assert all(tuple(row) in allowed for row in seen["unvoted"])
+
+
+def test_held_out_chooses_on_the_other_interests() -> None:
+    good, bad = {"f1": 1.0}, {"f1": 0.0}
+    full = {m: 0.0 for m in METRICS}
+    at_4 = [{**full, **good}, {**full, **good}, {**full, **good}, {**full, **bad}]
+    at_5 = [{**full, **bad}, {**full, **bad}, {**full, **bad}, {**full, **good}]
+    got = held_out([at_4, at_5], [0.4, 0.5], current=0.5)
+    # Interest 4 alone prefers 0.5, but the other three choose 0.4 for it.
+    assert got["chosen"] == [0.4, 0.4, 0.4, 0.4]
+    assert got["f1"] == pytest.approx(3 / 4)
