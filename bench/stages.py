@@ -61,6 +61,7 @@ from digest.match import PaperIndex, pick
 from digest.models import Frequency, Preferences, Subscriber, Vote
 from digest.pipeline import send_chunk
 from digest.plan import Window, plan_due, window_end
+from digest.rank import judge_all
 from digest.schedule import Schedule, previous_slot
 from digest.semantic import like_texts
 from digest.send import Outcome, Transport, make_transport
@@ -182,6 +183,8 @@ def _match_readers(
         if rows is None:
             break
         with seen.match.run():
+            if index.vectors is not None:  # matching work, as `pipeline.send_chunk` does per chunk
+                learned = judge_all(learned, index.vectors.matrix)
             for sid, topics, min_upvotes, cap, trending in rows:
                 prefs = Preferences(topics, min_upvotes=min_upvotes, max_papers=cap, trending=trending)
                 chosen = pick(
@@ -209,7 +212,7 @@ def stage_match(cfg: MatchConfig) -> MatchResult:
     rss_after_index = rss_mb()
     with profiled(cfg.setup.profile_dir, "match"), open_session(engine) as session:
 
-        def taught(ids: list[int]) -> dict[int, Any]:
+        def taught(ids: list[int]) -> dict[int, Any]:  # as `plan.plan_chunk` reads a chunk's
             return dict(learned_for(session, settings, ids, cfg.setup.now))
 
         seen = _match_readers(index, _stream(engine, cfg.limit), window, taught)

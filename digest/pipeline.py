@@ -26,7 +26,7 @@ from digest.ingest import SourceReport, fetch_all
 from digest.match import PaperIndex, pick
 from digest.models import Delivery, DeliveryStatus, Subscriber
 from digest.plan import ChunkPlan, Due, due_now, plan_chunk, plan_due, popular_reach
-from digest.rank import Learned
+from digest.rank import Learned, judge_all
 from digest.render import RenderedDigest
 from digest.semantic import like_texts
 from digest.send import Outcome, Outgoing, Result, Transport, safe_filename
@@ -140,8 +140,9 @@ def send_chunk(
     run = Run(session, settings, transport, now, clock or (lambda: now))
     plan = plan_chunk(session, settings, subscriber_ids, now)
     index = chunk_index(session, settings, plan)
+    learned = judge_all(plan.learned, index.vectors.matrix) if index.vectors is not None else plan.learned
     rows = [
-        select_for(settings, due, index, now, plan.sent.get(due.sub.id or 0, ()), plan.learned.get(due.sub.id or 0))
+        select_for(settings, due, index, now, plan.sent.get(due.sub.id or 0, ()), learned.get(due.sub.id or 0))
         for due in plan.due
     ]
     if dry_run:

@@ -9,8 +9,8 @@ when votes change, never in a web request. Pure: vectors in, weights out.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 Vector = npt.NDArray[np.float32]
 Matrix = npt.NDArray[np.float32]
+Judged = tuple[npt.NDArray[np.float64] | None, npt.NDArray[np.bool_]]  # scores, unwanted
 
 MIN_LIKES = 3  # a model only once the reader liked this many papers
 WEAK_NEGATIVES = 4  # random unvoted papers per positive
@@ -46,6 +47,7 @@ class Learned:
     weights: Vector | None
     liked: Sequence[Example]
     disliked: Matrix
+    judged: Judged | None = field(default=None, compare=False, repr=False)  # `judge` of an index, done
 
     def scores(self, matrix: Matrix) -> npt.NDArray[np.float64]:
         """The probability, per row of `matrix`, that the reader wants that paper (0 without a model)."""
@@ -56,22 +58,29 @@ class Learned:
         """Rows too close to a paper the reader asked to see less of."""
         return self.judge(matrix)[1]
 
-    def judge(self, matrix: Matrix) -> tuple[npt.NDArray[np.float64] | None, npt.NDArray[np.bool_]]:
+    def judge(self, matrix: Matrix) -> Judged:
         """`scores` (None without a model) and `unwanted` of every row, in one pass over the matrix
-        for the weights and the disliked papers together."""
-        model = self.weights is not None
+        for the weights and the disliked papers together (`judge_all`: for many readers at once)."""
+        if self.judged is not None and len(self.judged[1]) == len(matrix):
+            return self.judged
+        columns = self.columns()
+        return self.judged_from(matrix @ columns.T if len(columns) else np.zeros((len(matrix), 0), np.float32))
+
+    def columns(self) -> Matrix:
+        """What a paper's vector is multiplied with: the weights (with a model), then the disliked."""
         parts = [self.weights[None, :-1]] if self.weights is not None else []
         if len(self.disliked):
             parts.append(self.disliked)
-        if not parts:
-            return None, np.zeros(len(matrix), dtype=bool)
-        products = matrix @ np.vstack(parts).T
+        return np.vstack(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+    def judged_from(self, products: Matrix) -> Judged:
+        """`judge` from the products of the matrix with `columns()`."""
         scores = None
         if self.weights is not None:
             scores = 1.0 / (1.0 + np.exp(-(products[:, 0].astype(np.float64) + float(self.weights[-1]))))
-        dislikes = products[:, 1:] if model else products
-        unwanted = dislikes.max(axis=1) >= NEAR_DUPLICATE if dislikes.shape[1] else np.zeros(len(matrix), dtype=bool)
-        return scores, np.asarray(unwanted)
+        dislikes = products[:, 1:] if self.weights is not None else products
+        none = np.zeros(len(products), dtype=bool)
+        return scores, np.asarray(dislikes.max(axis=1) >= NEAR_DUPLICATE) if dislikes.shape[1] else none
 
     def because(self, vector: Vector) -> str:
         """'like <title>, which you liked' — the liked paper closest to this one."""
@@ -79,6 +88,20 @@ class Learned:
             return ""
         best = max(self.liked, key=lambda e: float(e.vector @ vector))
         return f"like {best.title}, which you liked"
+
+
+def judge_all(learned: Mapping[int, Learned], matrix: Matrix) -> dict[int, Learned]:
+    """Each reader's `Learned` with its `judge` of the matrix done, all from one product of the
+    matrix with every reader's columns: a chunk reads the paper vectors once, not once per reader."""
+    blocks = {key: one.columns() for key, one in learned.items()}
+    wanted = [b for b in blocks.values() if len(b)]
+    products = matrix @ np.vstack(wanted).T if wanted else np.zeros((len(matrix), 0), dtype=np.float32)
+    out, at = {}, 0
+    for key, one in learned.items():
+        width = len(blocks[key])
+        out[key] = replace(one, judged=one.judged_from(products[:, at : at + width]))
+        at += width
+    return out
 
 
 def train(liked: Matrix, disliked: Matrix, unvoted: Matrix) -> Vector | None:

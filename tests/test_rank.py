@@ -14,7 +14,7 @@ from digest.embed import to_bytes
 from digest.learning import learned_for, retrain
 from digest.models import Delivery, Paper, ReaderModel, Vote
 from digest.pipeline import run_send
-from digest.rank import MIN_LIKES, Example, Learned, _solve, train
+from digest.rank import MIN_LIKES, Example, Learned, _solve, judge_all, train
 from digest.send import make_transport
 from tests.conftest import NOW
 from tests.factories import add_papers, paper, subscriber
@@ -151,3 +151,23 @@ def test_one_pass_gives_the_scores_and_the_near_duplicates_of_less_like_this() -
     no_model, only_dislikes = Learned(None, [], disliked).judge(matrix)
     assert no_model is None and np.array_equal(only_dislikes, unwanted)
     assert Learned(weights, [], np.zeros((0, 8), dtype=np.float32)).unwanted(matrix).sum() == 0
+
+
+def test_judging_a_chunk_at_once_is_judging_each_reader() -> None:
+    rng = np.random.default_rng(5)
+    matrix = rng.normal(size=(40, 8)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    readers = {
+        1: Learned(rng.normal(size=9).astype(np.float32), [], matrix[[2]]),
+        2: Learned(None, [], matrix[[5, 6]]),
+        3: Learned(rng.normal(size=9).astype(np.float32), [], np.zeros((0, 8), dtype=np.float32)),
+        4: Learned(None, [], np.zeros((0, 8), dtype=np.float32)),
+    }
+    judged = judge_all(readers, matrix)
+    for key, one in readers.items():
+        alone, together = one.judge(matrix), judged[key].judge(matrix)
+        assert (alone[0] is None) == (together[0] is None)
+        if alone[0] is not None and together[0] is not None:
+            assert np.allclose(alone[0], together[0], atol=1e-6)
+        assert np.array_equal(alone[1], together[1])
+    assert judged[1].judged is not None and readers[1].judged is None  # a copy: the reader's own is kept
