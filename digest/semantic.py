@@ -22,8 +22,8 @@ from digest.text import clip
 
 Vector = npt.NDArray[np.float32]
 # Cosine similarity a paper needs to be "like" a text or an example paper (all-MiniLM-L6-v2 on
-# title + abstract): the best macro F1 of `make eval` (bench/eval: 1,617 real papers, 10 interests)
-# — 0.47 for a description, 0.41 for example papers; see bench/eval/results.md.
+# title + abstract): the best macro F1 of `make eval` (bench/eval: 1,599 real papers, 10 interests;
+# re-checked leaving one interest out) — see bench/eval/results.md.
 TEXT_THRESHOLD = 0.45
 PAPER_THRESHOLD = 0.55
 # A semantic hit this close counts as a title hit when ranking; below, as an abstract hit.
