@@ -9,6 +9,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, create_engine
 
@@ -72,3 +73,10 @@ def current_revision(engine: Engine) -> str | None:
 def open_session(engine: Engine) -> Session:
     """A session whose loaded objects stay readable after commit (we commit often, mid-batch)."""
     return Session(engine, expire_on_commit=False)
+
+
+def upsert_insert(dialect: str, table: Any) -> Any:
+    """INSERT into `table` in this dialect's own form (PostgreSQL or SQLite), the one that has
+    ON CONFLICT DO NOTHING / DO UPDATE."""
+    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table)

@@ -18,11 +18,11 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, bindparam, exists, func, or_, text, update
 from sqlalchemy import select as sa_select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, CursorResult
 from sqlmodel import Session, col, select
 
 from digest.config import Settings
+from digest.db import upsert_insert
 from digest.models import Delivery, DeliveryStatus, Notice, Subscriber, SubscriberStatus
 from digest.retry import DEFAULT_RETRY, RetryPolicy
 from digest.schedule import Period
@@ -167,10 +167,9 @@ def _choices(session: Session, subscriber_ids: set[int]) -> dict[int, dict[str, 
 
 @lru_cache(maxsize=4)
 def _insert_statement(dialect: str) -> Any:
-    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table: Any = Delivery.__table__  # type: ignore[attr-defined]
     return (
-        insert(table)
+        upsert_insert(dialect, table)
         .on_conflict_do_nothing(index_elements=["subscriber_id", "period"])
         .returning(table.c.subscriber_id)
     )

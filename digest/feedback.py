@@ -12,10 +12,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from digest.config import Settings
+from digest.db import upsert_insert
 from digest.models import Paper, Subscriber, SubscriberStatus, Vote
 from digest.signup import LinkError
 from digest.tokens import TokenError, read_feedback_token, topic_tag
@@ -62,9 +62,8 @@ def read_feedback(session: Session, settings: Settings, token: str, now: datetim
 
 
 def _upsert(dialect: str) -> Any:
-    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = Vote.__table__  # type: ignore[attr-defined]
-    statement = insert(table)
+    statement = upsert_insert(dialect, table)
     new = statement.excluded
     return statement.on_conflict_do_update(
         index_elements=["subscriber_id", "paper_id"],

@@ -10,12 +10,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, or_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from digest.clock import utcnow
 from digest.config import Settings
+from digest.db import upsert_insert
 from digest.embed import NONE, from_bytes, load_embedder, to_bytes
 from digest.match import PaperIndex, PaperRecord
 from digest.models import Paper, TextVector
@@ -123,6 +123,5 @@ def text_vectors(engine: Engine, model: str, texts: Sequence[str]) -> dict[str, 
 
 
 def _insert_new(dialect: str) -> Any:
-    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = TextVector.__table__  # type: ignore[attr-defined]
-    return insert(table).on_conflict_do_nothing(index_elements=["embedding_model", "text_hash"])
+    return upsert_insert(dialect, table).on_conflict_do_nothing(index_elements=["embedding_model", "text_hash"])

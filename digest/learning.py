@@ -39,6 +39,11 @@ def _voted(session: Session, model: str, ids: Sequence[int]) -> dict[int, list[t
     return found
 
 
+def _split(votes: Sequence[tuple[int, Example]]) -> tuple[list[Example], list[Example]]:
+    """A reader's votes as the papers they liked and those they disliked."""
+    return [e for value, e in votes if value > 0], [e for value, e in votes if value < 0]
+
+
 def _matrix(examples: Sequence[Example], dim: int) -> Matrix:
     return np.array([e.vector for e in examples], dtype=np.float32).reshape(len(examples), dim)
 
@@ -63,8 +68,7 @@ def retrain(session: Session, settings: Settings, subscriber_id: int, now: datet
     """Train the reader's model from their votes now and keep it (or drop it below MIN_LIKES)."""
     model = settings.embedding_model
     votes = _voted(session, model, [subscriber_id]).get(subscriber_id, []) if model != NONE else []
-    liked = [e for value, e in votes if value > 0]
-    disliked = [e for value, e in votes if value < 0]
+    liked, disliked = _split(votes)
     dim = len(votes[0][1].vector) if votes else 0
     weights = None
     if dim:
@@ -114,8 +118,7 @@ def learned_for(session: Session, settings: Settings, ids: Sequence[int], now: d
     weights = {m.subscriber_id: weights_from_bytes(m.weights) for m in session.exec(query)}
     learned = {}
     for sid, votes in voted.items():
-        liked = [e for value, e in votes if value > 0]
-        disliked = [e for value, e in votes if value < 0]
+        liked, disliked = _split(votes)
         dim = len(votes[0][1].vector)
         learned[sid] = Learned(weights.get(sid), liked, _matrix(disliked, dim))
     return learned

@@ -21,10 +21,10 @@ from typing import Any
 
 from sqlalchemy import Boolean, bindparam, delete, insert, update
 from sqlalchemy import select as core_select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from digest.config import Settings
+from digest.db import upsert_insert
 from digest.models import (
     DEFAULT_PREFERENCES,
     DeliveryStatus,
@@ -183,11 +183,10 @@ def _row_statement(dialect: str) -> Any:
     """INSERT … SELECT … WHERE :may_write ON CONFLICT (email) DO UPDATE: one statement that creates
     the row, rewrites it (with its own values when nothing changes) or, for a suppressed address,
     touches nothing — the same SQL in every case."""
-    insert_into: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table: Any = Subscriber.__table__  # type: ignore[attr-defined]
     columns = [c for c in table.columns if c.name != "id"]
     values = core_select(*[bindparam(f"v_{c.name}", type_=c.type) for c in columns])
-    statement = insert_into(table).from_select(
+    statement = upsert_insert(dialect, table).from_select(
         [c.name for c in columns], values.where(bindparam("may_write", type_=Boolean()))
     )
     changed = {name: statement.excluded[name] for name in _SIGNUP_COLUMNS}
