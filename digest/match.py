@@ -173,6 +173,15 @@ class CompiledTopic:
     alternatives: dict[int, int] = field(default_factory=dict)
 
 
+# Per index, bounded so a worker's memory stops growing with the number of readers: a big day has
+# tens of thousands of distinct (topics, limits) selections, each about a kilobyte with its matches,
+# and as many readers' own like: topics (~10 KB compiled each); a full cache starts over (the popular
+# keys come straight back), the topic cache keeping the topics more than one reader used.
+SELECTION_CACHE_MAX = 10_000
+MATCH_CACHE_MAX = 40_000
+TOPIC_CACHE_MAX = 4_000
+
+
 class PaperIndex:
     """An inverted index over papers sorted by first-seen time, with per-topic result caching."""
 
@@ -187,6 +196,7 @@ class PaperIndex:
         self._masks: dict[tuple[str, str], int] = {}
         self._categories: dict[str, int] = defaultdict(int)
         self._topics: dict[str, CompiledTopic | None] = {}
+        self._topic_uses: dict[str, int] = {}
         self._upvotes: dict[int, int] = {}
         self._reached: dict[tuple[int, timedelta], Any] = {}
         self._eligible: dict[tuple[object, ...], int] = {}
@@ -370,12 +380,27 @@ class PaperIndex:
 
     def topic(self, text: str) -> CompiledTopic | None:
         """Evaluate one topic (cached: readers sharing a topic share the work); None if invalid."""
-        if text not in self._topics:
-            try:
-                self._topics[text] = self._compile(text)
-            except QueryError:
-                self._topics[text] = None
-        return self._topics[text]
+        if text in self._topics:
+            self._topic_uses[text] += 1
+            return self._topics[text]
+        if len(self._topics) >= TOPIC_CACHE_MAX:
+            self._forget_rare_topics()
+        try:
+            compiled: CompiledTopic | None = self._compile(text)
+        except QueryError:
+            compiled = None
+        self._topics[text] = compiled
+        self._topic_uses[text] = 1
+        return compiled
+
+    def _forget_rare_topics(self) -> None:
+        """Make room in a full topic cache: drop the topics only one reader asked for (a reader's
+        own like: topic, a one-off query) and keep the shared ones; if they are most of it, start over."""
+        shared = {t: n for t, n in self._topic_uses.items() if n > 1}
+        if len(shared) > TOPIC_CACHE_MAX // 2:
+            shared = {}
+        self._topics = {t: self._topics[t] for t in shared}
+        self._topic_uses = dict.fromkeys(shared, 1)
 
     def _compile(self, text: str) -> CompiledTopic:
         node = parse_query(text)
@@ -460,13 +485,6 @@ class Selection:
 
     matches: list[Match]
     more: int
-
-
-# Per index, bounded so a worker's memory stops growing with the number of readers: a big day has
-# tens of thousands of distinct (topics, limits) selections, each about a kilobyte with its matches;
-# a full cache starts over (the popular keys come straight back).
-SELECTION_CACHE_MAX = 10_000
-MATCH_CACHE_MAX = 40_000
 
 
 def select(

@@ -530,3 +530,29 @@ def test_author_matches_name_the_authors(index: PaperIndex) -> None:
     many = P("many", "x", "y", ["A One", "B Two", "C Three", "D Four", "E Five", "Yann LeCun", "G Seven"])
     (deep,) = select(PaperIndex([many]), ['author:"Yann LeCun"'], candidates=1, cap=5).matches
     assert deep.authors_hit == frozenset({5})
+
+
+def test_topic_cache_stays_bounded_and_keeps_shared_topics(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A day of readers each with their own topic must not grow a worker's memory without bound:
+    a full topic cache forgets the one-reader topics and keeps the ones readers share, and every
+    topic still matches the same papers after it was forgotten."""
+    monkeypatch.setattr("digest.match.TOPIC_CACHE_MAX", 6)
+    index = PaperIndex(CORPUS)
+    shared = index.topic("diffusion")
+    assert index.topic("diffusion") is shared  # a second reader: now shared
+    one_off = ["cat", "rag", "cache", "judges", "survey", "faces", "tensors", "dna"]
+    expected = {text: ids(index, parse_mask(text)) for text in one_off}
+    for text in one_off:
+        compiled = index.topic(text)
+        assert compiled is not None
+        assert ids(index, compiled.mask) == expected[text]
+        assert len(index._topics) <= 6
+    assert index.topic("diffusion") is shared  # never evicted while readers share it
+    again = index.topic("cat")  # forgotten, compiled afresh, same papers
+    assert again is not None and ids(index, again.mask) == expected["cat"]
+
+
+def parse_mask(text: str) -> int:
+    compiled = PaperIndex(CORPUS).topic(text)
+    assert compiled is not None
+    return compiled.mask
