@@ -268,6 +268,23 @@ def settle(
 ) -> None:
     """Record a send result on a row we hold (`claimed`, or `sending` once in flight); a retry past
     its limits becomes `failed` (bounded attempts, and never into the next period)."""
+    params = settle_params(result, now, attempts, give_up_at, policy)
+    if _dialect(db) == "postgresql":
+        # Recording an outcome need not wait for the disk: if PostgreSQL itself crashes in the next
+        # instant, the row stays `sending` and the sweeper calls it `unknown` — never resent.
+        db.execute(text("SET LOCAL synchronous_commit TO OFF"))
+    db.execute(_settle_statement(table), params)
+    db.commit()
+
+
+def _dialect(db: Session | Connection) -> str:
+    return db.dialect.name if isinstance(db, Connection) else db.get_bind().dialect.name
+
+
+def settle_params(
+    result: Result, now: datetime, attempts: int, give_up_at: datetime | None, policy: RetryPolicy = DEFAULT_RETRY
+) -> dict[str, Any]:
+    """The new state of a row we hold, for `settle` (one row) or `InFlight.settle` (ridden along)."""
     error = None if result.outcome is Outcome.SENT else result.detail
     status, sent_at, due_at = DeliveryStatus(result.outcome.value), None, None
     if result.outcome is Outcome.SENT:
@@ -278,20 +295,13 @@ def settle(
             status, error = DeliveryStatus.FAILED, f"gave up after {attempts} attempts: {error}"
         else:
             due_at = due
-    params = {
+    return {
         "row_id": result.key,
         "new_status": status,
         "new_error": error,
         "new_sent_at": sent_at,
         "new_due_at": due_at,
     }
-    dialect = db.dialect.name if isinstance(db, Connection) else db.get_bind().dialect.name
-    if dialect == "postgresql":
-        # Recording an outcome need not wait for the disk: if PostgreSQL itself crashes in the next
-        # instant, the row stays `sending` and the sweeper calls it `unknown` — never resent.
-        db.execute(text("SET LOCAL synchronous_commit TO OFF"))
-    db.execute(_settle_statement(table), params)
-    db.commit()
 
 
 @lru_cache(maxsize=4)
@@ -375,6 +385,36 @@ class InFlight:
         self.db = db
         self.clock = clock
         self.table = table
+        self.pending: list[dict[str, Any]] = []  # outcomes not yet written: they ride with the next mark
+        self.marks_left: int | None = None  # marks still to come in this batch, once told
+
+    def expect(self, messages: int) -> None:
+        """How many messages of this batch will still be marked (every one is, sent or vetoed)."""
+        self.marks_left = messages
+
+    def settle(self, result: Result, attempts: int, give_up_at: datetime | None, policy: RetryPolicy) -> None:
+        """Record a message's outcome in the transaction of the next mark (one commit, and one wait
+        for the disk, per message instead of two). Until then its row is `sending`, as it was a
+        moment before, so a crash in between leaves it `unknown`, never resent; once no mark is to
+        come (the batch's tail, however slow its last messages are) each outcome is written at once,
+        so no row that went out waits in `sending` for the stale-row sweeper to call it `unknown`."""
+        self.pending.append(settle_params(result, self.clock(), attempts, give_up_at, policy))
+        if self.marks_left is None or self.marks_left <= 0:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the outcomes no mark took along (the batch's last ones), committed."""
+        if not self.pending:
+            return
+        if _dialect(self.db) == "postgresql":
+            self.db.execute(text("SET LOCAL synchronous_commit TO OFF"))  # as `settle`
+        self._write_pending()
+        self.db.commit()
+        self.pending = []
+
+    def _write_pending(self) -> None:
+        if self.pending:
+            self.db.execute(_settle_statement(self.table), self.pending)
 
     def veto(
         self, row_id: int, subscriber_id: int, readers: tuple[SubscriberStatus, ...] = (SubscriberStatus.ACTIVE,)
@@ -383,8 +423,12 @@ class InFlight:
 
         def mark() -> str | None:
             statement = _in_flight_statement(self.table, readers)
+            self._write_pending()
             marked = self.db.execute(statement, {"row_id": row_id, "at": self.clock()}).rowcount == 1  # type: ignore[attr-defined]
-            self.db.commit()  # durable before the message is on the wire
+            self.db.commit()  # durable before the message is on the wire (with the outcomes before it)
+            self.pending = []
+            if self.marks_left is not None:
+                self.marks_left -= 1
             return None if marked else self._why_not(subscriber_id)
 
         return mark

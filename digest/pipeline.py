@@ -191,13 +191,15 @@ def _claim(run: Run, plan: ChunkPlan, index: PaperIndex, report: SendReport) -> 
 
 def _send(run: Run, conn: Connection, claimed: Claimed, report: SendReport) -> None:
     """Compose every claimed digest, send them, and settle each row as its result comes in."""
-    outgoing = _compose_all(run, conn, claimed, report)
+    in_flight = InFlight(conn, run.clock)
+    outgoing = _compose_all(run, in_flight, claimed, report)
     names = {message.key: message.name for message in outgoing}
+    in_flight.expect(len(outgoing))
 
     def on_result(result: Result) -> None:
         row = claimed.rows[result.key]
         sub = claimed.subs[row.subscriber_id]
-        _settle(run, conn, row, result, report)
+        _settle(run, in_flight, row, result, report)
         if result.permanent_recipient:
             suppress(run.session, sub.email, f"hard bounce: {result.detail}", run.clock())
             report.counts["suppressed"] += 1
@@ -206,13 +208,15 @@ def _send(run: Run, conn: Connection, claimed: Claimed, report: SendReport) -> N
         )
         report.lines.append(line)
 
-    run.transport.deliver(outgoing, on_result)
+    try:
+        run.transport.deliver(outgoing, on_result)
+    finally:
+        in_flight.flush()  # whatever happened, every outcome recorded so far is written
 
 
-def _compose_all(run: Run, conn: Connection, claimed: Claimed, report: SendReport) -> list[Outgoing]:
+def _compose_all(run: Run, in_flight: InFlight, claimed: Claimed, report: SendReport) -> list[Outgoing]:
     """The messages of the claimed rows, each marked in flight right before its MAIL FROM (or vetoed
     there if its reader left); a digest that cannot be composed is settled `failed` and the rest go on."""
-    in_flight = InFlight(conn, run.clock)
 
     def build(row: Delivery, key: int) -> Callable[[], Outgoing]:
         learned = claimed.learned.get(row.subscriber_id)
@@ -220,13 +224,12 @@ def _compose_all(run: Run, conn: Connection, claimed: Claimed, report: SendRepor
         return lambda: compose.digest_message(run.settings, sub, key, row, claimed.index, learned)
 
     jobs = [(key, build(row, key), in_flight.veto(key, row.subscriber_id)) for key, row in claimed.rows.items()]
-    return compose.compose_each(jobs, lambda failed: _settle(run, conn, claimed.rows[failed.key], failed, report))
+    return compose.compose_each(jobs, lambda failed: _settle(run, in_flight, claimed.rows[failed.key], failed, report))
 
 
-def _settle(run: Run, conn: Connection, row: Delivery, result: Result, report: SendReport) -> None:
-    """Record one message's result on its row, and count it."""
-    policy = run.settings.retry_policy
-    deliveries.settle(conn, result, run.clock(), row.attempts, deliveries.give_up_at(row), policy=policy)
+def _settle(run: Run, in_flight: InFlight, row: Delivery, result: Result, report: SendReport) -> None:
+    """Record one message's result on its row (with the next mark, or the batch's flush), and count it."""
+    in_flight.settle(result, row.attempts, deliveries.give_up_at(row), run.settings.retry_policy)
     report.counts[result.outcome.value] += 1
     if result.outcome is not Outcome.SENT:
         log.warning("delivery %s to subscriber %s: %s (%s)", row.id, row.subscriber_id, result.outcome, result.detail)

@@ -11,7 +11,7 @@ import redis
 from sqlmodel import Session, select
 
 from digest.config import Settings, SourceConfig, SourceKind
-from digest.deliveries import sweep
+from digest.deliveries import InFlight, own_connection, sweep
 from digest.health import status
 from digest.models import (
     Delivery,
@@ -25,7 +25,8 @@ from digest.models import (
 )
 from digest.pipeline import run_send
 from digest.render import TemplateShapeError, inline_css
-from digest.send import LocalRateGate, OutboxTransport, RedisRateGate
+from digest.retry import DEFAULT_RETRY
+from digest.send import LocalRateGate, OutboxTransport, Outcome, RedisRateGate, Result
 from digest.signup import Requested, request_signup
 from digest.subscribers import SubscriberError, subscribe_active
 from digest.suppress import address_hash, forget, is_suppressed, suppress, unsuppress
@@ -98,6 +99,42 @@ def test_sweeper_closes_rows_whose_worker_died_and_finds_due_ones(session: Sessi
     assert late.expired == 1
     session.refresh(stuck)
     assert stuck.status is DeliveryStatus.UNKNOWN and "stopped mid-send" in (stuck.error or "")
+
+
+def test_outcomes_ride_with_the_next_mark_and_the_tail_is_written_at_once(session: Session) -> None:
+    """One commit per message: a message's outcome is written in the transaction that marks the next
+    one in flight (its row stays `sending` meanwhile, as a moment before); once no mark is to come,
+    each outcome is written at once, so a slow last message never leaves the others `sending`."""
+    readers = [subscriber(session, f"r{n}@example.org", ["cache"], joined=JOINED) for n in range(3)]
+    window = {"window_start": NOW - timedelta(days=1), "window_end": NOW, "created_at": NOW, "message_id": "<m>"}
+    rows = [
+        Delivery(subscriber_id=r.id, period="2026-11-29", status=DeliveryStatus.CLAIMED, claimed_at=NOW, **window)  # type: ignore[arg-type]
+        for r in readers
+    ]
+    session.add_all(rows)
+    session.commit()
+    ids = [row.id or 0 for row in rows]
+
+    def stored() -> list[DeliveryStatus]:
+        with Session(session.get_bind()) as other:  # what another process sees: committed state only
+            by_id = {row.id: row.status for row in other.exec(select(Delivery))}
+        return [by_id[i] for i in ids]
+
+    S = DeliveryStatus
+    with own_connection(session) as conn:
+        in_flight = InFlight(conn, lambda: NOW)
+        marks = [in_flight.veto(row_id, reader.id or 0) for row_id, reader in zip(ids, readers, strict=True)]
+        in_flight.expect(3)
+        assert marks[0]() is None
+        in_flight.settle(Result(ids[0], Outcome.SENT, "250 ok"), 1, None, DEFAULT_RETRY)
+        assert stored() == [S.SENDING, S.CLAIMED, S.CLAIMED]  # waits for the next mark
+        assert marks[1]() is None
+        assert stored() == [S.SENT, S.SENDING, S.CLAIMED]  # written with it
+        in_flight.settle(Result(ids[1], Outcome.RETRY, "451 later"), 1, None, DEFAULT_RETRY)
+        assert marks[2]() is None  # the last mark
+        assert stored() == [S.SENT, S.RETRY, S.SENDING]
+        in_flight.settle(Result(ids[2], Outcome.SENT, "250 ok"), 1, None, DEFAULT_RETRY)
+        assert stored() == [S.SENT, S.RETRY, S.SENT]  # no mark to come: written at once
 
 
 def test_sweeper_releases_rows_claimed_but_never_in_flight(session: Session, settings: Settings) -> None:
