@@ -1,6 +1,7 @@
 """Building the MIME message: a pure function from a rendered digest and its headers to bytes.
 
-The text body is quoted-printable and the HTML body base64, both encoded by binascii (C); headers
+Each body goes as quoted-printable or base64, whichever is smaller (quoted-printable for the mostly
+ASCII text and HTML: a fifth smaller than base64 for the HTML), encoded by binascii (C); headers
 are folded and RFC 2047-encoded here, so building a message costs well under a millisecond.
 """
 
@@ -105,21 +106,39 @@ def _header(name: str, value: str) -> bytes:
     return _fold_ascii(name, clean).encode("ascii")
 
 
-def _qp(text: str) -> bytes:
+def quoted_printable(text: str) -> bytes:
+    """Quoted-printable in CRLF lines of at most 76 characters, encoded by binascii (C). Line breaks
+    become CRLF (text's canonical form) and nothing is added, so it decodes to the same text."""
     body = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
-    if not body.endswith("\r\n"):
-        body += "\r\n"
-    return binascii.b2a_qp(body.encode("utf-8"), istext=True)
+    # binascii picks CRLF or LF for its soft breaks from the first line break it meets: a final
+    # CRLF, taken off again, makes it CRLF for a body of one line too.
+    return binascii.b2a_qp(body.encode("utf-8") + b"\r\n", istext=True)[:-2]
 
 
-def _b64(text: str) -> bytes:
+def base64_lines(text: str) -> bytes:
     """base64 in 76-character CRLF lines, all in C: the HTML part is large, and the encoder per
     message is what a fast sender cannot afford to be slow."""
     data = binascii.b2a_base64(text.encode("utf-8"), newline=False)
     return b"\r\n".join([data[i : i + 76] for i in range(0, len(data), 76)]) + b"\r\n"
 
 
-def _part(content_type: str, body: bytes, encoding: str) -> bytes:
+def base64_size(text: str) -> int:
+    """How long `base64_lines(text)` is, without encoding it."""
+    chars = 4 * -(-len(text.encode("utf-8")) // 3)
+    return chars + 2 * max(1, -(-chars // 76))
+
+
+def encoded_body(text: str) -> tuple[bytes, str]:
+    """A body and its Content-Transfer-Encoding: quoted-printable unless base64 is smaller (text in a
+    non-Latin script, where nearly every byte would be =XX); both keep lines within 76 characters."""
+    qp = quoted_printable(text)
+    if len(qp) <= base64_size(text):
+        return qp, "quoted-printable"
+    return base64_lines(text), "base64"
+
+
+def _part(content_type: str, text: str) -> bytes:
+    body, encoding = encoded_body(text)
     header = f'Content-Type: {content_type}; charset="utf-8"\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n'
     return header.encode() + body + b"\r\n"  # the CRLF before a boundary belongs to the boundary
 
@@ -143,7 +162,7 @@ def build_message(rendered: RenderedDigest, headers: Headers) -> bytes:
     lines.append(b"X-Auto-Response-Suppress: OOF, AutoReply\r\n")
     lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode())
     sep = f"--{boundary}\r\n".encode()
-    text_part = _part("text/plain", _qp(rendered.text), "quoted-printable")  # readable as it travels
-    lines += [sep, text_part, sep, _part("text/html", _b64(rendered.html), "base64")]
+    text = rendered.text if rendered.text.endswith("\n") else rendered.text + "\n"  # ends as a text file does
+    lines += [sep, _part("text/plain", text), sep, _part("text/html", rendered.html)]
     lines.append(f"--{boundary}--\r\n".encode())
     return b"".join(lines)

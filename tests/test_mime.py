@@ -123,3 +123,25 @@ def test_same_inputs_give_identical_bytes() -> None:
 )
 def test_domain_of(address: str, domain: str) -> None:
     assert domain_of(address) == domain
+
+
+@pytest.mark.parametrize(
+    ("html", "encoding"),
+    [
+        ('<p class="a" style="b:1">' + "word " * 400 + "</p>\n<p>x = y</p>", "quoted-printable"),
+        ("<p>" + "x" * 5000 + "</p>", "quoted-printable"),  # one long line: soft breaks, never > 76
+        ("<p>trailing spaces   \n\ttab\t</p>   ", "quoted-printable"),
+        ("<p>Zoë’s cache cuts memory by 6x with no loss…</p>\n<p>▲ 42 · cs.CL</p>\n" * 20, "quoted-printable"),
+        ("<p>▲ · …</p>", "base64"),  # so short and so little ASCII that base64 is smaller
+        ("<p>" + "Кэширование ключей и значений " * 40 + "</p>", "base64"),  # mostly =XX as quoted-printable
+        ("<p>" + "長い文脈の推論" * 200 + "</p>", "base64"),
+    ],
+)
+def test_html_takes_the_smaller_encoding_and_decodes_to_the_same_html(html: str, encoding: str) -> None:
+    data = build_message(RenderedDigest("Subject", html, "text\n"), _headers())
+    part = _parse(data).get_body(("html",))
+    assert part is not None and part["Content-Transfer-Encoding"] == encoding
+    assert part.get_content().replace("\r\n", "\n") == html
+    body = data.split(b"\r\n\r\n", 1)[1]
+    assert max(len(line) for line in body.split(b"\r\n")) <= 76
+    assert b"\n" not in data.replace(b"\r\n", b"") and data.isascii()

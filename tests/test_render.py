@@ -173,6 +173,27 @@ def test_css_is_inlined_and_media_queries_kept() -> None:
     assert html.lower().startswith("<!doctype html>")
 
 
+def _rules(css: str) -> dict[str, set[str]]:
+    """The properties each selector sets, outside @media blocks."""
+    plain = re.sub(r"/\*.*?\*/", "", css, flags=re.S).split("@media")[0]
+    found: dict[str, set[str]] = {}
+    for selector, body in re.findall(r"([^{}]+)\{([^}]*)\}", plain):
+        found.setdefault(selector.strip(), set()).update(d.split(":")[0].strip() for d in body.split(";") if d.strip())
+    return found
+
+
+def test_the_stylesheet_stays_in_the_head_with_dark_mode_and_no_property_is_sent_twice() -> None:
+    html = _rendered()[1]
+    head = html.split("</head>")[0]
+    assert head.count("<style") == 1  # the inlined sheet is gone, the other is sent as written
+    assert "@media (prefers-color-scheme: dark)" in head and ".card { background-color: #1f2937 !important;" in head
+    inlined, kept = re.findall(r"<style[^>]*>(.*?)</style>", (TEMPLATES / "base.html").read_text(), re.S)
+    assert kept.strip() in head
+    inline_rules, kept_rules = _rules(inlined), _rules(kept)
+    assert {s: p & inline_rules.get(s, set()) for s, p in kept_rules.items() if p & inline_rules.get(s, set())} == {}
+    assert 'style="background:#fff;border:1px solid #e5e7eb;padding:16px 18px;margin:0 0 12px 0"' in html
+
+
 def test_highlights_and_reasons_are_shown() -> None:
     html = _rendered()[1]
     assert ">KV-Cache</span>" in html and ">Long-Context</span>" in html
