@@ -268,17 +268,18 @@ def settle(
 ) -> None:
     """Record a send result on a row we hold (`claimed`, or `sending` once in flight); a retry past
     its limits becomes `failed` (bounded attempts, and never into the next period)."""
-    params = settle_params(result, now, attempts, give_up_at, policy)
-    if _dialect(db) == "postgresql":
+    _write_outcomes(db, table, [settle_params(result, now, attempts, give_up_at, policy)])
+
+
+def _write_outcomes(db: Session | Connection, table: Outbound, params: list[dict[str, Any]]) -> None:
+    """Write settled rows' new state, committed."""
+    dialect = db.dialect.name if isinstance(db, Connection) else db.get_bind().dialect.name
+    if dialect == "postgresql":
         # Recording an outcome need not wait for the disk: if PostgreSQL itself crashes in the next
         # instant, the row stays `sending` and the sweeper calls it `unknown` — never resent.
         db.execute(text("SET LOCAL synchronous_commit TO OFF"))
     db.execute(_settle_statement(table), params)
     db.commit()
-
-
-def _dialect(db: Session | Connection) -> str:
-    return db.dialect.name if isinstance(db, Connection) else db.get_bind().dialect.name
 
 
 def settle_params(
@@ -404,13 +405,9 @@ class InFlight:
 
     def flush(self) -> None:
         """Write the outcomes no mark took along (the batch's last ones), committed."""
-        if not self.pending:
-            return
-        if _dialect(self.db) == "postgresql":
-            self.db.execute(text("SET LOCAL synchronous_commit TO OFF"))  # as `settle`
-        self._write_pending()
-        self.db.commit()
-        self.pending = []
+        if self.pending:
+            _write_outcomes(self.db, self.table, self.pending)
+            self.pending = []
 
     def _write_pending(self) -> None:
         if self.pending:
