@@ -84,9 +84,32 @@ def test_a_small_run_reports_every_interest_and_method(tmp_path: Path) -> None:
             assert all(v is None or 0.0 <= v <= 1.0 for v in row["digest ndcg"] + row["digest precision"])
     for values in report["backlog"]["macro"].values():
         assert values == sorted(values)  # the share seen only grows
+    _check_confirm(report, len(interests))
     text = markdown(report)
     assert all(i.name in text for i in interests)
     assert "## The issue's targets" in text
+    assert "## Semantic confirmation of the boolean matches" in text
+
+
+def _check_confirm(report: dict[str, Any], interests: int) -> None:
+    """The confirm / veto prototypes: metrics in [0, 1], a choice per interest, and the settings
+    that are today's methods give today's methods' figures."""
+    confirm = report["confirm"]
+    for name in ("confirm", "score"):
+        assert len(confirm[name]["held_out"]["chosen"]) == interests
+        for row in (*confirm[name]["rows"], confirm[name]["held_out"], confirm[name]["held_out_recall"]):
+            assert all(0.0 <= row[m] <= 1.0 for m in (*METRICS, *DAILY))
+        assert len(confirm[name]["held_out_recall"]["chosen"]) == interests
+    # Floor 0 with today's thresholds is the combined method, over the set and as daily digests.
+    today = next(r for r in confirm["confirm"]["rows"] if r["setting"] == [0.0, 0.45, 0.55])
+    for metric in ("recall", "precision", "ndcg@20", "daily recall", "daily precision"):
+        assert today[metric] == pytest.approx(report["macro"]["combined"][metric])
+    # Floor 0 without additions is the boolean method; the first order is the combined method's.
+    alone = next(r for r in confirm["confirm"]["rows"] if r["setting"] == [0.0, 1.01, 1.01])
+    assert alone["recall"] == pytest.approx(report["macro"]["boolean"]["recall"])
+    assert confirm["order"]["rows"][0]["ndcg@20"] == pytest.approx(report["macro"]["combined"]["ndcg@20"])
+    kept = [r["wanted"] for r in confirm["veto"]]
+    assert kept == sorted(kept, reverse=True)  # a higher floor keeps fewer
 
 
 def test_scores() -> None:

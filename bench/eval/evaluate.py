@@ -627,6 +627,9 @@ def run(
     if votes is not None:
         report["votes"] = votes
         report["backlog"] = evaluate_backlog(index, interests)
+    confirm = evaluate_confirm(index, interests)
+    if confirm is not None:
+        report["confirm"] = confirm
     report["papers"] = len(papers)
     report["days"] = [bin(mask).count("1") for mask in Days.of_index(index).masks]
     report["cap"] = CAP
@@ -672,3 +675,181 @@ def subset(
     return kept, [
         Interest(i.name, i.query, i.description, i.examples, i.relevant & ids, i.judged & ids) for i in interests
     ]
+
+
+# Prototypes (not in digest/): the semantic signal confirming or vetoing an interest's boolean
+# matches instead of only adding papers. (a) `confirm`: a boolean match is kept only if its best
+# similarity to the description or an example reaches FLOOR; papers no boolean topic matched only
+# above the higher TEXT, PAPER pair (1.01: none). (b) `score`: one number per paper, WEIGHT for a
+# boolean match plus that best similarity, shown from CUT. (c) orderings of the combined matches.
+CONFIRM_FLOORS = (0.0, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45)
+CONFIRM_ADDS = ((0.45, 0.55), (0.5, 0.6), (0.55, 0.65), (1.01, 1.01))
+SCORE_WEIGHTS = (0.1, 0.2, 0.3)
+SCORE_CUTS = (0.45, 0.5, 0.55, 0.6)
+TARGET_RECALL = 0.9  # issue 13's: the second held-out choice keeps it and then seeks precision
+ORDERS = ("topic order (now)", "signals, then topic order", "signals, then similarity", "similarity")
+
+
+@dataclass(frozen=True)
+class Signals:
+    """One interest's signals per paper of the index: its boolean query matched (`boolean`), the
+    similarity to its description (`text`) and the best to one of its examples (`example`; an
+    example paper's own row is -1)."""
+
+    boolean: Any
+    text: Any
+    example: Any
+
+    @property
+    def best(self) -> Any:
+        return np.maximum(self.text, self.example)
+
+
+def signals(index: PaperIndex, interest: Interest) -> Signals:
+    vectors, semantics = index.vectors, index.semantics
+    assert vectors is not None and semantics is not None
+    boolean = index.flags(index.evaluate(parse_query(interest.query)))
+    text = vectors.matrix @ semantics.text_vector(interest.description.replace('"', ""))
+    example = np.full(len(index.papers), -1.0, dtype=np.float32)
+    for pid in interest.examples:
+        if (k := index.position.get(pid)) is not None:
+            example = np.maximum(example, vectors.matrix @ vectors.matrix[k])
+    for pid in interest.examples:
+        if (k := index.position.get(pid)) is not None:
+            example[k] = -1.0
+    return Signals(boolean, text, example)
+
+
+def _prototype_row(index: PaperIndex, days: Days, interest: Interest, order: Sequence[int]) -> dict[str, float]:
+    """Scores of showing these papers (indices, best first), over the set and as DAYS daily
+    digests of CAP (each day's papers in the same order)."""
+    exclude = frozenset(interest.examples)
+    ranked = [index.papers[i].id for i in order]
+    row = scores(ranked, interest.relevant, exclude)
+    shown = [p for p in ranked if p not in exclude]
+    row["shown"] = float(len(shown))
+    digests = [[p for p in shown if days.of[p] == day][:CAP] for day in range(len(days.masks))]
+    row.update(digest_scores(digests, interest, days))
+    return row
+
+
+def _topic_order(index: PaperIndex, interest: Interest) -> list[int]:
+    """The combined topics' matches (at the lowest sweep thresholds, the current ones) in the
+    order a digest shows them."""
+    return [index.position[p] for p in ranked_ids(index, topics_for(interest, "combined"))]
+
+
+def _held_out_rows(
+    per_value: Sequence[Sequence[dict[str, float]]], values: Sequence[Any], at_recall: float | None = None
+) -> dict[str, Any]:
+    """Leave one interest out: for each interest the setting best on the *other* interests' labels
+    — by macro F1 (as `held_out`), or with `at_recall` the most precise of those whose macro recall
+    there reaches it (the issue's target asks for recall 0.9 first) — and that interest's scores
+    at it. Ties to the first setting."""
+    chosen, rows = [], []
+    for j in range(len(per_value[0]) if per_value else 0):
+
+        def others(k: int, j: int = j) -> tuple[float, ...]:
+            rest = [r for n, r in enumerate(per_value[k]) if n != j]
+            recall, precision, f1 = (sum(r[m] for r in rest) / len(rest) for m in ("recall", "precision", "f1"))
+            if at_recall is None:
+                return (f1, -k)
+            return (float(recall >= at_recall), precision if recall >= at_recall else recall, -k)
+
+        best = max(range(len(values)), key=others)
+        chosen.append(values[best])
+        rows.append(per_value[best][j])
+    return {"chosen": chosen, **_macro(rows, (*METRICS, *DAILY))}
+
+
+def _confirm_grids(
+    index: PaperIndex, days: Days, interests: Sequence[Interest], sigs: Sequence[Signals], orders: Sequence[list[int]]
+) -> dict[str, Any]:
+    """(a) and (b) over their grids: macro rows per setting, the in-sample best F1 and both
+    held-out choices."""
+    grid_a = [(f, *add) for add in CONFIRM_ADDS for f in CONFIRM_FLOORS]
+    per_a = []
+    for floor, text_at, paper_at in grid_a:
+        per = []
+        for interest, sig, order in zip(interests, sigs, orders, strict=True):
+            keep = (sig.boolean & (sig.best >= floor)) | (sig.text >= text_at) | (sig.example >= paper_at)
+            per.append(_prototype_row(index, days, interest, [i for i in order if keep[i]]))
+        per_a.append(per)
+    grid_b = [(w, cut) for w in SCORE_WEIGHTS for cut in SCORE_CUTS]
+    per_b = []
+    for weight, cut in grid_b:
+        per = []
+        for interest, sig in zip(interests, sigs, strict=True):
+            score = weight * sig.boolean + sig.best
+            ids = np.flatnonzero(score >= cut)
+            ids = ids[np.lexsort((index.order_array[ids], -score[ids]))]
+            per.append(_prototype_row(index, days, interest, ids.tolist()))
+        per_b.append(per)
+    out: dict[str, Any] = {}
+    for name, grid, per_value in (("confirm", grid_a, per_a), ("score", grid_b, per_b)):
+        rows: list[dict[str, Any]] = [
+            {"setting": list(v), **_macro(per, (*METRICS, *DAILY))} for v, per in zip(grid, per_value, strict=True)
+        ]
+        values = [list(v) for v in grid]
+        out[name] = {
+            "rows": rows,
+            "best": max(rows, key=lambda r: r["f1"]),
+            "held_out": _held_out_rows(per_value, values),
+            "held_out_recall": _held_out_rows(per_value, values, TARGET_RECALL),
+        }
+    return out
+
+
+def _confirm_orders(
+    index: PaperIndex, days: Days, interests: Sequence[Interest], sigs: Sequence[Signals], orders: Sequence[list[int]]
+) -> list[dict[str, Any]]:
+    """(c): the combined matches in each of ORDERS."""
+    rows = []
+    for name in ORDERS:
+        per = []
+        for interest, sig, order in zip(interests, sigs, orders, strict=True):
+            o = np.array(order, dtype=np.int64)
+            count = (sig.boolean[o].astype(int) + (sig.text[o] >= digest.semantic.TEXT_THRESHOLD)
+                     + (sig.example[o] >= digest.semantic.PAPER_THRESHOLD))  # fmt: skip
+            place = np.arange(len(o))
+            keys = {
+                "topic order (now)": (place,),
+                "signals, then topic order": (place, -count),
+                "signals, then similarity": (-sig.best[o], -count),
+                "similarity": (place, -sig.best[o]),
+            }[name]
+            per.append(_prototype_row(index, days, interest, o[np.lexsort(keys)].tolist()))
+        rows.append({"order": name, **_macro(per, (*METRICS, *DAILY))})
+    return rows
+
+
+def _veto(index: PaperIndex, interests: Sequence[Interest], sigs: Sequence[Signals]) -> list[dict[str, float]]:
+    """How many of the boolean matches each floor keeps, of the wanted ones and of the rest."""
+    wanted: list[float] = []
+    unwanted: list[float] = []
+    for interest, sig in zip(interests, sigs, strict=True):
+        for i in np.flatnonzero(sig.boolean):
+            pid = index.papers[i].id
+            if pid not in interest.examples:
+                (wanted if pid in interest.relevant else unwanted).append(float(sig.best[i]))
+    return [
+        {
+            "floor": floor,
+            "wanted": float(np.mean(np.array(wanted) >= floor)) if wanted else 0.0,
+            "unwanted": float(np.mean(np.array(unwanted) >= floor)) if unwanted else 0.0,
+        }
+        for floor in CONFIRM_FLOORS[1:]
+    ]
+
+
+def evaluate_confirm(index: PaperIndex, interests: Sequence[Interest]) -> dict[str, Any] | None:
+    """The prototypes (a), (b), (c) for every interest (None without vectors)."""
+    if index.vectors is None:
+        return None
+    days = Days.of_index(index)
+    sigs = [signals(index, i) for i in interests]
+    orders = [_topic_order(index, i) for i in interests]
+    out = _confirm_grids(index, days, interests, sigs, orders)
+    out["order"] = {"rows": _confirm_orders(index, days, interests, sigs, orders)}
+    out["veto"] = _veto(index, interests, sigs)
+    return out

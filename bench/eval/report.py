@@ -142,6 +142,9 @@ def findings(report: dict[str, Any]) -> list[str]:
         + ". The simulation is now daily digests of new papers through "
         "`match.pick`, as a send makes them."
     )
+    confirm = report.get("confirm")
+    if confirm is not None:
+        out.append(confirm_words(confirm))
     sweep = report.get("sweep")
     if sweep is not None:
         text, paper = sweep["text"]["held_out"]["chosen"], sweep["paper"]["held_out"]["chosen"]
@@ -153,6 +156,48 @@ def findings(report: dict[str, Any]) -> list[str]:
             "target's 0.9. " + _constants_words(report)
         )
     return [*out, ""]
+
+
+def confirm_words(confirm: dict[str, Any]) -> str:
+    """What the confirm / veto prototypes show, in words."""
+    veto = confirm["veto"]
+    loose = max((r for r in veto if r["wanted"] >= 0.985), key=lambda r: r["floor"], default=veto[0])
+    tight = veto[-1]
+    rows = confirm["confirm"]["rows"]
+    now = next(r for r in rows if r["setting"][0] == 0 and r["setting"][1:] == [0.45, 0.55])
+    at_target = [r for r in rows if r["recall"] >= 0.9 - 1e-9]
+    best = max(at_target, key=lambda r: r["precision"]) if at_target else now
+    boolean = next(r for r in rows if r["setting"][0] == 0 and r["setting"][1] > 1)
+    bare = next(r for r in rows if r["setting"][0] == loose["floor"] and r["setting"][1] > 1)
+    held, held_f1 = confirm["confirm"]["held_out_recall"], confirm["confirm"]["held_out"]
+    score_best = max(confirm["score"]["rows"], key=lambda r: r["precision"] if r["recall"] >= 0.9 - 1e-9 else -1)
+    orders = {r["order"]: r for r in confirm["order"]["rows"]}
+    topic, signals = orders["topic order (now)"], orders["signals, then topic order"]
+    return (
+        "- **Letting the semantic signal confirm or veto the boolean matches** (prototypes (a)-(c) below, not "
+        "in the product). The description and examples tell a boolean topic's wanted matches from its unwanted "
+        f"ones only weakly: a floor on the best similarity that keeps {loose['wanted']:.0%} of the wanted ones "
+        f"({loose['floor']}) keeps {loose['unwanted']:.0%} of the unwanted, and at {tight['floor']} it keeps "
+        f"{tight['wanted']:.0%} and {tight['unwanted']:.0%}. So (a), confirmation plus additions only above "
+        f"higher thresholds, keeps recall ≥ 0.9 at best with precision {best['precision']:.2f} "
+        f"({_setting(best['setting'])}, in-sample), against today's combined {now['recall']:.2f}/"
+        f"{now['precision']:.2f}; the floor on its own (no additions) gives {bare['recall']:.2f}/"
+        f"{bare['precision']:.2f} at {bare['setting'][0]} against the boolean topic's "
+        f"{boolean['recall']:.2f}/{boolean['precision']:.2f}, and raising the addition thresholds does as much "
+        "as the floor (the TEXT, PAPER sweep). "
+        f"Chosen on the other interests: {held['recall']:.2f}/{held['precision']:.2f} (recall ≥ 0.9 first), "
+        f"{held_f1['recall']:.2f}/{held_f1['precision']:.2f} by F1 (nDCG@20 {held_f1['ndcg@20']:.2f}). "
+        f"(b), one score with one cut-off, does no better (at recall ≥ 0.9 precision {score_best['precision']:.2f}, "
+        f"nDCG@20 {score_best['ndcg@20']:.2f}: similarity is a worse order than hits). (c) ordering by the "
+        f"number of signals lowers nDCG@20 ({topic['ndcg@20']:.2f} → {signals['ndcg@20']:.2f}; by similarity "
+        f"lower still). None comes near precision 0.7 at recall 0.9 or nDCG@20 0.92, so the product is "
+        "unchanged: a confirming `like:` term inside an AND already works at TEXT_THRESHOLD "
+        '(`("speech" OR audio) AND like:"…"`: a strict filter), and a second, lower threshold for it '
+        "is not worth a new rule in the language on this evidence. What the labels say is left: most "
+        f"unwanted boolean matches are themselves close to the description or an example ({loose['unwanted']:.0%} "
+        f"at {loose['floor']}): the embedding puts them in the topic's neighbourhood, so "
+        "precision has to come from the words of the query or from the reader's votes."
+    )
 
 
 def _constants_words(report: dict[str, Any]) -> str:
@@ -260,6 +305,66 @@ def sweep_section(report: dict[str, Any]) -> list[str]:
         held = sweep["held_out"]
         chosen = ", ".join(sorted({label(v) for v in held["chosen"]}))
         out += [_row([f"*held out* (chose {chosen})", *(_cell(held, m) for m in keys)]), ""]
+    return out
+
+
+def _setting(value: Any) -> str:
+    """A prototype's setting as written in its table (1.01: no additions)."""
+    return ", ".join("none" if v > 1 else str(v) for v in value) if isinstance(value, list | tuple) else str(value)
+
+
+def confirm_section(report: dict[str, Any]) -> list[str]:
+    """The prototypes where the semantic signal confirms or vetoes the boolean matches."""
+    confirm = report.get("confirm")
+    if confirm is None:
+        return []
+    out = [
+        "## Semantic confirmation of the boolean matches (prototypes, not in the product)",
+        "",
+        "Per interest, each paper's *best similarity* is the higher of its cosine to the description and "
+        "its best to one of the examples. How many of the boolean matches a floor on it keeps (all interests, "
+        "example papers left out):",
+        "",
+        _row(["floor", "wanted kept", "unwanted kept"]),
+        _row(["---"] * 3),
+        *(_row([str(r["floor"]), f"{r['wanted']:.0%}", f"{r['unwanted']:.0%}"]) for r in confirm["veto"]),
+        "",
+        "**(a) confirm**: a boolean match is shown only if its best similarity reaches FLOOR; a paper the boolean "
+        "query did not match only if its similarity to the description reaches TEXT or to an example PAPER "
+        "(none: no additions). FLOOR 0, TEXT 0.45, PAPER 0.55 is today's combined method. In topic order. "
+        "**best F1** in-sample; *held out (F1)* chooses for each interest the setting with the best F1 on the "
+        "other nine; *held out (recall ≥ 0.9)* the most precise setting whose recall on the other nine "
+        "reaches 0.9 (the target's order of concern).",
+        "",
+    ]
+
+    def table(name: str, head: str) -> list[str]:
+        part = confirm[name]
+        rows = [_row([head, *COLUMNS]), _row(["---"] * (len(COLUMNS) + 1))]
+        for r in part["rows"]:
+            mark = " **best F1**" if r["setting"] == part["best"]["setting"] else ""
+            rows.append(_row([_setting(r["setting"]) + mark, *(_cell(r, m) for m in COLUMNS)]))
+        for key, words in (("held_out", "held out (F1)"), ("held_out_recall", "held out (recall ≥ 0.9)")):
+            held = part[key]
+            chosen = "; ".join(sorted({_setting(v) for v in held["chosen"]}))
+            rows.append(_row([f"*{words}* (chose {chosen})", *(_cell(held, m) for m in COLUMNS)]))
+        return [*rows, ""]
+
+    out += table("confirm", "FLOOR, TEXT, PAPER")
+    out += [
+        "**(b) score**: one number per paper, WEIGHT if the boolean query matched it plus its best similarity; "
+        "shown from CUT, in that score's order.",
+        "",
+        *table("score", "WEIGHT, CUT"),
+        "**(c) order** of the combined method's matches (the same papers): by the number of signals that "
+        "matched (boolean, description, examples), then topic order or best similarity; or by best similarity "
+        "alone.",
+        "",
+        _row(["order", *COLUMNS]),
+        _row(["---"] * (len(COLUMNS) + 1)),
+        *(_row([r["order"], *(_cell(r, m) for m in COLUMNS)]) for r in confirm["order"]["rows"]),
+        "",
+    ]
     return out
 
 
@@ -382,6 +487,7 @@ def markdown(report: dict[str, Any]) -> str:
         *contributions_section(report),
         *per_interest(report),
         *votes_section(report),
+        *confirm_section(report),
         *sweep_section(report),
     ]
     return "\n".join(out)
