@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import binascii
 import email
+import quopri
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 
 import pytest
 
+from digest import mime
 from digest.mime import HeaderError, Headers, build_message, domain_of, encode_words, make_message_id
 from digest.render import RenderedDigest
 
@@ -145,3 +148,36 @@ def test_html_takes_the_smaller_encoding_and_decodes_to_the_same_html(html: str,
     body = data.split(b"\r\n\r\n", 1)[1]
     assert max(len(line) for line in body.split(b"\r\n")) <= 76
     assert b"\n" not in data.replace(b"\r\n", b"") and data.isascii()
+
+
+QP_TEXTS = [
+    "",
+    "one line",
+    "ends with a newline\n",
+    "trailing spaces   \nand a tab\t\nthen = signs = 3\n",
+    "é, ü and 日本語 on a line\r\nCRLF and\rCR breaks\n\n\nblank lines\n",
+    "a long line " + "x" * 300 + " é" * 80 + "\nshort\n",
+    '<p class="title"><a href="https://arxiv.org/abs/2406.12345">' + "word " * 40 + "</a></p>\n",
+]
+
+
+@pytest.mark.parametrize("text", QP_TEXTS)
+def test_quoted_printable_a_line_at_a_time_is_the_whole_text_encoded_at_once(text: str) -> None:
+    whole = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
+    expected = binascii.b2a_qp(whole.encode() + b"\r\n", istext=True)[:-2]
+    assert mime.quoted_printable(text) == expected  # cold
+    assert mime.quoted_printable(text) == expected  # every line from the cache
+    assert quopri.decodestring(expected).decode() == whole
+
+
+def test_the_line_cache_keeps_two_generations_and_gives_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = mime._LineCache(3)
+    monkeypatch.setattr(mime, "_QP_LINES", cache)
+    shared = "<p>shared card line</p>\n"
+    texts = [shared + f"vote link {i} =\n" * 2 for i in range(6)]
+    for text in texts:
+        whole = text.replace("\n", "\r\n").encode()
+        assert mime.quoted_printable(text) == binascii.b2a_qp(whole + b"\r\n", istext=True)[:-2]
+        assert len(cache.new) <= 3 and len(cache.old) <= 3
+    assert "<p>shared card line</p>" in {**cache.old, **cache.new}  # used by every message, kept
+    assert "vote link 0 =" not in {**cache.old, **cache.new}  # one message's line, gone
