@@ -128,6 +128,11 @@ class _LineCache:
         self.new[line] = data
         return data
 
+    def join(self, lines: list[str]) -> bytes:
+        """The lines encoded, each from the cache when it is there, as one body."""
+        get, encode = self.new.get, self.encode
+        return b"".join([get(line) or encode(line) for line in lines])
+
 
 _QP_LINES = _LineCache(QP_LINES_MAX)
 
@@ -138,9 +143,7 @@ def quoted_printable(text: str) -> bytes:
     each line once (binascii, C) and then from a cache: quoted-printable ends each line on its own,
     so the lines join to the same bytes as the whole text encoded at once, and a card's lines are
     encoded once for all the readers who get it (three times faster than encoding each message)."""
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    get, encode = _QP_LINES.new.get, _QP_LINES.encode
-    return b"".join([get(line) or encode(line) for line in lines])[:-2]
+    return _QP_LINES.join(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))[:-2]
 
 
 def base64_lines(text: str) -> bytes:

@@ -161,10 +161,15 @@ QP_TEXTS = [
 ]
 
 
+def _at_once(whole: str) -> bytes:
+    """The CRLF text quoted-printable in one call, as mime.py did before it cached lines."""
+    return binascii.b2a_qp(whole.encode() + b"\r\n", istext=True)[:-2]
+
+
 @pytest.mark.parametrize("text", QP_TEXTS)
 def test_quoted_printable_a_line_at_a_time_is_the_whole_text_encoded_at_once(text: str) -> None:
     whole = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
-    expected = binascii.b2a_qp(whole.encode() + b"\r\n", istext=True)[:-2]
+    expected = _at_once(whole)
     assert mime.quoted_printable(text) == expected  # cold
     assert mime.quoted_printable(text) == expected  # every line from the cache
     assert quopri.decodestring(expected).decode() == whole
@@ -176,8 +181,7 @@ def test_the_line_cache_keeps_two_generations_and_gives_the_same_bytes(monkeypat
     shared = "<p>shared card line</p>\n"
     texts = [shared + f"vote link {i} =\n" * 2 for i in range(6)]
     for text in texts:
-        whole = text.replace("\n", "\r\n").encode()
-        assert mime.quoted_printable(text) == binascii.b2a_qp(whole + b"\r\n", istext=True)[:-2]
+        assert mime.quoted_printable(text) == _at_once(text.replace("\n", "\r\n"))
         assert len(cache.new) <= 3 and len(cache.old) <= 3
     assert "<p>shared card line</p>" in {**cache.old, **cache.new}  # used by every message, kept
     assert "vote link 0 =" not in {**cache.old, **cache.new}  # one message's line, gone

@@ -283,12 +283,18 @@ def daily(index: PaperIndex, days: Days, topics: Sequence[str], interest: Intere
     }
 
 
-def _method_row(index: PaperIndex, days: Days, interest: Interest, method: str) -> dict[str, float]:
-    topics = topics_for(interest, method)
+def _set_row(ranked: Sequence[str], interest: Interest) -> dict[str, float]:
+    """`scores` of a ranked list over the whole set, and how many papers it shows (the interest's
+    example papers left out)."""
     exclude = frozenset(interest.examples)
-    ranked = ranked_ids(index, topics)
     row = scores(ranked, interest.relevant, exclude)
     row["shown"] = float(len([p for p in ranked if p not in exclude]))
+    return row
+
+
+def _method_row(index: PaperIndex, days: Days, interest: Interest, method: str) -> dict[str, float]:
+    topics = topics_for(interest, method)
+    row = _set_row(ranked_ids(index, topics), interest)
     row.update(daily(index, days, topics, interest))
     return row
 
@@ -339,22 +345,32 @@ def _distance(value: Any, current: Any) -> float:
     return float(sum(abs(a - b) for a, b in zip(pair, now, strict=True)))
 
 
+def _leave_one_out(
+    per_value: Sequence[Sequence[dict[str, float]]],
+    values: Sequence[Any],
+    key: Callable[[int, list[dict[str, float]]], tuple[float, ...]],
+) -> tuple[list[Any], list[dict[str, float]]]:
+    """For each interest j the value k with the highest `key(k, the other interests' rows at k)`,
+    and interest j's row at it. `per_value[k][j]`: interest j's scores at values[k]."""
+    chosen, rows = [], []
+    for j in range(len(per_value[0]) if per_value else 0):
+        best = max(range(len(values)), key=lambda k: key(k, [r for n, r in enumerate(per_value[k]) if n != j]))
+        chosen.append(values[best])
+        rows.append(per_value[best][j])
+    return chosen, rows
+
+
 def held_out(per_value: Sequence[Sequence[dict[str, float]]], values: Sequence[Any], current: Any) -> dict[str, Any]:
     """Leave one interest out: for each interest the value with the best macro F1 over the *other*
     interests (ties: the one nearest the current value), and that interest's scores at it — what a
     threshold chosen on other interests' labels gives on unseen ones. `per_value[k][j]`: interest
     j's scores at values[k]."""
-    count = len(per_value[0]) if per_value else 0
-    chosen, rows = [], []
-    for j in range(count):
 
-        def others_f1(k: int, j: int = j) -> tuple[float, float]:
-            f1 = [row["f1"] for n, row in enumerate(per_value[k]) if n != j]
-            return (sum(f1) / len(f1) if f1 else 0.0, -_distance(values[k], current))
+    def others_f1(k: int, rest: list[dict[str, float]]) -> tuple[float, float]:
+        f1 = [row["f1"] for row in rest]
+        return (sum(f1) / len(f1) if f1 else 0.0, -_distance(values[k], current))
 
-        best = max(range(len(values)), key=others_f1)
-        chosen.append(values[best])
-        rows.append(per_value[best][j])
+    chosen, rows = _leave_one_out(per_value, values, others_f1)
     keys = (*METRICS, *DAILY) if rows and all(k in rows[0] for k in DAILY) else METRICS
     return {"chosen": chosen, **_macro(rows, keys)}
 
@@ -711,12 +727,10 @@ def signals(index: PaperIndex, interest: Interest) -> Signals:
     boolean = index.flags(index.evaluate(parse_query(interest.query)))
     text = vectors.matrix @ semantics.text_vector(interest.description.replace('"', ""))
     example = np.full(len(index.papers), -1.0, dtype=np.float32)
-    for pid in interest.examples:
-        if (k := index.position.get(pid)) is not None:
-            example = np.maximum(example, vectors.matrix @ vectors.matrix[k])
-    for pid in interest.examples:
-        if (k := index.position.get(pid)) is not None:
-            example[k] = -1.0
+    own = [k for pid in interest.examples if (k := index.position.get(pid)) is not None]
+    for k in own:
+        example = np.maximum(example, vectors.matrix @ vectors.matrix[k])
+    example[own] = -1.0
     return Signals(boolean, text, example)
 
 
@@ -725,9 +739,8 @@ def _prototype_row(index: PaperIndex, days: Days, interest: Interest, order: Seq
     digests of CAP (each day's papers in the same order)."""
     exclude = frozenset(interest.examples)
     ranked = [index.papers[i].id for i in order]
-    row = scores(ranked, interest.relevant, exclude)
+    row = _set_row(ranked, interest)
     shown = [p for p in ranked if p not in exclude]
-    row["shown"] = float(len(shown))
     digests = [[p for p in shown if days.of[p] == day][:CAP] for day in range(len(days.masks))]
     row.update(digest_scores(digests, interest, days))
     return row
@@ -742,23 +755,17 @@ def _topic_order(index: PaperIndex, interest: Interest) -> list[int]:
 def _held_out_rows(
     per_value: Sequence[Sequence[dict[str, float]]], values: Sequence[Any], at_recall: float | None = None
 ) -> dict[str, Any]:
-    """Leave one interest out: for each interest the setting best on the *other* interests' labels
-    — by macro F1 (as `held_out`), or with `at_recall` the most precise of those whose macro recall
-    there reaches it (the issue's target asks for recall 0.9 first) — and that interest's scores
-    at it. Ties to the first setting."""
-    chosen, rows = [], []
-    for j in range(len(per_value[0]) if per_value else 0):
+    """Leave one interest out (`_leave_one_out`) by macro F1 over the other interests, or with
+    `at_recall` the most precise of the settings whose macro recall there reaches it (the issue's
+    target asks for recall 0.9 first). Ties to the first setting."""
 
-        def others(k: int, j: int = j) -> tuple[float, ...]:
-            rest = [r for n, r in enumerate(per_value[k]) if n != j]
-            recall, precision, f1 = (sum(r[m] for r in rest) / len(rest) for m in ("recall", "precision", "f1"))
-            if at_recall is None:
-                return (f1, -k)
-            return (float(recall >= at_recall), precision if recall >= at_recall else recall, -k)
+    def others(k: int, rest: list[dict[str, float]]) -> tuple[float, ...]:
+        recall, precision, f1 = (sum(r[m] for r in rest) / len(rest) for m in ("recall", "precision", "f1"))
+        if at_recall is None:
+            return (f1, -k)
+        return (float(recall >= at_recall), precision if recall >= at_recall else recall, -k)
 
-        best = max(range(len(values)), key=others)
-        chosen.append(values[best])
-        rows.append(per_value[best][j])
+    chosen, rows = _leave_one_out(per_value, values, others)
     return {"chosen": chosen, **_macro(rows, (*METRICS, *DAILY))}
 
 
@@ -804,23 +811,21 @@ def _confirm_orders(
     index: PaperIndex, days: Days, interests: Sequence[Interest], sigs: Sequence[Signals], orders: Sequence[list[int]]
 ) -> list[dict[str, Any]]:
     """(c): the combined matches in each of ORDERS."""
-    rows = []
-    for name in ORDERS:
-        per = []
-        for interest, sig, order in zip(interests, sigs, orders, strict=True):
-            o = np.array(order, dtype=np.int64)
-            count = (sig.boolean[o].astype(int) + (sig.text[o] >= digest.semantic.TEXT_THRESHOLD)
-                     + (sig.example[o] >= digest.semantic.PAPER_THRESHOLD))  # fmt: skip
-            place = np.arange(len(o))
-            keys = {
-                "topic order (now)": (place,),
-                "signals, then topic order": (place, -count),
-                "signals, then similarity": (-sig.best[o], -count),
-                "similarity": (place, -sig.best[o]),
-            }[name]
-            per.append(_prototype_row(index, days, interest, o[np.lexsort(keys)].tolist()))
-        rows.append({"order": name, **_macro(per, (*METRICS, *DAILY))})
-    return rows
+    per: dict[str, list[dict[str, float]]] = {name: [] for name in ORDERS}
+    for interest, sig, order in zip(interests, sigs, orders, strict=True):
+        o = np.array(order, dtype=np.int64)
+        count = (sig.boolean[o].astype(int) + (sig.text[o] >= digest.semantic.TEXT_THRESHOLD)
+                 + (sig.example[o] >= digest.semantic.PAPER_THRESHOLD))  # fmt: skip
+        place = np.arange(len(o))
+        keys = {
+            "topic order (now)": (place,),
+            "signals, then topic order": (place, -count),
+            "signals, then similarity": (-sig.best[o], -count),
+            "similarity": (place, -sig.best[o]),
+        }
+        for name in ORDERS:
+            per[name].append(_prototype_row(index, days, interest, o[np.lexsort(keys[name])].tolist()))
+    return [{"order": name, **_macro(per[name], (*METRICS, *DAILY))} for name in ORDERS]
 
 
 def _veto(index: PaperIndex, interests: Sequence[Interest], sigs: Sequence[Signals]) -> list[dict[str, float]]:
