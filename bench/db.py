@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
 
 from digest.db import init_db, make_engine
 
@@ -66,6 +67,29 @@ def _pg_schema(url: str) -> str:
         admin.dispose()
     sep = "&" if "?" in url else "?"
     return f"{url}{sep}options={quote(f'-csearch_path={PG_SCHEMA}')}"
+
+
+def kind(url: str | None) -> str:
+    """`postgresql` or `sqlite` (None is a fresh SQLite file): how a run is labelled."""
+    return "sqlite" if url is None else make_url(url).get_backend_name()
+
+
+def check_reachable(url: str | None) -> None:
+    """Fail at once, in one line, when a PostgreSQL server does not answer (before any run starts)."""
+    if url is None or not url.startswith("postgresql"):
+        return
+    engine = create_engine(url, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise BenchDatabaseError(
+            f"PostgreSQL at {describe(url)} does not answer ({reason}); start it, give another with --database, "
+            "or run on SQLite alone: --database sqlite"
+        ) from None
+    finally:
+        engine.dispose()
 
 
 def engine_for(url: str) -> Engine:

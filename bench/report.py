@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -56,7 +57,66 @@ def targets(result: RunResult) -> list[Target]:
         _peak_rss_target(result),
         _memory_target(result.stages.match_quarter, result.stages.match),
         _scaling_target(result),
+        *production_targets(result),
     ]
+
+
+# Issue 15's targets: the day on the production stack (PostgreSQL the headline run).
+WIRE_GOAL_BYTES = 40 * 1024
+CPU_GOAL_MS = 1.2
+
+
+def production_targets(result: RunResult) -> list[Target]:
+    """Issue 15's: the two-worker day against smtp-source and the naive stack, 1 → 2 workers, CPU and
+    bytes per digest — on whatever database this run used (the headline run is PostgreSQL's)."""
+    one, two = result.celery.get("1"), result.celery.get("2")
+    d, ceiling, naive = result.stages.digest, result.smtp_source.msg_per_s, result.stages.naive.per_s
+    per, kind = d.per_digest, result.meta.database.split(":")[0].split("+")[0]
+    cpu = Target(
+        id="per_digest_cpu_ms_production",
+        target="Worker CPU per digest, caches cold (compose, send)",
+        goal=f"≤ {CPU_GOAL_MS} ms",
+        measured=per.cpu_ms_each,
+        shown=f"{per.cpu_ms_each:.2f} ms (warm {d.per_digest_warm.cpu_ms_each:.2f} ms)",
+        passed=per.cpu_ms_each <= CPU_GOAL_MS,
+    )
+    wire = Target(
+        id="wire_bytes_mean",
+        target="Bytes on the wire, the average digest of the day",
+        goal="≤ 40 KB",
+        measured=d.mean_message_bytes,
+        shown=f"{d.mean_message_bytes / 1024:.1f} KB ({d.mean_papers_per_digest} papers)",
+        passed=d.mean_message_bytes <= WIRE_GOAL_BYTES,
+    )
+    if not (one and two):
+        return [
+            _not_run("e2e_2_workers_vs_smtp_source", f"End to end, 2 workers ({kind}) ÷ smtp-source", "≥ 50%"),
+            _not_run("e2e_vs_naive_production", f"End to end, 2 workers ({kind}) ÷ naive stack", "≥ 15×"),
+            _not_run("scaling_1_to_2_production", f"Throughput, 2 workers ÷ 1 ({kind})", "≥ 1.7×"),
+            cpu, wire,
+        ]  # fmt: skip
+    rate1, rate2 = projected_digest_rate(one), projected_digest_rate(two)
+    share = rate2 / ceiling if ceiling else 0.0
+    ratio = rate2 / naive if naive else 0.0
+    scaling = rate2 / rate1 if rate1 else 0.0
+    return [
+        Target(
+            id="e2e_2_workers_vs_smtp_source", target=f"End to end, 2 workers ({kind}) ÷ smtp-source to the same sink",
+            goal="≥ 50%", measured=round(share, 3),
+            shown=f"{100 * share:.0f}% ({rate2:,.0f} vs {ceiling:,.0f} msg/s)", passed=share >= 0.5,
+        ),
+        Target(
+            id="e2e_vs_naive_production", target=f"End to end, 2 workers ({kind}) ÷ naive stack", goal="≥ 15×",
+            measured=round(ratio, 2), shown=f"{ratio:.1f}×", passed=ratio >= 15,
+        ),
+        Target(
+            id="scaling_1_to_2_production", target=f"Digests per second, 2 workers ÷ 1 ({kind})", goal="≥ 1.7×",
+            measured=round(scaling, 3), shown=f"{int(scaling * 1000) / 1000:.3f}× ({rate1:,.0f} → {rate2:,.0f}/s)",
+            passed=scaling >= 1.7, note=_cores_note(result),
+        ),
+        cpu,
+        wire,
+    ]  # fmt: skip
 
 
 def _embed_target(embed: EmbedResult) -> Target:
@@ -214,6 +274,61 @@ def peak_rss(result: RunResult) -> dict[str, float]:
 # ---- the table ------------------------------------------------------------------------------------
 
 
+def second_runs(headline: RunResult, others: list[tuple[str, RunResult]]) -> list[str]:
+    """The headline run's figures next to each other run's (its own report in NAME.md), for the
+    headline's Markdown; absolute rates drift between runs, the ratios within one are what count."""
+    if not others:
+        return []
+    runs = [("headline", headline), *others]
+    head = " | ".join(f"{r.meta.database.split(':')[0]} ({'this report' if n == 'headline' else n + '.md'})"
+                      for n, r in runs)  # fmt: skip
+    rows = [
+        "",
+        "#### The same day on the other database" + ("s" if len(others) > 1 else ""),
+        "",
+        f"| | {head} |",
+        "|---" * (len(runs) + 1) + "|",
+    ]
+    for label, cell in _COMPARED:
+        rows.append(f"| {label} | " + " | ".join(cell(r) for _, r in runs) + " |")
+    return rows
+
+
+def _celery_cell(workers: str) -> Callable[[RunResult], str]:
+    def cell(r: RunResult) -> str:
+        run = r.celery.get(workers)
+        if not run:
+            return "not run"
+        rate, naive = projected_digest_rate(run), r.stages.naive.per_s
+        share = rate / r.smtp_source.msg_per_s if r.smtp_source.msg_per_s else 0.0
+        if not naive:
+            return f"{rate:,.0f}/s"
+        return f"{rate:,.0f}/s ({rate / naive:.1f}× naive, {100 * share:.0f}% of smtp-source)"
+
+    return cell
+
+
+def _scaling_cell(r: RunResult) -> str:
+    one, two = r.celery.get("1"), r.celery.get("2")
+    if not (one and two) or not projected_digest_rate(one):
+        return "not run"
+    return f"{projected_digest_rate(two) / projected_digest_rate(one):.2f}×"
+
+
+_COMPARED: list[tuple[str, Callable[[RunResult], str]]] = [
+    ("one process (`plan_due` + `send_chunk`)", lambda r: f"{r.stages.e2e.digests_per_s:,.0f}/s"),
+    ("Celery, 1 worker", _celery_cell("1")),
+    ("Celery, 2 workers", _celery_cell("2")),
+    ("1 → 2 workers", _scaling_cell),
+    ("naive stack", lambda r: f"{r.stages.naive.per_s:,.1f}/s"),
+    ("smtp-source → the same sink", lambda r: f"{r.smtp_source.msg_per_s:,.0f} msg/s"),
+    ("match, every reader", lambda r: f"{r.stages.match.match_s:.1f} s"),
+    ("worker CPU per digest, cold / warm",
+     lambda r: f"{r.stages.digest.per_digest.cpu_ms_each:.2f} / {r.stages.digest.per_digest_warm.cpu_ms_each:.2f} ms"),
+    ("end-to-end CPU per digest (one process)", lambda r: f"{r.stages.e2e.cpu_ms_per_digest:.2f} ms"),
+]  # fmt: skip
+
+
 def _mark(ok: bool | None) -> str:
     return "—" if ok is None else ("✅ pass" if ok else "❌ FAIL")
 
@@ -236,7 +351,7 @@ def _heading(meta: Meta) -> list[str]:
 
 
 def _target_rows(found: list[Target]) -> list[str]:
-    rows = ["| target (issue 5) | goal | measured | |", "|---|---|---|---|"]
+    rows = ["| target (issues 5, 13, 15) | goal | measured | |", "|---|---|---|---|"]
     for t in found:
         note = f" <br><sub>{t.note}</sub>" if t.note else ""
         rows.append(f"| {t.target} | {t.goal} | {t.shown}{note} | {_mark(t.passed)} |")

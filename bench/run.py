@@ -69,6 +69,9 @@ class Preset:
 
 
 FULL = Preset(subscribers=100_000, papers=2_000, sample=1_000, naive=200, source_messages=20_000, budget=300.0)
+# The benchmark's PostgreSQL when none is given (DIGEST_BENCH_POSTGRES overrides it): it works only
+# in its own schema there (bench/db.py), never on the tables of a deployment.
+LOCAL_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 QUICK = Preset(subscribers=2_000, papers=300, sample=60, naive=20, source_messages=2_000, budget=10.0)
 
 
@@ -80,7 +83,7 @@ class Options:
     papers: int
     seed: int
     quick: bool
-    database: str | None
+    databases: tuple[str | None, ...]  # the first is the headline; None: a fresh SQLite file
     redis: str
     sample: int
     naive_sample: int
@@ -98,7 +101,9 @@ def parse_args(argv: list[str] | None) -> Options:
     p.add_argument("--subscribers", type=int, help="readers to generate (default 100,000; quick 2,000)")
     p.add_argument("--papers", type=int, help="new papers to generate (default 2,000; quick 300)")
     p.add_argument("--seed", type=int, default=20261130, help="generator seed (same seed, same day)")
-    p.add_argument("--database", help="SQLAlchemy URL (default: a fresh SQLite file under bench/results/tmp)")
+    p.add_argument("--database", action="append", metavar="URL",
+                   help="SQLAlchemy URL, or `sqlite` for a fresh SQLite file; repeat for more runs, the first is "
+                        "the headline (default: the local PostgreSQL, then SQLite)")  # fmt: skip
     p.add_argument("--redis", default="redis://127.0.0.1:6379/14", help="broker for the Celery runs (dedicated db)")
     p.add_argument("--sample", type=int, help="digests in the render/MIME/send sample (default 1,000; quick 60)")
     p.add_argument("--naive-sample", type=int, help="digests in the naive baseline (default 200; quick 20)")
@@ -117,7 +122,7 @@ def parse_args(argv: list[str] | None) -> Options:
         papers=args.papers or preset.papers,
         seed=args.seed,
         quick=bool(args.quick),
-        database=args.database,
+        databases=databases(args.database),
         redis=args.redis,
         sample=args.sample or preset.sample,
         naive_sample=args.naive_sample or preset.naive,
@@ -128,6 +133,14 @@ def parse_args(argv: list[str] | None) -> Options:
         without_learning=args.without_learning,
         profile=args.profile,
     )
+
+
+def databases(given: list[str] | None) -> tuple[str | None, ...]:
+    """The runs' databases, headline first: as given (`sqlite` meaning a fresh file), or by default
+    production's database, the local PostgreSQL, then SQLite as the second, labelled run."""
+    if not given:
+        return (os.environ.get("DIGEST_BENCH_POSTGRES", LOCAL_POSTGRES), None)
+    return tuple(None if url == "sqlite" else url for url in given)
 
 
 # ---- the code under test ---------------------------------------------------------------------------
@@ -371,10 +384,12 @@ class Bench:
         )
 
 
-def _run(opts: Options, work: Path, sink: smtp.Sink, tools: dict[str, str], say: Say) -> RunResult:
+def _run(
+    opts: Options, database: str | None, work: Path, sink: smtp.Sink, tools: dict[str, str], say: Say
+) -> RunResult:
     """Generate the day, measure every stage and Celery run on it, and evaluate the targets."""
     code = CodeState.read()
-    url = db.prepare(opts.database, work)
+    url = db.prepare(database, work)
     setup = Setup(database_url=url, now=generate.bench_now(), smtp_url=sink.url)
     bench = Bench(opts, work, sink, tools, say, setup, db.engine_for(url))
     generated = bench.generate()
@@ -410,13 +425,25 @@ def _work_folder() -> Path:
     return work
 
 
-def _write(result: RunResult, out: Path) -> None:
-    (out / "latest.json").write_text(dumps(result) + "\n")
-    table = report.markdown(result)
-    (out / "latest.md").write_text(table)
+def _write(result: RunResult, out: Path, name: str, extra: list[str] | None = None) -> None:
+    (out / f"{name}.json").write_text(dumps(result) + "\n")
+    table = report.markdown(result) + ("\n".join(extra) + "\n" if extra else "")
+    (out / f"{name}.md").write_text(table)
     print()
     print(table)
-    print(f"written: {out / 'latest.json'} and {out / 'latest.md'}")
+    print(f"written: {out / name}.json and {out / name}.md")
+
+
+def _one_run(opts: Options, database: str | None, work: Path, tools: dict[str, str], say: Say) -> RunResult:
+    """One database's run, with its own smtp-sink (whose counter each stage is checked against)."""
+    began = time.perf_counter()
+    sink = smtp.Sink(tools["smtp-sink"], work / "sink").start()
+    say(f"{db.kind(database)}: smtp-sink listening on 127.0.0.1:{sink.port}")
+    try:
+        result = _run(opts, database, work, sink, tools, say)
+    finally:
+        sink.stop()
+    return replace(result, meta=replace(result.meta, total_wall_s=round(time.perf_counter() - began, 1)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -424,23 +451,31 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     out = opts.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    work = _work_folder()
     log: list[str] = []
 
     def say(line: str) -> None:
         print(f"[{time.perf_counter() - began:7.1f}s] {line}", flush=True)
         log.append(line)
 
-    tools = smtp.ensure_tools(log)
-    sink = smtp.Sink(tools["smtp-sink"], work / "sink").start()
-    say(f"smtp-sink listening on 127.0.0.1:{sink.port}")
     try:
-        result = _run(opts, work, sink, tools, say)
-    finally:
-        sink.stop()
-    meta = replace(result.meta, total_wall_s=round(time.perf_counter() - began, 1))
-    _write(replace(result, meta=meta, log=log), out)
-    if opts.database is None and not opts.profile:
+        for database in opts.databases:
+            db.check_reachable(database)
+        work = _work_folder()
+        tools = smtp.ensure_tools(log)
+        results = []
+        for k, database in enumerate(opts.databases):
+            log.clear()
+            result = _one_run(opts, database, work / f"{k}-{db.kind(database)}", tools, say)
+            results.append(replace(result, log=list(log)))
+    except db.BenchDatabaseError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    headline, *others = results
+    names = [f"latest-{db.kind(d)}" for d in opts.databases[1:]]
+    for other, name in zip(others, names, strict=True):
+        _write(other, out, name)
+    _write(headline, out, "latest", report.second_runs(headline, list(zip(names, others, strict=True))))
+    if not opts.profile:
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

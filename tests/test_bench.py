@@ -43,6 +43,11 @@ TARGETS = {
     "peak_rss_mb",
     "memory_sublinear",
     "scaling_1_to_2_workers",
+    "e2e_2_workers_vs_smtp_source",
+    "e2e_vs_naive_production",
+    "scaling_1_to_2_production",
+    "per_digest_cpu_ms_production",
+    "wire_bytes_mean",
 }
 
 
@@ -58,20 +63,49 @@ def _can_get_smtp_tools() -> bool:
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(900)
-def test_benchmark_runs_end_to_end_at_quick_size(tmp_path: Path) -> None:
+@pytest.mark.timeout(1500)
+def test_benchmark_runs_end_to_end_at_quick_size_on_postgresql_then_sqlite(tmp_path: Path) -> None:
     require("Redis on 127.0.0.1:6379", port_open("127.0.0.1", 6379))
+    require("PostgreSQL on 127.0.0.1:5432", port_open("127.0.0.1", 5432))
     require("smtp-sink (Debian's postfix, or root to install it)", _can_get_smtp_tools())
     out = tmp_path / "results"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=840,
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1440,
     )  # fmt: skip
     assert done.returncode == 0, f"the benchmark failed (CI={IN_CI}):\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
 
-    report = json.loads((out / "latest.json").read_text())
+    headline = json.loads((out / "latest.json").read_text())
+    second = json.loads((out / "latest-sqlite.json").read_text())
+    assert headline["meta"]["database"].startswith("postgresql+psycopg://"), "PostgreSQL is the headline run"
+    assert "search_path%3Dpaper_digest_bench" in headline["meta"]["database"], "in the benchmark's own schema"
+    assert second["meta"]["database"].startswith("sqlite:///")
     table = (out / "latest.md").read_text()
+    _check_report(headline, table)
+    _check_report(second, (out / "latest-sqlite.md").read_text())
+    comparison = table[table.index("#### The same day on the other database") :]
+    assert "postgresql+psycopg (this report)" in comparison and "sqlite (latest-sqlite.md)" in comparison
+    for label in ("Celery, 2 workers", "1 → 2 workers", "smtp-source → the same sink", "naive stack"):
+        row = next(line for line in comparison.splitlines() if line.startswith(f"| {label} |"))
+        assert row.count("|") == 4 and "not run" not in row, row
+
+
+def test_an_unreachable_postgresql_is_one_clear_line(tmp_path: Path) -> None:
+    dead = "postgresql+psycopg://postgres@127.0.0.1:9/test"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--database", dead, "--out", str(tmp_path)],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"bench: PostgreSQL at {dead} does not answer ("), lines
+    assert "--database sqlite" in lines[0] and "Traceback" not in done.stderr
+    assert not list(tmp_path.iterdir()), "nothing written"
+
+
+def _check_report(report: dict, table: str) -> None:  # type: ignore[type-arg]
+    """Everything one database's run must have measured and reported."""
     assert report["meta"]["quick"] is True
     assert report["meta"]["subscribers"] == 2_000 and report["meta"]["papers"] == 300
     assert report["generate"]["readers"] == 2_000
