@@ -89,6 +89,33 @@ def _cpu_s(pid: int | None) -> float:
     return float(times.user + times.system)
 
 
+# The services on this machine whose CPU a run is charged with, by process name.
+SERVICES = {"database": ("postgres",), "broker": ("redis-server",)}
+
+
+ServiceCpu = dict[str, dict[int, float]]  # service → pid → CPU seconds so far
+
+
+def _service_cpu() -> ServiceCpu:
+    """CPU seconds so far of every local process of each service (PostgreSQL's backends, Redis)."""
+    found: ServiceCpu = {name: {} for name in SERVICES}
+    for proc in psutil.process_iter(["name", "cpu_times"]):
+        times = proc.info.get("cpu_times")
+        for service, names in SERVICES.items():
+            if times is not None and (proc.info.get("name") or "").startswith(names):
+                found[service][proc.pid] = float(times.user + times.system)
+    return found
+
+
+def _service_cores(before: ServiceCpu, after: ServiceCpu, wall: float) -> dict[str, float]:
+    """Cores each service used between two `_service_cpu` looks (a backend that began meanwhile
+    counts whole; one that ended meanwhile is not counted)."""
+    return {
+        service: sum(cpu - before[service].get(pid, 0.0) for pid, cpu in after[service].items()) / max(wall, 1e-9)
+        for service in SERVICES
+    }
+
+
 def _busy_cores(before: Any, after: Any) -> float:
     """How many of the machine's cores were busy on average between two psutil.cpu_times()."""
     idle = (after.idle + getattr(after, "iowait", 0.0)) - (before.idle + getattr(before, "iowait", 0.0))
@@ -128,6 +155,7 @@ class _Watched:
     startup_cpu: float = 0.0  # the workers' CPU before the send began
     cores_busy: float = 0.0
     sink_cores: float = 0.0
+    service_cores: dict[str, float] = field(default_factory=dict)
 
 
 def _until_settled(pool: list[Sampled], engine: Engine, cfg: CeleryConfig, seen: _Watched, started: float) -> None:
@@ -157,7 +185,7 @@ def _send_day(pool: list[Sampled], engine: Engine, cfg: CeleryConfig, settings: 
     for w in pool:  # CPU spent starting up is not the send's
         w.sample()
     seen.startup_cpu = sum(w.cpu_s() for w in pool)
-    machine_before, sink_before = psutil.cpu_times(), _cpu_s(cfg.sink_pid)
+    machine_before, sink_before, services_before = psutil.cpu_times(), _cpu_s(cfg.sink_pid), _service_cpu()
     app = make_celery(settings)
     started = time.perf_counter()
     app.send_task("digest.plan_sends", args=[cfg.now.isoformat()], queue=settings.celery_queue)
@@ -167,6 +195,7 @@ def _send_day(pool: list[Sampled], engine: Engine, cfg: CeleryConfig, settings: 
         w.sample()
     seen.cores_busy = _busy_cores(machine_before, psutil.cpu_times())
     seen.sink_cores = (_cpu_s(cfg.sink_pid) - sink_before) / max(seen.wall, 1e-9)
+    seen.service_cores = _service_cores(services_before, _service_cpu(), seen.wall)
 
 
 def run(workers: int, cfg: CeleryConfig, engine: Engine) -> CeleryResult:
@@ -216,6 +245,8 @@ def _result(workers: int, queue: str, expected: int, pool: list[Sampled], seen: 
         cores_busy=round(seen.cores_busy, 2),
         worker_cores=round(cpu / max(wall, 1e-9), 2),
         sink_cores=round(seen.sink_cores, 2),
+        database_cores=round(seen.service_cores.get("database", 0.0), 2),
+        broker_cores=round(seen.service_cores.get("broker", 0.0), 2),
         cpu_ms_per_digest=round(1000 * cpu / max(1, sent), 3),
         peak_rss_mb_by_process=peaks,
         peak_rss_mb=max(peaks.values(), default=0.0),

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, insert
+from sqlalchemy import delete, func, insert, text
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 
@@ -476,10 +476,28 @@ def clear(engine: Engine) -> None:
 
 
 def reset_deliveries(engine: Engine) -> int:
-    """Delete every delivery row, so the next run starts from the same state. Returns how many."""
+    """Delete every delivery row, so the next run starts from the same state. Returns how many.
+    On PostgreSQL the table is truncated: a DELETE would leave the last run's rows as dead tuples
+    that every query of the next run scans until autovacuum gets to them."""
+    table = Delivery.__table__  # type: ignore[attr-defined]
     with engine.begin() as conn:
-        result = conn.execute(delete(Delivery.__table__))  # type: ignore[attr-defined]
-    return int(result.rowcount or 0)
+        count = int(conn.execute(sa_select(func.count()).select_from(table)).scalar_one())
+        if conn.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {table.name}"))
+        else:
+            conn.execute(delete(table))
+    return count
+
+
+def analyze(engine: Engine) -> None:
+    """PostgreSQL's statistics for the generated tables, as a live database has them (autovacuum
+    analyzes a table as it changes, but a bulk load outruns its first look, and the planner would
+    plan a page of 200 readers from a table it thinks is empty: 24 ms a page instead of 0.4)."""
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for model in (Paper, Subscriber, Vote):
+            conn.execute(text(f"ANALYZE {_table(model).name}"))
 
 
 def make_votes(
@@ -528,6 +546,7 @@ def generate(engine: Engine, subscribers: int, papers: int, seed: int, now: date
     _insert(engine, votes_t, make_votes(random.Random(seed + 4), readers, examples, now, voting))
     with engine.connect() as conn:
         voters = conn.execute(sa_select(func.count(func.distinct(votes_t.c.subscriber_id)))).scalar_one()
+    analyze(engine)
     return Day(
         now=now, subscribers=subscribers, papers=papers, seed=seed, queries=queries, history=earlier, voters=voters
     )

@@ -300,6 +300,9 @@ class CeleryResult:
     peak_rss_mb: float
     problems: dict[str, int]
     log_tails: dict[str, str]
+    # Local PostgreSQL's processes and Redis over the run (0 with SQLite, or a server elsewhere).
+    database_cores: float = 0.0
+    broker_cores: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -243,6 +243,8 @@ def _cores_note(result: RunResult) -> str:
     return "; ".join(
         f"×{workers}: {run.cores_busy:.2f} of {result.meta.cpus} cores busy — workers {run.worker_cores:.2f}, "
         f"smtp-sink {run.sink_cores:.2f}"
+        + (f", PostgreSQL {run.database_cores:.2f}" if run.database_cores else "")
+        + (f", Redis {run.broker_cores:.2f}" if run.broker_cores else "")
         for workers, run in sorted(result.celery.items())
     )
 
@@ -315,6 +317,11 @@ def _scaling_cell(r: RunResult) -> str:
     return f"{projected_digest_rate(two) / projected_digest_rate(one):.2f}×"
 
 
+def _cores_cell(r: RunResult) -> str:
+    two = r.celery.get("2")
+    return f"{two.worker_cores:.2f} / {two.database_cores:.2f} / {two.broker_cores:.2f}" if two else "not run"
+
+
 _COMPARED: list[tuple[str, Callable[[RunResult], str]]] = [
     ("one process (`plan_due` + `send_chunk`)", lambda r: f"{r.stages.e2e.digests_per_s:,.0f}/s"),
     ("Celery, 1 worker", _celery_cell("1")),
@@ -326,6 +333,7 @@ _COMPARED: list[tuple[str, Callable[[RunResult], str]]] = [
     ("worker CPU per digest, cold / warm",
      lambda r: f"{r.stages.digest.per_digest.cpu_ms_each:.2f} / {r.stages.digest.per_digest_warm.cpu_ms_each:.2f} ms"),
     ("end-to-end CPU per digest (one process)", lambda r: f"{r.stages.e2e.cpu_ms_per_digest:.2f} ms"),
+    ("cores: workers / PostgreSQL / Redis (Celery ×2)", _cores_cell),
 ]  # fmt: skip
 
 

@@ -84,6 +84,10 @@ def test_benchmark_runs_end_to_end_at_quick_size_on_postgresql_then_sqlite(tmp_p
     table = (out / "latest.md").read_text()
     _check_report(headline, table)
     _check_report(second, (out / "latest-sqlite.md").read_text())
+    two = headline["celery"]["2"]
+    assert two["database_cores"] > 0, "PostgreSQL's share of the cores"
+    assert two["broker_cores"] >= 0  # Redis's: a few chunk tasks at this size, often under psutil's 10 ms
+    assert "PostgreSQL" in table and "Redis" in table
     comparison = table[table.index("#### The same day on the other database") :]
     assert "postgresql+psycopg (this report)" in comparison and "sqlite (latest-sqlite.md)" in comparison
     for label in ("Celery, 2 workers", "1 → 2 workers", "smtp-source → the same sink", "naive stack"):

@@ -85,7 +85,12 @@ def test_a_small_run_reports_every_interest_and_method(tmp_path: Path) -> None:
     for values in report["backlog"]["macro"].values():
         assert values == sorted(values)  # the share seen only grows
     _check_confirm(report, len(interests))
+    where = report["boolean_where"]  # every boolean match counted once, in the title or only with the abstract
+    boolean = sum(row["boolean"]["shown"] for row in report["per_interest"].values())
+    assert where["title"]["matched"] + where["abstract only"]["matched"] == boolean
+    assert all(0 <= part["wanted"] <= part["matched"] for part in where.values())
     text = markdown(report)
+    assert "| boolean match | papers | wanted | share wanted |" in text
     assert all(i.name in text for i in interests)
     assert "## The issue's targets" in text
     assert "## Semantic confirmation of the boolean matches" in text

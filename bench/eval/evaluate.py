@@ -324,6 +324,22 @@ def contributions(index: PaperIndex, interests: Sequence[Interest]) -> dict[str,
     return out
 
 
+def boolean_where(papers: Sequence[dict[str, Any]], interests: Sequence[Interest]) -> dict[str, dict[str, int]]:
+    """The boolean topics' matches by where the query matched, summed over the interests: in the
+    title (the query matches the title alone) or only with the abstract — how many, how many wanted
+    (example papers left out)."""
+    full = build_index(papers, None, None)
+    titles = build_index([{**p, "abstract": ""} for p in papers], None, None)
+    out = {part: {"matched": 0, "wanted": 0} for part in ("title", "abstract only")}
+    for interest in interests:
+        in_title = set(ranked_ids(titles, [interest.query]))
+        for pid in set(ranked_ids(full, [interest.query])) - set(interest.examples):
+            part = out["title" if pid in in_title else "abstract only"]
+            part["matched"] += 1
+            part["wanted"] += pid in interest.relevant
+    return out
+
+
 @contextmanager
 def thresholds(text: float | None = None, paper: float | None = None) -> Iterator[None]:
     """Temporarily other `digest.semantic` thresholds (read by `like_hits` at each call)."""
@@ -639,6 +655,7 @@ def run(
     index = make_index()
     report = evaluate_methods(index, interests)
     report["contributions"] = contributions(index, interests)
+    report["boolean_where"] = boolean_where(papers, interests)
     votes = evaluate_votes(index, interests)
     if votes is not None:
         report["votes"] = votes

@@ -267,6 +267,27 @@ def contributions_section(report: dict[str, Any]) -> list[str]:
     for part, row in parts.items():
         share = row["wanted"] / row["matched"] if row["matched"] else 0.0
         out.append(_row([part, str(row["matched"]), str(row["wanted"]), f"{share:.2f}"]))
+    return [*out, "", *_where_section(report.get("boolean_where"))]
+
+
+def _where_section(where: dict[str, dict[str, int]] | None) -> list[str]:
+    """The boolean topics' matches by where their query matched (title, or only with the abstract)."""
+    if not where:
+        return []
+    unwanted = {part: row["matched"] - row["wanted"] for part, row in where.items()}
+    share = unwanted["abstract only"] / max(1, sum(unwanted.values()))
+    out = [
+        "The boolean topics' matches by where the query matched: in the title (the query matches the title "
+        f"alone), or only with the abstract. {100 * share:.0f}% of the unwanted boolean matches are abstract-only: "
+        "the words are there but the paper is about something else (the query language's `title:` keeps a term "
+        "to titles).",
+        "",
+        _row(["boolean match", "papers", "wanted", "share wanted"]),
+        _row(["---"] * 4),
+    ]
+    for part, row in where.items():
+        share = row["wanted"] / row["matched"] if row["matched"] else 0.0
+        out.append(_row([part, str(row["matched"]), str(row["wanted"]), f"{share:.2f}"]))
     return [*out, ""]
 
 
