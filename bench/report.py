@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from bench import db
 from bench.records import (
     CeleryResult,
     DigestResult,
@@ -66,12 +67,18 @@ WIRE_GOAL_BYTES = 40 * 1024
 CPU_GOAL_MS = 1.2
 
 
+def _against_baselines(result: RunResult, rate: float) -> tuple[float, float]:
+    """A digest rate ÷ the same run's naive stack, and ÷ its smtp-source ceiling (0 where not measured)."""
+    naive, ceiling = result.stages.naive.per_s, result.smtp_source.msg_per_s
+    return (rate / naive if naive else 0.0), (rate / ceiling if ceiling else 0.0)
+
+
 def production_targets(result: RunResult) -> list[Target]:
     """Issue 15's: the two-worker day against smtp-source and the naive stack, 1 → 2 workers, CPU and
     bytes per digest — on whatever database this run used (the headline run is PostgreSQL's)."""
     one, two = result.celery.get("1"), result.celery.get("2")
-    d, ceiling, naive = result.stages.digest, result.smtp_source.msg_per_s, result.stages.naive.per_s
-    per, kind = d.per_digest, result.meta.database.split(":")[0].split("+")[0]
+    d, ceiling = result.stages.digest, result.smtp_source.msg_per_s
+    per, kind = d.per_digest, db.kind(result.meta.database)
     cpu = Target(
         id="per_digest_cpu_ms_production",
         target="Worker CPU per digest, caches cold (compose, send)",
@@ -96,8 +103,7 @@ def production_targets(result: RunResult) -> list[Target]:
             cpu, wire,
         ]  # fmt: skip
     rate1, rate2 = projected_digest_rate(one), projected_digest_rate(two)
-    share = rate2 / ceiling if ceiling else 0.0
-    ratio = rate2 / naive if naive else 0.0
+    ratio, share = _against_baselines(result, rate2)
     scaling = rate2 / rate1 if rate1 else 0.0
     return [
         Target(
@@ -301,11 +307,11 @@ def _celery_cell(workers: str) -> Callable[[RunResult], str]:
         run = r.celery.get(workers)
         if not run:
             return "not run"
-        rate, naive = projected_digest_rate(run), r.stages.naive.per_s
-        share = rate / r.smtp_source.msg_per_s if r.smtp_source.msg_per_s else 0.0
-        if not naive:
+        rate = projected_digest_rate(run)
+        ratio, share = _against_baselines(r, rate)
+        if not ratio:
             return f"{rate:,.0f}/s"
-        return f"{rate:,.0f}/s ({rate / naive:.1f}× naive, {100 * share:.0f}% of smtp-source)"
+        return f"{rate:,.0f}/s ({ratio:.1f}× naive, {100 * share:.0f}% of smtp-source)"
 
     return cell
 

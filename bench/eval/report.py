@@ -261,13 +261,18 @@ def contributions_section(report: dict[str, Any]) -> list[str]:
     out = [
         "## Where the combined method's matches come from (summed over the interests)",
         "",
-        _row(["matched by", "papers", "wanted", "share wanted"]),
-        _row(["---"] * 4),
+        *_share_table("matched by", parts),
     ]
+    return [*out, "", *_where_section(report.get("boolean_where"))]
+
+
+def _share_table(first: str, parts: dict[str, dict[str, int]]) -> list[str]:
+    """Papers matched, wanted and the share wanted, a row per part."""
+    out = [_row([first, "papers", "wanted", "share wanted"]), _row(["---"] * 4)]
     for part, row in parts.items():
         share = row["wanted"] / row["matched"] if row["matched"] else 0.0
         out.append(_row([part, str(row["matched"]), str(row["wanted"]), f"{share:.2f}"]))
-    return [*out, "", *_where_section(report.get("boolean_where"))]
+    return out
 
 
 def _where_section(where: dict[str, dict[str, int]] | None) -> list[str]:
@@ -282,12 +287,8 @@ def _where_section(where: dict[str, dict[str, int]] | None) -> list[str]:
         "the words are there but the paper is about something else (the query language's `title:` keeps a term "
         "to titles).",
         "",
-        _row(["boolean match", "papers", "wanted", "share wanted"]),
-        _row(["---"] * 4),
+        *_share_table("boolean match", where),
     ]
-    for part, row in where.items():
-        share = row["wanted"] / row["matched"] if row["matched"] else 0.0
-        out.append(_row([part, str(row["matched"]), str(row["wanted"]), f"{share:.2f}"]))
     return [*out, ""]
 
 
