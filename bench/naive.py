@@ -16,7 +16,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from bench.measure import Clock, peak_rss_mb
 from bench.records import NaiveConfig, NaiveResult
-from bench.sample import Sample, digest_sample, reader_context
+from bench.sample import Sample, digest_sample
+from digest import compose
 from digest.compose import render_for
 from digest.config import Settings
 from digest.db import make_engine
@@ -24,6 +25,7 @@ from digest.match import PaperIndex, annotate
 from digest.mime import envelope_sender
 from digest.models import Delivery, Subscriber
 from digest.render import DigestContext, paper_view, subject_line, subject_topics, topic_label
+from digest.schedule import zone
 
 NAIVE_TEMPLATES = Path(__file__).resolve().parent / "naive_templates"
 
@@ -83,7 +85,8 @@ class _Naive:
 
     def render(self, sub: Subscriber, row: Delivery) -> _NaiveEmail:
         """Plain Jinja over the frozen templates."""
-        ctx = reader_context(self.settings, sub, row)
+        urls = compose.links(self.settings, sub, row.created_at)  # the naive email has no feedback links
+        ctx = compose.context(self.settings, sub, row.created_at.astimezone(zone(sub.timezone)), urls)
         found = annotate(self.index, sub.topics, row.paper_ids, row.trending_count)
         subject = subject_line(len(found) + row.more_count, subject_topics(ctx.topics, found), ctx.date)
         values = {

@@ -12,7 +12,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from digest import compose, pipeline
+from digest import archive, compose, pipeline
 from digest.config import Settings
 from digest.db import open_session
 from digest.index import load_index
@@ -21,7 +21,7 @@ from digest.mime import Headers
 from digest.models import Delivery, Subscriber
 from digest.plan import Due, Window, schedule_of, window_end
 from digest.render import DigestContext
-from digest.schedule import latest_slot, previous_slot, zone
+from digest.schedule import latest_slot, previous_slot
 from digest.send import Outgoing, Result, Transport
 
 Sample = list[tuple[Subscriber, Delivery]]
@@ -67,8 +67,11 @@ def _subscribers(session: Session, ids: list[int]) -> Iterator[Subscriber]:
 
 
 def reader_context(settings: Settings, sub: Subscriber, row: Delivery) -> DigestContext:
+    """The context the pipeline renders this row's digest with: the reader's signed links, the link to
+    the digest's own page and every card's feedback links (what the real email carries, byte for byte)."""
     urls = compose.links(settings, sub, row.created_at)
-    return compose.context(settings, sub, row.created_at.astimezone(zone(sub.timezone)), urls)
+    view = archive.view_url(settings, sub, row.id or 0, row.created_at)
+    return compose.digest_context(settings, sub, row, urls, view)
 
 
 def digest_headers(settings: Settings, sub: Subscriber, row: Delivery, unsubscribe_url: str) -> Headers:

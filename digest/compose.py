@@ -142,6 +142,15 @@ def outgoing(settings: Settings, key: int, name: str, rendered: RenderedDigest, 
     )
 
 
+def digest_context(
+    settings: Settings, sub: Subscriber, row: DigestRow, urls: Links, view_url: str = ""
+) -> DigestContext:
+    """A delivery row's context as its digest is rendered: the reader's day, their signed links and a
+    signed feedback link pair on every card."""
+    ctx = context(settings, sub, row.created_at.astimezone(zone(sub.timezone)), urls, view_url)
+    return replace(ctx, feedback=feedback_links(settings, sub, row.created_at))
+
+
 def render_for(
     settings: Settings,
     sub: Subscriber,
@@ -153,9 +162,7 @@ def render_for(
 ) -> RenderedDigest:
     """Render a delivery row's digest for its subscriber (`learned`: what their votes teach, for
     the reasons of the recommended papers; `view_url`: the stored row's "view in browser" link)."""
-    urls = urls or links(settings, sub, row.created_at)
-    ctx = context(settings, sub, row.created_at.astimezone(zone(sub.timezone)), urls, view_url)
-    ctx = replace(ctx, feedback=feedback_links(settings, sub, row.created_at))
+    ctx = digest_context(settings, sub, row, urls or links(settings, sub, row.created_at), view_url)
     matches = annotate(index, sub.topics, row.paper_ids, row.trending_count, row.recommended_count, learned)
     return render_digest(settings.templates_dir, ctx, matches, row.more_count)
 

@@ -10,10 +10,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import Engine
 
+from bench import generate
 from bench.records import RunResult, load
+from bench.sample import digest_headers, digest_sample, reader_context
 from bench.smtp import which
-from digest.config import PROJECT_ROOT
+from digest import compose
+from digest.config import PROJECT_ROOT, Settings
+from digest.match import annotate
+from digest.mime import build_message
+from digest.render import render_digest
 from tests.conftest import IN_CI, port_open, require
 
 STAGE_KEYS = {
@@ -138,3 +145,22 @@ def _check_report(report: dict, table: str) -> None:  # type: ignore[type-arg]
         assert t["target"] in table
     assert "✅" in table or "❌" in table
     assert load(RunResult, report).stages.digest.per_digest.cpu_ms_each > 0  # the JSON reads back as typed records
+
+
+def test_the_sample_measures_the_digests_the_pipeline_sends(engine: Engine, settings: Settings) -> None:
+    """The render and MIME steps (and the bytes on the wire the report gives) are timed on exactly the
+    email `compose.digest_message` makes: the reader's signed links, the link to the digest's own
+    page and every card's vote links, byte for byte."""
+    now = generate.bench_now()
+    generate.generate(engine, 60, 40, 7, now, learning=False)
+    bench_settings = settings.model_copy(update={"from_address": "Paper Digest <digest@example.org>"})
+    index, sample = digest_sample(bench_settings, engine, now, 5)
+    assert sample, "the generated day gives some reader a digest"
+    for sub, row in sample:
+        ctx = reader_context(bench_settings, sub, row)
+        matches = annotate(index, sub.topics, row.paper_ids, row.trending_count)
+        rendered = render_digest(bench_settings.templates_dir, ctx, matches, row.more_count)
+        data = build_message(rendered, digest_headers(bench_settings, sub, row, ctx.unsubscribe_url))
+        sent = compose.digest_message(bench_settings, sub, row.id or 0, row, index)
+        assert data == sent.data
+        assert b"/feedback/" in data and b"/view/" in data
