@@ -274,7 +274,7 @@ def settle(
 def _write_outcomes(db: Session | Connection, table: Outbound, params: list[dict[str, Any]]) -> None:
     """Write settled rows' new state, committed."""
     dialect = db.dialect.name if isinstance(db, Connection) else db.get_bind().dialect.name
-    if dialect == "postgresql":
+    if dialect == "postgresql" and not autocommits(db):
         # Recording an outcome need not wait for the disk: if PostgreSQL itself crashes in the next
         # instant, the row stays `sending` and the sweeper calls it `unknown` — never resent.
         db.execute(text("SET LOCAL synchronous_commit TO OFF"))
@@ -305,6 +305,12 @@ def settle_params(
     }
 
 
+def _held(core: Any) -> ColumnElement[bool]:
+    """The row is held by a sender, as plain comparisons: an IN list would be an "expanding"
+    parameter, which executemany (several outcomes written at once) refuses."""
+    return or_(*(core.c.status == status for status in HELD))
+
+
 @lru_cache(maxsize=4)
 def _settle_statement(table: Outbound) -> Any:
     """Built once per table and reused with parameters: constructing SQL per message costs more
@@ -313,7 +319,7 @@ def _settle_statement(table: Outbound) -> Any:
     # A Core UPDATE on the table: the ORM's bulk-update machinery costs more than the statement.
     return (
         update(core)
-        .where(core.c.id == bindparam("row_id"), core.c.status.in_(HELD))
+        .where(core.c.id == bindparam("row_id"), _held(core))
         .values(
             status=bindparam("new_status"),
             error=bindparam("new_error"),
@@ -321,6 +327,12 @@ def _settle_statement(table: Outbound) -> Any:
             due_at=bindparam("new_due_at"),
         )
     )
+
+
+def autocommits(db: Session | Connection) -> bool:
+    """Whether each statement on `db` commits on its own (a connection `own_connection` opened on
+    PostgreSQL)."""
+    return isinstance(db, Connection) and db.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
 
 
 def expire_stale(session: Session, now: datetime, stale_after: timedelta, table: Outbound = Delivery) -> int:
@@ -376,6 +388,38 @@ def _in_flight_statement(table: Outbound, readers: tuple[SubscriberStatus, ...])
     )
 
 
+MARK_RIDERS_MAX = 8  # outcomes one PostgreSQL mark statement takes along (more: written just before it)
+_RIDER_KEYS = ("row_id", "new_status", "new_error", "new_sent_at", "new_due_at")
+
+
+@lru_cache(maxsize=64)
+def _mark_with_outcomes(table: Outbound, readers: tuple[SubscriberStatus, ...], riders: int) -> Any:
+    """PostgreSQL: one statement that marks a row in flight and writes `riders` outcomes with it, each
+    outcome a data-modifying WITH clause (PostgreSQL runs every one, once, in the statement's single
+    transaction): one round trip and one commit per message instead of BEGIN, UPDATE, UPDATE, COMMIT."""
+    core: Any = table.__table__  # type: ignore[union-attr]
+    statement = _in_flight_statement(table, readers)
+    for n in range(riders):
+        outcome = (
+            update(core)
+            .where(core.c.id == bindparam(f"row_id_{n}"), _held(core))
+            .values(
+                status=bindparam(f"new_status_{n}"),
+                error=bindparam(f"new_error_{n}"),
+                sent_at=bindparam(f"new_sent_at_{n}"),
+                due_at=bindparam(f"new_due_at_{n}"),
+            )
+            .returning(core.c.id)
+            .cte(f"outcome_{n}")
+        )
+        statement = statement.add_cte(outcome)
+    return statement
+
+
+def _rider_params(pending: list[dict[str, Any]]) -> dict[str, Any]:
+    return {f"{key}_{n}": params[key] for n, params in enumerate(pending) for key in _RIDER_KEYS}
+
+
 class InFlight:
     """Asked right before each message's MAIL FROM: one conditional UPDATE (a statement built once)
     marks its row in flight, committed — only while the row is still this sender's and its reader
@@ -388,6 +432,7 @@ class InFlight:
         self.table = table
         self.pending: list[dict[str, Any]] = []  # outcomes not yet written: they ride with the next mark
         self.marks_left: int | None = None  # marks still to come in this batch, once told
+        self.one_statement = isinstance(db, Connection) and autocommits(db) and db.dialect.name == "postgresql"
 
     def expect(self, messages: int) -> None:
         """How many messages of this batch will still be marked (every one is, sent or vetoed)."""
@@ -419,9 +464,14 @@ class InFlight:
         """The mark for one message: None to go ahead, or why it must not go out."""
 
         def mark() -> str | None:
-            statement = _in_flight_statement(self.table, readers)
-            self._write_pending()
-            marked = self.db.execute(statement, {"row_id": row_id, "at": self.clock()}).rowcount == 1  # type: ignore[attr-defined]
+            params: dict[str, Any] = {"row_id": row_id, "at": self.clock()}
+            if self.one_statement and len(self.pending) <= MARK_RIDERS_MAX:
+                statement = _mark_with_outcomes(self.table, readers, len(self.pending))
+                params |= _rider_params(self.pending)
+            else:
+                statement = _in_flight_statement(self.table, readers)
+                self._write_pending()
+            marked = self.db.execute(statement, params).rowcount == 1  # type: ignore[attr-defined]
             self.db.commit()  # durable before the message is on the wire (with the outcomes before it)
             self.pending = []
             if self.marks_left is not None:
@@ -446,7 +496,9 @@ def own_connection(session: Session) -> Iterator[Connection]:
         yield bind
         return
     with bind.connect() as conn:
-        yield conn
+        # On PostgreSQL each statement commits on its own: a mark (with the outcomes it takes along)
+        # is one round trip, durable when it returns. SQLite keeps its transactions (no round trips).
+        yield conn.execution_options(isolation_level="AUTOCOMMIT") if conn.dialect.name == "postgresql" else conn
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import redis
 from sqlmodel import Session, select
 
 from digest.config import Settings, SourceConfig, SourceKind
-from digest.deliveries import InFlight, own_connection, sweep
+from digest.deliveries import MARK_RIDERS_MAX, InFlight, own_connection, sweep
 from digest.health import status
 from digest.models import (
     Delivery,
@@ -28,7 +28,7 @@ from digest.render import TemplateShapeError, inline_css
 from digest.retry import DEFAULT_RETRY
 from digest.send import LocalRateGate, OutboxTransport, Outcome, RedisRateGate, Result
 from digest.signup import Requested, request_signup
-from digest.subscribers import SubscriberError, subscribe_active
+from digest.subscribers import SubscriberError, subscribe_active, unsubscribe
 from digest.suppress import address_hash, forget, is_suppressed, suppress, unsuppress
 from tests.conftest import NOW, port_open, require
 from tests.factories import add_papers, paper, subscriber
@@ -135,6 +135,55 @@ def test_outcomes_ride_with_the_next_mark_and_the_tail_is_written_at_once(sessio
         assert stored() == [S.SENT, S.RETRY, S.SENDING]
         in_flight.settle(Result(ids[2], Outcome.SENT, "250 ok"), 1, None, DEFAULT_RETRY)
         assert stored() == [S.SENT, S.RETRY, S.SENT]  # no mark to come: written at once
+
+
+def test_many_outcomes_ride_with_one_mark_and_a_refused_mark_still_writes_them(session: Session) -> None:
+    """On PostgreSQL a mark and the outcomes it takes along are one statement (on SQLite one
+    transaction): up to MARK_RIDERS_MAX outcomes ride in it, more are written just before it, and a
+    mark refused because its reader left still writes the outcomes it carried."""
+    count = MARK_RIDERS_MAX + 6
+    readers = [subscriber(session, f"m{n}@example.org", ["cache"], joined=JOINED) for n in range(count)]
+    window = {"window_start": NOW - timedelta(days=1), "window_end": NOW, "created_at": NOW, "message_id": "<m>"}
+    rows = [
+        Delivery(subscriber_id=r.id, period="2026-11-29", status=DeliveryStatus.CLAIMED, claimed_at=NOW, **window)  # type: ignore[arg-type]
+        for r in readers
+    ]
+    session.add_all(rows)
+    session.commit()
+    ids = [row.id or 0 for row in rows]
+
+    def stored() -> list[DeliveryStatus]:
+        with Session(session.get_bind()) as other:
+            by_id = {row.id: row.status for row in other.exec(select(Delivery))}
+        return [by_id[i] for i in ids]
+
+    S = DeliveryStatus
+
+    def sent(n: int) -> Result:
+        return Result(ids[n], Outcome.SENT, "250 ok")
+
+    with own_connection(session) as conn:
+        in_flight = InFlight(conn, lambda: NOW)
+        assert in_flight.one_statement is (session.get_bind().dialect.name == "postgresql")
+        marks = [in_flight.veto(row_id, reader.id or 0) for row_id, reader in zip(ids, readers, strict=True)]
+        in_flight.expect(count)
+        for n in range(3):  # three in flight at once (as on three connections)
+            assert marks[n]() is None
+        for n in range(3):
+            in_flight.settle(sent(n), 1, None, DEFAULT_RETRY)
+        assert marks[3]() is None
+        assert stored()[:5] == [S.SENT, S.SENT, S.SENT, S.SENDING, S.CLAIMED]  # three rode with one mark
+        for n in range(4, count - 2):
+            assert marks[n]() is None
+        for n in range(3, count - 2):  # more than one statement takes along
+            in_flight.settle(sent(n), 1, None, DEFAULT_RETRY)
+        assert len(in_flight.pending) == MARK_RIDERS_MAX + 1
+        assert marks[count - 2]() is None
+        assert stored() == [S.SENT] * (count - 2) + [S.SENDING, S.CLAIMED]
+        in_flight.settle(sent(count - 2), 1, None, DEFAULT_RETRY)
+        unsubscribe(session, readers[-1], NOW)
+        assert marks[count - 1]() == "subscriber unsubscribed before sending"
+        assert stored() == [S.SENT] * (count - 1) + [S.CLAIMED]  # the outcome it carried is written
 
 
 def test_sweeper_releases_rows_claimed_but_never_in_flight(session: Session, settings: Settings) -> None:
