@@ -69,19 +69,79 @@ class TokenData:
     email_tag: str | None = None  # legacy tokens only
 
 
+# Every email carries three of these (manage, unsubscribe, its own page), so they are a compact
+# binary format made in a few microseconds instead of itsdangerous's ~40: base64url of
+#   version 4 (u8) · purpose (u8) · flags (u8: 1 = has a stamp) · issued at (u32 seconds) ·
+#   [stamp (i64)] · handle (UTF-8, the rest) · keyed BLAKE2b tag (128 bits)
+# with the key derived once per secret and purpose, and the purpose in the payload too. Links
+# made before it (itsdangerous's, with two ".") still read.
+_COMPACT = 4
+_COMPACT_HEAD = struct.Struct(">BBBI")
+_STAMP = struct.Struct(">q")
+_HAS_STAMP = 1
+_COMPACT_TAG_BYTES = 16
+_PURPOSE_CODES = {
+    Purpose.CONFIRM: 1,
+    Purpose.MANAGE: 2,
+    Purpose.UNSUBSCRIBE: 3,
+    Purpose.FEEDBACK: 4,
+    Purpose.VIEW: 5,
+    Purpose.FEED: 6,
+}
+
+
+@lru_cache(maxsize=64)
+def _compact_key(secret: str, purpose: Purpose) -> bytes:
+    return hmac.digest(secret.encode(), f"paper-digest.compact.{purpose.value}".encode(), "sha256")
+
+
+def _compact_tag(secret: str, purpose: Purpose, payload: bytes) -> bytes:
+    return hashlib.blake2b(payload, key=_compact_key(secret, purpose), digest_size=_COMPACT_TAG_BYTES).digest()
+
+
 def make_token(keys: list[str], purpose: Purpose, handle: str, stamp: int | None = None, *, now: datetime) -> str:
     """A URL-safe signed token naming one subscriber by their opaque handle, for one purpose, signed
-    at `now`. Its readable payload says nothing about the list or the address."""
-    payload: dict[str, object] = {"h": handle}
-    if stamp is not None:
-        payload["t"] = stamp
-    return str(_serializer(keys, purpose, now).dumps(payload))
+    at `now` with the newest key. Its readable payload says nothing about the list or the address."""
+    head = _COMPACT_HEAD.pack(
+        _COMPACT, _PURPOSE_CODES[purpose], _HAS_STAMP if stamp is not None else 0, int(now.timestamp())
+    )
+    payload = head + (_STAMP.pack(stamp) if stamp is not None else b"") + handle.encode()
+    return _b64(payload + _compact_tag(keys[-1], purpose, payload))
+
+
+def _read_compact(keys: list[str], purpose: Purpose, token: str, now: datetime, max_age: int | None) -> dict[str, Any]:
+    """The payload of a valid compact token, in itsdangerous's keys, or TokenError."""
+    try:
+        raw = _unb64(token)
+    except ValueError as exc:
+        raise TokenError("bad signature") from exc
+    payload, given = raw[:-_COMPACT_TAG_BYTES], raw[-_COMPACT_TAG_BYTES:]
+    if len(payload) < _COMPACT_HEAD.size or not any(
+        hmac.compare_digest(given, _compact_tag(key, purpose, payload)) for key in keys
+    ):
+        raise TokenError("bad signature")
+    version, code, flags, issued = _COMPACT_HEAD.unpack_from(payload)
+    at = _COMPACT_HEAD.size + (_STAMP.size if flags & _HAS_STAMP else 0)
+    if version != _COMPACT or code != _PURPOSE_CODES[purpose] or len(payload) <= at:
+        raise TokenError("malformed payload")
+    try:
+        data: dict[str, Any] = {"h": payload[at:].decode()}
+    except UnicodeDecodeError as exc:
+        raise TokenError("malformed payload") from exc
+    if flags & _HAS_STAMP:
+        data["t"] = _STAMP.unpack_from(payload, _COMPACT_HEAD.size)[0]
+    age = now.timestamp() - issued
+    if max_age is not None and (age > max_age or age < 0):  # as itsdangerous: a token from the future too
+        raise TokenError("expired")
+    return data
 
 
 def _load(keys: list[str], purpose: Purpose, token: str, now: datetime, max_age: int | None) -> dict[str, Any]:
     """The payload of a valid token, or TokenError."""
     if len(token) > MAX_TOKEN_CHARS:
         raise TokenError("too long")
+    if "." not in token:  # base64url has no ".": the compact format
+        return _read_compact(keys, purpose, token, now, max_age)
     try:
         data = _serializer(keys, purpose, now).loads(token, max_age=max_age)
     except SignatureExpired as exc:
