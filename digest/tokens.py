@@ -101,12 +101,17 @@ def _compact_tag(secret: str, purpose: Purpose, payload: bytes) -> bytes:
 
 def make_token(keys: list[str], purpose: Purpose, handle: str, stamp: int | None = None, *, now: datetime) -> str:
     """A URL-safe signed token naming one subscriber by their opaque handle, for one purpose, signed
-    at `now` with the newest key. Its readable payload says nothing about the list or the address."""
+    at `now` with the newest key. Its readable payload says nothing about the list or the address.
+    A feed's token keeps the format it had (itsdangerous's): its address is the reader's for good,
+    the same every time it is shown, so it must not change under a feed reader subscribed to it."""
+    if purpose is Purpose.FEED:
+        payload: dict[str, object] = {"h": handle} if stamp is None else {"h": handle, "t": stamp}
+        return str(_serializer(keys, purpose, now).dumps(payload))
     head = _COMPACT_HEAD.pack(
         _COMPACT, _PURPOSE_CODES[purpose], _HAS_STAMP if stamp is not None else 0, int(now.timestamp())
     )
-    payload = head + (_STAMP.pack(stamp) if stamp is not None else b"") + handle.encode()
-    return _b64(payload + _compact_tag(keys[-1], purpose, payload))
+    packed = head + (_STAMP.pack(stamp) if stamp is not None else b"") + handle.encode()
+    return _b64(packed + _compact_tag(keys[-1], purpose, packed))
 
 
 def _read_compact(keys: list[str], purpose: Purpose, token: str, now: datetime, max_age: int | None) -> dict[str, Any]:

@@ -332,6 +332,9 @@ def test_links_in_emails_sent_before_the_compact_format_still_read() -> None:
     assert (data.handle, data.stamp) == ("h4ndle", 7)
     with pytest.raises(TokenError):
         read_token(["k"], Purpose.MANAGE, str(old), now=NOW)
+    # A feed's address keeps that format: a feed reader subscribed to it before sees no new address.
+    feed = make_token(["k"], Purpose.FEED, "h4ndle", 0, now=NOW)
+    assert feed == _serializer(["k"], Purpose.FEED, NOW).dumps({"h": "h4ndle", "t": 0})
 
 
 def test_links_are_named() -> None:
