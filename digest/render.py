@@ -395,13 +395,17 @@ def reasons(match: Match) -> tuple[str, ...]:
 def trending_card(folder: Path, match: Match, period_word: str) -> Card:
     """A trending paper's card: '#3 today · 120 upvotes', and the reader's topics it also matched."""
     card = paper_card(folder, match)
-    return replace(card, why=trending_why(match, card.topics, period_word))
+    return Card(card.view, card.html, card.text, card.topics, trending_why(match, card.topics, period_word))
 
 
 def with_feedback(card: Card, match: Match, context: DigestContext) -> Card:
     """The card with this reader's "More like this" / "Less like this" links, when the digest has them."""
     urls = context.feedback(match) if context.feedback else None
-    return replace(card, more_url=urls[0], less_url=urls[1]) if urls else card
+    if urls is None:
+        return card
+    # Built directly, not with dataclasses.replace: a digest makes one per card, and replace's
+    # introspection costs several times the constructor.
+    return Card(card.view, card.html, card.text, card.topics, card.why, urls[0], urls[1])
 
 
 def _build_view(match: Match, *, with_topics: bool = True) -> PaperView:

@@ -35,7 +35,7 @@ from digest.send import make_transport
 from digest.signup import LinkError
 from digest.subscribers import unsubscribe
 from digest.suppress import forget
-from digest.tokens import Purpose, _v3_mac, make_feedback_token, make_token, topic_tag
+from digest.tokens import Purpose, _v3_mac, _v4_mac, make_feedback_token, make_token, topic_tag
 from digest.web.app import create_app
 from digest.web.dispatch import TRAIN_READER
 from digest.web.security import MemoryRateLimiter
@@ -118,7 +118,7 @@ def test_a_feedback_link_is_short_and_names_the_topic_only_by_a_tag(site: Site, 
     token = token_of(path)
     assert len(token) <= 72 and "." not in token  # one base64url word, in both parts of every card
     raw = _bytes_of(token)
-    assert raw[0] == 3, "the binary format's version"
+    assert raw[0] == 4, "the binary format's version"
     assert b"long context" not in raw and reader.email.encode() not in raw
     assert reader.handle.encode() in raw and PAPER.encode() in raw
     assert bytes.fromhex(topic_tag('"long context" OR "a very long topic the reader typed in full"')) in raw
@@ -168,6 +168,19 @@ def test_a_link_signed_with_the_previous_key_still_works_after_rotation(site: Si
         assert read_feedback(session, rotated, old, now).value == -1
         with pytest.raises(LinkError, match="bad signature"):
             read_feedback(session, site.settings, old, now)  # without the old key in the list: refused
+
+
+def test_a_link_with_the_hmac_tag_of_earlier_digests_still_reads(site: Site, reader: Subscriber) -> None:
+    """Digests sent before the BLAKE2b tag carry version 3: the same layout, an HMAC-SHA256 tag."""
+    raw = _bytes_of(token_of(_path(site, reader, -1, topic="diffusion")))
+    v3 = bytes([3]) + raw[1:-16]
+    with open_session(site.engine) as session:
+        fb = read_feedback(
+            session, site.settings, _token_of_bytes(v3 + _v3_mac(site.settings.signing_keys[-1], v3)), site.clock()
+        )
+        assert (fb.paper.id, fb.value, fb.topic) == (PAPER, -1, "diffusion")
+        with pytest.raises(LinkError, match="bad signature"):  # a v3 payload under a v4 tag
+            read_feedback(session, site.settings, _token_of_bytes(v3 + raw[-16:]), site.clock())
 
 
 def test_a_link_from_before_the_compact_format_still_reads(site: Site, reader: Subscriber) -> None:
@@ -254,8 +267,9 @@ def _bad_tokens(site: Site, sub: Subscriber) -> dict[str, str]:
     good = token_of(_path(site, sub))
     keys, now = site.settings.signing_keys, site.clock()
     raw = _bytes_of(good)
-    bad_payload = bytes([4]) + raw[1:-16]  # a version this code does not know, properly signed
+    bad_payload = bytes([5]) + raw[1:-16]  # a version this code does not know, properly signed
     no_paper = raw[: -16 - len(PAPER)]
+    no_paper_v3 = bytes([3]) + no_paper[1:]
     return {
         "tampered": tamper(good),
         "vote-flipped": _token_of_bytes(bytes([raw[0], raw[1] ^ 1]) + raw[2:]),  # "more" made "less", not re-signed
@@ -263,7 +277,9 @@ def _bad_tokens(site: Site, sub: Subscriber) -> dict[str, str]:
         "signature-changed": _token_of_bytes(raw[:-1] + bytes([raw[-1] ^ 0x40])),
         "truncated": good[:-4],
         "signed-but-malformed": _token_of_bytes(bad_payload + _v3_mac(keys[-1], bad_payload)),
-        "signed-without-paper": _token_of_bytes(no_paper + _v3_mac(keys[-1], no_paper)),
+        "signed-without-paper": _token_of_bytes(no_paper + _v4_mac(keys[-1], no_paper)),
+        "signed-without-paper-v3": _token_of_bytes(no_paper_v3 + _v3_mac(keys[-1], no_paper_v3)),
+        "v3-layout-with-a-v4-tag": _token_of_bytes(bytes([3]) + raw[1:-16] + raw[-16:]),
         "not-base64": "!" * 40,
         "garbage": "abc.def.ghi",
         "garbage-compact": "eyJoIjoiYSJ9.AAAA",
