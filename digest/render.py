@@ -140,32 +140,28 @@ def safe_url(url: str | None) -> str | None:
     return None
 
 
-@lru_cache(maxsize=50_000)
-def _word_positions(text: str) -> dict[str, list[int]]:
-    where: dict[str, list[int]] = {}
-    for n, (_start, _end, word) in enumerate(word_spans(text)):
-        where.setdefault(word, []).append(n)
-    return where
-
-
 def hit_spans(text: str, phrases: frozenset[tuple[str, ...]]) -> list[tuple[int, int]]:
     """Character spans of the matched words and whole phrases in a text: scanning left to right,
-    the longest phrase starting at a word wins and hits never overlap."""
+    the longest phrase starting at a word wins and hits never overlap. One pass over the words,
+    looking each up among the phrases' first words (no index of the text is built: most texts are
+    scanned once or twice, for a card that is then cached)."""
     spans = word_spans(text)
-    where = _word_positions(text)
-    longest: dict[int, int] = {}
+    starting: dict[str, list[tuple[str, ...]]] = {}
     for phrase in phrases:
-        n = len(phrase)
-        for i in where.get(phrase[0], ()):
-            if n > longest.get(i, 0) and i + n <= len(spans) and all(spans[i + k][2] == phrase[k] for k in range(1, n)):
-                longest[i] = n
+        starting.setdefault(phrase[0], []).append(phrase)
     found: list[tuple[int, int]] = []
-    after = 0
-    for i in sorted(longest):
-        if i >= after:
-            n = longest[i]
-            found.append((spans[i][0], spans[i + n - 1][1]))
-            after = i + n
+    i, count = 0, len(spans)
+    while i < count:
+        longest = 0
+        for phrase in starting.get(spans[i][2], ()):
+            n = len(phrase)
+            if n > longest and i + n <= count and all(spans[i + k][2] == phrase[k] for k in range(1, n)):
+                longest = n
+        if longest:
+            found.append((spans[i][0], spans[i + longest - 1][1]))
+            i += longest
+        else:
+            i += 1
     return found
 
 
