@@ -167,9 +167,13 @@ def hit_spans(text: str, phrases: frozenset[tuple[str, ...]]) -> list[tuple[int,
 
 def segments(text: str, phrases: frozenset[tuple[str, ...]]) -> list[Segment]:
     """Split text into plain and highlighted runs; adjacent hits share one highlight."""
+    return _segments(text, hit_spans(text, phrases))
+
+
+def _segments(text: str, hits: list[tuple[int, int]]) -> list[Segment]:
     out: list[Segment] = []
     pos = 0
-    for start, end in hit_spans(text, phrases):
+    for start, end in hits:
         gap = text[pos:start]
         if out and out[-1].hit and gap.strip(" -") == "":
             out[-1] = Segment(out[-1].text + gap + text[start:end], True)
@@ -185,13 +189,37 @@ def segments(text: str, phrases: frozenset[tuple[str, ...]]) -> list[Segment]:
 
 def snippet(abstract: str, phrases: frozenset[tuple[str, ...]], limit: int = SNIPPET_CHARS) -> str:
     """About `limit` characters of the abstract, starting at the sentence of the first hit if late."""
-    hits = hit_spans(abstract, phrases)
+    return _snippet(abstract, hit_spans(abstract, phrases), limit)[0]
+
+
+def _snippet(abstract: str, hits: list[tuple[int, int]], limit: int) -> tuple[str, int, int]:
+    """The snippet, where in the abstract the text it shows starts, and how long its prefix is."""
     first = hits[0][0] if hits else 0
     if first > limit - 80:
         sentence = max(abstract.rfind(". ", 0, first), abstract.rfind("? ", 0, first))
         start = sentence + 2 if sentence >= 0 else first
-        return "…" + clip(abstract[start:], limit)
-    return clip(abstract, limit)
+        return "…" + clip(abstract[start:], limit), start, 1
+    return clip(abstract, limit), 0, 0
+
+
+def snippet_segments(abstract: str, phrases: frozenset[tuple[str, ...]], limit: int = SNIPPET_CHARS) -> list[Segment]:
+    """`segments(snippet(abstract, phrases), phrases)`, with the abstract's hits moved into the
+    snippet instead of found again: the snippet shows the abstract from a word's start to a cut
+    after a word (`clip`), so the hits wholly inside are its hits. Should a hit straddle either
+    end, or the cut fall inside a word, the snippet is scanned on its own."""
+    hits = hit_spans(abstract, phrases)
+    text, start, prefix = _snippet(abstract, hits, limit)  # prefix: the "…" of a snippet that starts later
+    body = text[prefix:]
+    clipped = len(body) != len(abstract) - start
+    end = start + len(body) - (1 if clipped else 0)  # the abstract's text the snippet shows: [start, end)
+    if (clipped and _TWO_WORD_CHARS.fullmatch(abstract[end - 1 : end + 1])) or any(
+        a < start < b or a < end < b for a, b in hits
+    ):
+        return segments(text, phrases)
+    return _segments(text, [(a - start + prefix, b - start + prefix) for a, b in hits if start <= a and b <= end])
+
+
+_TWO_WORD_CHARS = re.compile(r"[^\W_]{2}")  # a cut between these two characters is inside a word (text.WORD)
 
 
 def wrap(text: str, width: int = 72, joiner: str = "\n   ") -> str:
@@ -414,7 +442,7 @@ def _build_view(match: Match, *, with_topics: bool = True) -> PaperView:
         url=safe_url(getattr(paper, "abs_url", None)) or "",
         pdf_url=safe_url(getattr(paper, "pdf_url", None)),
         authors="".join(s.text for s in line),
-        snippet=segments(snippet(latex_to_text(paper.abstract), phrases), phrases),
+        snippet=snippet_segments(latex_to_text(paper.abstract), phrases),
         categories=list(paper.categories),
         upvotes=paper.upvotes,
         topics=list(reasons(match)) if with_topics else [],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import random
 import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -23,9 +25,11 @@ from digest.render import (
     segments,
     short_authors,
     snippet,
+    snippet_segments,
     subject_line,
     topic_label,
 )
+from digest.text import word_spans
 from tests.conftest import GOLDEN
 
 TEMPLATES = PROJECT_ROOT / "email_templates"
@@ -267,6 +271,25 @@ def test_snippet_starts_at_the_sentence_of_a_late_hit() -> None:
     abstract = "Filler sentence number one goes on. " * 12 + "Here the transformer appears. More text follows."
     out = snippet(abstract, frozenset({("transformer",)}))
     assert out.startswith("…Here the transformer appears.")
+
+
+def test_the_snippets_highlights_are_the_abstracts_moved_into_it() -> None:
+    """A card's snippet is highlighted from the abstract's hits (not scanned again): on real
+    abstracts, with phrases drawn from their own words and snippets of several lengths, exactly what
+    scanning the snippet gives — hits at the cut, a hit straddling the sentence it starts at, a cut
+    inside a word and snippets that start with "…" included."""
+    rng = random.Random(15)
+    lines = (PROJECT_ROOT / "bench" / "eval" / "papers.jsonl").read_text().splitlines()
+    abstracts = [json.loads(line)["abstract"] for line in lines[:150]]
+    abstracts += ["x" * 400, "a" * 200 + " context " + "b" * 250, "ends. Next context here. " * 30]
+    for abstract in abstracts:
+        words = [w for _s, _e, w in word_spans(abstract)] or ["x"]
+        for _ in range(4):
+            starts = [rng.randrange(len(words)) for _ in range(rng.randint(1, 4))]
+            phrases = frozenset(tuple(words[i : i + rng.randint(1, 3)]) for i in starts)
+            for limit in (300, 120, 40):
+                expected = segments(snippet(abstract, phrases, limit), phrases)
+                assert snippet_segments(abstract, phrases, limit) == expected, (abstract[:60], phrases, limit)
 
 
 def test_segments_highlight_whole_phrases_only() -> None:
