@@ -173,4 +173,5 @@ def words(text: str) -> list[str]:
 @lru_cache(maxsize=50_000)
 def word_spans(text: str) -> tuple[tuple[int, int, str], ...]:
     """(start, end, normalized word) for each word, used to highlight matches in a snippet."""
-    return tuple((m.start(), m.end(), normalize(m.group())) for m in WORD.finditer(text))
+    norm = normalize  # a list comprehension, then the tuple: faster than a generator
+    return tuple([(m.start(), m.end(), norm(m.group())) for m in WORD.finditer(text)])
