@@ -315,16 +315,20 @@ def _held(core: Any) -> ColumnElement[bool]:
 def _settle_statement(table: Outbound) -> Any:
     """Built once per table and reused with parameters: constructing SQL per message costs more
     than running it."""
-    core: Any = table.__table__  # type: ignore[union-attr]
     # A Core UPDATE on the table: the ORM's bulk-update machinery costs more than the statement.
+    return _outcome_update(table.__table__)  # type: ignore[union-attr]
+
+
+def _outcome_update(core: Any, suffix: str = "") -> Any:
+    """UPDATE a held row to its outcome, its parameters named `row_id<suffix>`, `new_status<suffix>`, …"""
     return (
         update(core)
-        .where(core.c.id == bindparam("row_id"), _held(core))
+        .where(core.c.id == bindparam(f"row_id{suffix}"), _held(core))
         .values(
-            status=bindparam("new_status"),
-            error=bindparam("new_error"),
-            sent_at=bindparam("new_sent_at"),
-            due_at=bindparam("new_due_at"),
+            status=bindparam(f"new_status{suffix}"),
+            error=bindparam(f"new_error{suffix}"),
+            sent_at=bindparam(f"new_sent_at{suffix}"),
+            due_at=bindparam(f"new_due_at{suffix}"),
         )
     )
 
@@ -400,19 +404,7 @@ def _mark_with_outcomes(table: Outbound, readers: tuple[SubscriberStatus, ...], 
     core: Any = table.__table__  # type: ignore[union-attr]
     statement = _in_flight_statement(table, readers)
     for n in range(riders):
-        outcome = (
-            update(core)
-            .where(core.c.id == bindparam(f"row_id_{n}"), _held(core))
-            .values(
-                status=bindparam(f"new_status_{n}"),
-                error=bindparam(f"new_error_{n}"),
-                sent_at=bindparam(f"new_sent_at_{n}"),
-                due_at=bindparam(f"new_due_at_{n}"),
-            )
-            .returning(core.c.id)
-            .cte(f"outcome_{n}")
-        )
-        statement = statement.add_cte(outcome)
+        statement = statement.add_cte(_outcome_update(core, f"_{n}").returning(core.c.id).cte(f"outcome_{n}"))
     return statement
 
 
