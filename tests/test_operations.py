@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -101,11 +102,9 @@ def test_sweeper_closes_rows_whose_worker_died_and_finds_due_ones(session: Sessi
     assert stuck.status is DeliveryStatus.UNKNOWN and "stopped mid-send" in (stuck.error or "")
 
 
-def test_outcomes_ride_with_the_next_mark_and_the_tail_is_written_at_once(session: Session) -> None:
-    """One commit per message: a message's outcome is written in the transaction that marks the next
-    one in flight (its row stays `sending` meanwhile, as a moment before); once no mark is to come,
-    each outcome is written at once, so a slow last message never leaves the others `sending`."""
-    readers = [subscriber(session, f"r{n}@example.org", ["cache"], joined=JOINED) for n in range(3)]
+def _claimed_rows(session: Session, prefix: str, count: int) -> tuple[list[Subscriber], list[int]]:
+    """`count` readers, each with a digest row a sender has claimed: the readers and the rows' ids."""
+    readers = [subscriber(session, f"{prefix}{n}@example.org", ["cache"], joined=JOINED) for n in range(count)]
     window = {"window_start": NOW - timedelta(days=1), "window_end": NOW, "created_at": NOW, "message_id": "<m>"}
     rows = [
         Delivery(subscriber_id=r.id, period="2026-11-29", status=DeliveryStatus.CLAIMED, claimed_at=NOW, **window)  # type: ignore[arg-type]
@@ -113,12 +112,26 @@ def test_outcomes_ride_with_the_next_mark_and_the_tail_is_written_at_once(sessio
     ]
     session.add_all(rows)
     session.commit()
-    ids = [row.id or 0 for row in rows]
+    return readers, [row.id or 0 for row in rows]
+
+
+def _committed(session: Session, ids: list[int]) -> Callable[[], list[DeliveryStatus]]:
+    """The rows' statuses as another process sees them: committed state only."""
 
     def stored() -> list[DeliveryStatus]:
-        with Session(session.get_bind()) as other:  # what another process sees: committed state only
+        with Session(session.get_bind()) as other:
             by_id = {row.id: row.status for row in other.exec(select(Delivery))}
         return [by_id[i] for i in ids]
+
+    return stored
+
+
+def test_outcomes_ride_with_the_next_mark_and_the_tail_is_written_at_once(session: Session) -> None:
+    """One commit per message: a message's outcome is written in the transaction that marks the next
+    one in flight (its row stays `sending` meanwhile, as a moment before); once no mark is to come,
+    each outcome is written at once, so a slow last message never leaves the others `sending`."""
+    readers, ids = _claimed_rows(session, "r", 3)
+    stored = _committed(session, ids)
 
     S = DeliveryStatus
     with own_connection(session) as conn:
@@ -142,20 +155,8 @@ def test_many_outcomes_ride_with_one_mark_and_a_refused_mark_still_writes_them(s
     transaction): up to MARK_RIDERS_MAX outcomes ride in it, more are written just before it, and a
     mark refused because its reader left still writes the outcomes it carried."""
     count = MARK_RIDERS_MAX + 6
-    readers = [subscriber(session, f"m{n}@example.org", ["cache"], joined=JOINED) for n in range(count)]
-    window = {"window_start": NOW - timedelta(days=1), "window_end": NOW, "created_at": NOW, "message_id": "<m>"}
-    rows = [
-        Delivery(subscriber_id=r.id, period="2026-11-29", status=DeliveryStatus.CLAIMED, claimed_at=NOW, **window)  # type: ignore[arg-type]
-        for r in readers
-    ]
-    session.add_all(rows)
-    session.commit()
-    ids = [row.id or 0 for row in rows]
-
-    def stored() -> list[DeliveryStatus]:
-        with Session(session.get_bind()) as other:
-            by_id = {row.id: row.status for row in other.exec(select(Delivery))}
-        return [by_id[i] for i in ids]
+    readers, ids = _claimed_rows(session, "m", count)
+    stored = _committed(session, ids)
 
     S = DeliveryStatus
 
