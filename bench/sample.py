@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 from digest import archive, compose, pipeline
 from digest.config import Settings
 from digest.db import open_session
-from digest.index import load_index
+from digest.index import load_index, set_aside
 from digest.match import PaperIndex
 from digest.mime import Headers
 from digest.models import Delivery, Subscriber
@@ -56,6 +56,7 @@ def digest_sample(settings: Settings, engine: Engine, now: datetime, count: int)
                 picked.append((sub, row))
                 if len(picked) >= count:
                     break
+    set_aside()  # as a worker does once it has the index (`shared_index`)
     return index, picked
 
 

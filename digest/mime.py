@@ -10,6 +10,7 @@ from __future__ import annotations
 import binascii
 import hashlib
 import hmac
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime, parseaddr
@@ -111,39 +112,96 @@ def _header(name: str, value: str) -> bytes:
 class _LineCache:
     """Quoted-printable lines already encoded, in two generations: when the new one is full it
     becomes the old one, so the lines every reader shares (the cards' HTML and text) stay, and the
-    ones only one reader has (their vote links) are dropped with the generation before."""
+    ones only one reader has (their vote links) are dropped with the generation before. A shared
+    piece's run of whole lines is kept the same way, under (piece, start, end)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.new: dict[str, bytes] = {}
-        self.old: dict[str, bytes] = {}
+        self.new: dict[Hashable, bytes] = {}
+        self.old: dict[Hashable, bytes] = {}
+
+    def _keep(self, key: Hashable, data: bytes) -> bytes:
+        if len(self.new) >= self.size:
+            self.old, self.new = self.new, {}
+        self.new[key] = data
+        return data
 
     def encode(self, line: str) -> bytes:
         data = self.old.get(line)
         if data is None:
             # A line's own CRLF makes binascii's soft breaks CRLF too (it follows the first break).
             data = binascii.b2a_qp(line.encode("utf-8") + b"\r\n", istext=True)
-        if len(self.new) >= self.size:
-            self.old, self.new = self.new, {}
-        self.new[line] = data
-        return data
+        return self._keep(line, data)
 
     def join(self, lines: list[str]) -> bytes:
         """The lines encoded, each from the cache when it is there, as one body."""
         get, encode = self.new.get, self.encode
         return b"".join([get(line) or encode(line) for line in lines])
 
+    def run(self, piece: str, start: int, end: int) -> bytes:
+        """The whole lines piece[start:end] encoded, from the cache when they are there."""
+        key = (piece, start, end)
+        data = self.new.get(key) or self.old.get(key)
+        return self._keep(key, data or self.join(piece[start:end].split("\n")))
+
 
 _QP_LINES = _LineCache(QP_LINES_MAX)
 
 
-def quoted_printable(text: str) -> bytes:
+def _runs(text: str, shared: Sequence[str]) -> list[tuple[int, int, str | None]]:
+    """`text` cut at line breaks into (start, end, piece) runs of whole lines: a shared piece's
+    lines (its first line too when it starts one, its last when it ends one) under that piece,
+    the lines between with None. Every line is in exactly one run; a piece not found, or holding
+    no whole line, is left to the lines around it."""
+    runs: list[tuple[int, int, str | None]] = []
+    pos, size = 0, len(text)
+    for piece in shared:
+        at = text.find(piece[:64], pos) if piece else -1  # a short needle is found faster
+        if at >= 0 and not text.startswith(piece, at):
+            at = text.find(piece, at + 1)
+        if at < 0:
+            continue
+        end = at + len(piece)
+        starts_line = at == 0 or text[at - 1] == "\n"
+        first = 0 if starts_line else piece.find("\n") + 1  # its first whole line (0 here: none)
+        last = len(piece) if end == size or text[end] == "\n" else piece.rfind("\n")
+        if (first == 0 and not starts_line) or last <= first:
+            continue  # no line of the piece starts and ends inside it
+        if at + first > pos:
+            runs.append((pos, at + first - 1, None))  # the lines before: up to the break before the piece's
+        runs.append((first, last, piece))
+        pos = at + last + 1  # past the piece's last line break
+    if pos <= size:
+        runs.append((pos, size, None))
+    return runs
+
+
+def quoted_printable(text: str, shared: Sequence[str] = ()) -> bytes:
     """Quoted-printable in CRLF lines of at most 76 characters. Line breaks become CRLF (text's
     canonical form) and nothing is added, so it decodes to the same text. Encoded a line at a time,
     each line once (binascii, C) and then from a cache: quoted-printable ends each line on its own,
     so the lines join to the same bytes as the whole text encoded at once, and a card's lines are
-    encoded once for all the readers who get it (three times faster than encoding each message)."""
-    return _QP_LINES.join(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))[:-2]
+    encoded once for all the readers who get it (three times faster than encoding each message).
+    `shared`: pieces of the text many messages hold (the cards' bodies), in the order they appear:
+    each one's lines are looked up as one run instead of line by line."""
+    if "\r" in text:
+        text, shared = text.replace("\r\n", "\n").replace("\r", "\n"), ()
+    if not shared:
+        return _QP_LINES.join(text.split("\n"))[:-2]
+    parts = [
+        _qp(text[start:end]) if piece is None else _QP_LINES.run(piece, start, end)
+        for start, end, piece in _runs(text, shared)
+    ]
+    return b"".join(parts)[:-2]
+
+
+def _qp(lines: str) -> bytes:
+    """The lines between shared pieces: a few between two cards are mostly the reader's own (their
+    vote links), seen once and encoded in one call; many (the head, the foot) are mostly the same
+    in every digest, and come from the cache a line at a time."""
+    if lines.count("\n") >= 8:
+        return _QP_LINES.join(lines.split("\n"))
+    return binascii.b2a_qp(lines.replace("\n", "\r\n").encode("utf-8") + b"\r\n", istext=True)
 
 
 def base64_lines(text: str) -> bytes:
@@ -159,17 +217,18 @@ def base64_size(text: str) -> int:
     return chars + 2 * max(1, -(-chars // 76))
 
 
-def encoded_body(text: str) -> tuple[bytes, str]:
+def encoded_body(text: str, shared: Sequence[str] = ()) -> tuple[bytes, str]:
     """A body and its Content-Transfer-Encoding: quoted-printable unless base64 is smaller (text in a
     non-Latin script, where nearly every byte would be =XX); both keep lines within 76 characters."""
-    qp = quoted_printable(text)
-    if len(qp) <= base64_size(text):
+    qp = quoted_printable(text, shared)
+    # base64 takes at least 4 bytes per 3 characters: a body within that needs no exact count
+    if 3 * len(qp) <= 4 * len(text) or len(qp) <= base64_size(text):
         return qp, "quoted-printable"
     return base64_lines(text), "base64"
 
 
-def _part(content_type: str, text: str) -> bytes:
-    body, encoding = encoded_body(text)
+def _part(content_type: str, text: str, shared: Sequence[str]) -> bytes:
+    body, encoding = encoded_body(text, shared)
     header = f'Content-Type: {content_type}; charset="utf-8"\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n'
     return header.encode() + body + b"\r\n"  # the CRLF before a boundary belongs to the boundary
 
@@ -194,6 +253,7 @@ def build_message(rendered: RenderedDigest, headers: Headers) -> bytes:
     lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode())
     sep = f"--{boundary}\r\n".encode()
     text = rendered.text if rendered.text.endswith("\n") else rendered.text + "\n"  # ends as a text file does
-    lines += [sep, _part("text/plain", text), sep, _part("text/html", rendered.html)]
+    lines += [sep, _part("text/plain", text, rendered.shared_text)]
+    lines += [sep, _part("text/html", rendered.html, rendered.shared_html)]
     lines.append(f"--{boundary}--\r\n".encode())
     return b"".join(lines)

@@ -131,6 +131,10 @@ class RenderedDigest:
     subject: str
     html: str
     text: str
+    # Pieces of `html` and `text` that many messages hold (the cards' bodies), in the order they
+    # appear: a hint for the encoder, which encodes each once for every reader who gets it.
+    shared_html: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    shared_text: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
 
 def safe_url(url: str | None) -> str | None:
@@ -579,13 +583,16 @@ def environment(folder: Path) -> Environment:
     return env
 
 
-def render_pair(folder: Path, name: str, subject: str, values: dict[str, object]) -> RenderedDigest:
-    """Render `<name>.html` and `<name>.txt` with the same values."""
+def render_pair(
+    folder: Path, name: str, subject: str, values: dict[str, object], cards: Sequence[Card] = ()
+) -> RenderedDigest:
+    """Render `<name>.html` and `<name>.txt` with the same values (`cards`: those they show, in order)."""
     env = environment(folder)
     values = {"subject": subject, **values}
     html = env.get_template(f"{name}.html").render(values)
     text = env.get_template(f"{name}.txt").render(values)
-    return RenderedDigest(subject=squash(subject), html=html, text=text)
+    shared_html, shared_text = tuple(c.html for c in cards), tuple(c.text for c in cards)
+    return RenderedDigest(squash(subject), html, text, shared_html, shared_text)
 
 
 def render_digest(folder: Path, context: DigestContext, matches: Sequence[Match], more: int) -> RenderedDigest:
@@ -608,7 +615,8 @@ def render_digest(folder: Path, context: DigestContext, matches: Sequence[Match]
         "summary": summary(context, trending, cards, more),
         "lead": next(iter([*cards, *trending]), None),
     }
-    return render_pair(folder, "digest", digest_subject(context, len(trending), topical, more, titles), values)
+    subject = digest_subject(context, len(trending), topical, more, titles)
+    return render_pair(folder, "digest", subject, values, [*trending, *cards, *liked])
 
 
 def recommended_card(folder: Path, match: Match) -> Card:

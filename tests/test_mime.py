@@ -10,6 +10,8 @@ from email import policy
 from email.message import EmailMessage
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from digest import mime
 from digest.mime import HeaderError, Headers, build_message, domain_of, encode_words, make_message_id
@@ -185,3 +187,41 @@ def test_the_line_cache_keeps_two_generations_and_gives_the_same_bytes(monkeypat
         assert len(cache.new) <= 3 and len(cache.old) <= 3
     assert "<p>shared card line</p>" in {**cache.old, **cache.new}  # used by every message, kept
     assert "vote link 0 =" not in {**cache.old, **cache.new}  # one message's line, gone
+
+
+_QP_CHARS = st.sampled_from(["a", "b", " ", "\t", "=", "é", "日", "\n", "\n", "\r", "<p>", "x" * 40])
+
+
+@st.composite
+def _text_and_pieces(draw: st.DrawFn) -> tuple[str, list[str]]:
+    """A text and pieces of it in order (some cut mid-line, some not in it at all)."""
+    text = "".join(draw(st.lists(_QP_CHARS, max_size=60)))
+    cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=8)))
+    pieces = [text[a:b] for a, b in zip(cuts[::2], cuts[1::2], strict=False)]
+    if draw(st.booleans()):
+        pieces.insert(draw(st.integers(0, len(pieces))), "not in the text\n")
+    return text, pieces
+
+
+@given(_text_and_pieces())
+@settings(max_examples=400, deadline=None)
+def test_shared_pieces_encode_to_the_bytes_of_the_whole_text(case: tuple[str, list[str]]) -> None:
+    text, pieces = case
+    expected = _at_once(text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n"))
+    assert mime.quoted_printable(text, pieces) == expected  # first time: each piece's lines encoded
+    assert mime.quoted_printable(text, pieces) == expected  # then each piece's run from the cache
+
+
+def test_a_digests_cards_are_encoded_once_and_give_the_same_message() -> None:
+    card = '<div class="card">\n<p class="title">Long context é</p>\n<p class="snippet">' + "word " * 30 + "=</p>"
+    text = "1. Long context é\n   " + "word " * 14 + "\n   cs.CL\n"
+    rendered = RenderedDigest(
+        "Subject",
+        f"<body>\n{card}\n<p>vote 1</p>\n{card}\n<p>vote 2</p>\n</body>",
+        f"1. {text}\n2. {text}",
+        (card, card),
+        (text, text),
+    )
+    plain = RenderedDigest(rendered.subject, rendered.html, rendered.text)
+    assert build_message(rendered, _headers()) == build_message(plain, _headers())
+    assert (card, 0, len(card)) in {**mime._QP_LINES.old, **mime._QP_LINES.new}  # the card's run, kept whole
