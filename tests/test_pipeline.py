@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import email
+import gc
+import weakref
 from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
@@ -12,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from digest.config import Settings
+from digest.index import shared_index
 from digest.ingest import store_papers
 from digest.models import Delivery, DeliveryStatus, Frequency, SubscriberStatus
 from digest.parse import ParsedPaper, arxiv_urls
@@ -273,3 +276,18 @@ def test_an_unsubscribe_during_the_run_stops_the_next_email(
     assert [p.name for p in settings.outbox_dir.glob("*.eml")] == ["first@example.org-2026-11-30.eml"]
     statuses = {r.subscriber_id: r.status for r in _rows(session)}
     assert statuses == {first.id: DeliveryStatus.SENT, second.id: DeliveryStatus.SKIPPED}
+
+
+def test_the_passes_index_is_set_aside_from_the_collector_and_the_one_it_replaces_is_freed(
+    session: Session,
+) -> None:
+    _seed_day(session)
+    since, popular = NOW - timedelta(days=1), NOW - timedelta(days=3)
+    first = shared_index(session, since, NOW, popular)
+    assert len(first.papers) == 3
+    assert gc.get_freeze_count() > 0  # out of the full collections' walk
+    assert shared_index(session, since, NOW, popular) is first  # the next chunk of the pass reuses it
+    gone = weakref.ref(first)
+    del first
+    later = shared_index(session, since, NOW + timedelta(hours=1), popular)  # the next pass: a new window end
+    assert gone() is None and len(later.papers) == 3  # the old index is not kept alive by being set aside
