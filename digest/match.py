@@ -33,7 +33,7 @@ from digest.query import (
 )
 from digest.rank import RECOMMEND_MIN, RECOMMENDED_MAX, Learned
 from digest.semantic import LikeHits, PaperVectors, Semantics, like_hits, like_reason, mask_of_flags, strong_at
-from digest.text import WORD, normalize
+from digest.text import normalize, raw_words
 
 # Gap between authors' positions so a phrase never spans two names.
 _AUTHOR_GAP = 1000
@@ -119,7 +119,7 @@ Postings = dict[str, dict[int, list[int]]]
 
 def _positions(text: str, start: int = 0) -> dict[str, list[int]]:
     found: dict[str, list[int]] = {}
-    for offset, word in enumerate(map(normalize, WORD.findall(text)), start):
+    for offset, word in enumerate(map(normalize, raw_words(text)), start):
         positions = found.get(word)
         if positions is None:
             found[word] = [offset]
@@ -194,6 +194,7 @@ class PaperIndex:
         self.all = (1 << len(self.papers)) - 1
         self._postings: dict[str, Postings] = {"title": {}, "abstract": {}, "author": {}}
         self._masks: dict[tuple[str, str], int] = {}
+        self._phrases: dict[tuple[str, tuple[str, ...]], int] = {}
         self._categories: dict[str, int] = defaultdict(int)
         self._topics: dict[str, CompiledTopic | None] = {}
         self._topic_uses: dict[str, int] = {}
@@ -315,13 +316,20 @@ class PaperIndex:
         return label(topic.node, chosen, lambda like: like_reason(self.semantics, like, self.title_of))
 
     def _field_mask(self, name: str, words: tuple[str, ...]) -> int:
+        if len(words) == 1:
+            return self._word_mask(name, words[0])
+        key = (name, words)  # a phrase: checked word by word once, then kept (topics share phrases)
+        found = self._phrases.get(key)
+        if found is None:
+            found = self._phrases[key] = self._phrase_mask(name, words)
+        return found
+
+    def _phrase_mask(self, name: str, words: tuple[str, ...]) -> int:
         mask = self.all
         for word in words:
             mask &= self._word_mask(name, word)
             if not mask:
                 return 0
-        if len(words) == 1:
-            return mask
         postings = self._postings[name]
         result = 0
         for i in _iter_bits(mask):

@@ -169,9 +169,14 @@ def normalize(word: str) -> str:
     return fold(strip_accents(word).casefold()) or word.casefold()
 
 
+def raw_words(text: str) -> list[str]:
+    """The words of a text as written (WORD's matches), in order."""
+    return (_ASCII_WORD if text.isascii() else WORD).findall(text)
+
+
 def words(text: str) -> list[str]:
     """The normalized words of a text, in order."""
-    return list(map(normalize, (_ASCII_WORD if text.isascii() else WORD).findall(text)))
+    return list(map(normalize, raw_words(text)))
 
 
 @lru_cache(maxsize=50_000)
