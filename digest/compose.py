@@ -23,7 +23,7 @@ from digest.render import DigestContext, FeedbackLinks, RenderedDigest, render_d
 from digest.schedule import zone
 from digest.send import Outcome, Outgoing, Result
 from digest.signup import confirm_url
-from digest.tokens import MAX_TOKEN_CHARS, Purpose, make_feedback_token, make_token, topic_tag
+from digest.tokens import MAX_TOKEN_CHARS, FeedbackSigner, Purpose, feedback_signer, make_token, topic_tag
 
 log = logging.getLogger(__name__)
 Veto = Callable[[], str | None]
@@ -69,18 +69,26 @@ def feedback_url(
 ) -> str | None:
     """A signed "More like this" (value +1) or "Less like this" (-1) link for this reader and paper,
     naming the topic it matched by a short tag; None for a paper whose id is too long for a link."""
-    tag = topic_tag(topic) if topic else None
-    token = make_feedback_token(settings.signing_keys, sub.handle, paper_id, value, tag, now=now)
-    return f"{settings.base_url}/feedback/{token}" if len(token) <= MAX_TOKEN_CHARS else None
+    return _feedback_url(settings.base_url, feedback_signer(settings.signing_keys, sub.handle, now=now))(
+        paper_id, value, topic
+    )
+
+
+def _feedback_url(base_url: str, sign: FeedbackSigner) -> Callable[[str, int, str | None], str | None]:
+    def url(paper_id: str, value: int, topic: str | None) -> str | None:
+        token = sign(paper_id, value, topic_tag(topic) if topic else None)
+        return f"{base_url}/feedback/{token}" if len(token) <= MAX_TOKEN_CHARS else None
+
+    return url
 
 
 def feedback_links(settings: Settings, sub: Subscriber, now: datetime) -> FeedbackLinks:
     """For rendering: each card's (more, less) links, signed at `now` for the first topic it matched."""
+    url = _feedback_url(settings.base_url, feedback_signer(settings.signing_keys, sub.handle, now=now))
 
     def card_links(match: Match) -> tuple[str, str] | None:
         topic = match.topics[0] if match.topics else None
-        more = feedback_url(settings, sub, match.paper.id, 1, topic, now)
-        less = feedback_url(settings, sub, match.paper.id, -1, topic, now)
+        more, less = url(match.paper.id, 1, topic), url(match.paper.id, -1, topic)
         return (more, less) if more and less else None
 
     return card_links
