@@ -414,10 +414,17 @@ def reasons(match: Match) -> tuple[str, ...]:
     """What of each of the reader's topics matched the paper, as the card says it."""
     if match.recommended:  # no topic matched it: its reason is the reader's votes
         return ()
-    if match.reasons:
-        pairs = zip(match.reasons, match.topics, strict=True)
+    return _labels(match.reasons, match.topics)
+
+
+@lru_cache(maxsize=100_000)
+def _labels(said: tuple[str, ...], topics: tuple[str, ...]) -> tuple[str, ...]:
+    """The card's words for each matched topic: what of it matched, else its label (once per
+    pair: every reader with these topics on this paper has the same)."""
+    if said:
+        pairs = zip(said, topics, strict=True)
         return tuple(dict.fromkeys(clip(squash(latex_to_text(r)), REASON_CHARS) or topic_label(t) for r, t in pairs))
-    return tuple(topic_label(t) for t in match.topics)
+    return tuple(topic_label(t) for t in topics)
 
 
 def trending_card(folder: Path, match: Match, period_word: str) -> Card:

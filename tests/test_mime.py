@@ -225,3 +225,13 @@ def test_a_digests_cards_are_encoded_once_and_give_the_same_message() -> None:
     plain = RenderedDigest(rendered.subject, rendered.html, rendered.text)
     assert build_message(rendered, _headers()) == build_message(plain, _headers())
     assert (card, 0, len(card)) in {**mime._QP_LINES.old, **mime._QP_LINES.new}  # the card's run, kept whole
+
+
+@given(st.from_regex(mime._PLAIN_ADDRESS, fullmatch=True))
+@settings(max_examples=300, deadline=None)
+def test_a_plain_address_is_taken_as_parsing_it_would_give(address: str) -> None:
+    try:
+        parsed = mime._parsed_address.__wrapped__(address)
+    except HeaderError:
+        parsed = "refused"
+    assert mime._address(address) == parsed == address
