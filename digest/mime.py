@@ -10,7 +10,6 @@ from __future__ import annotations
 import binascii
 import hashlib
 import hmac
-import re
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +17,7 @@ from email.utils import format_datetime, parseaddr
 from functools import lru_cache
 
 from digest.render import RenderedDigest
-from digest.text import squash
+from digest.text import PLAIN_ADDRESS, squash
 
 QP_LINES_MAX = 50_000  # encoded lines kept per generation: a day's cards, some MB
 
@@ -84,14 +83,11 @@ def encode_words(text: str) -> str:
     return " ".join(f"=?utf-8?b?{binascii.b2a_base64(w, newline=False).decode()}?=" for w in words)
 
 
-_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")  # needs no parsing
-
-
 def _address(value: str) -> str:
     """An address as the From or To header shows it; a HeaderError if it cannot be sent safely.
     A bare everyday address (every reader's, nearly) is taken as it is: parsing costs more than
     the rest of the headers together."""
-    return value if _PLAIN_ADDRESS.fullmatch(value) else _parsed_address(value)
+    return value if PLAIN_ADDRESS.fullmatch(value) else _parsed_address(value)
 
 
 @lru_cache(maxsize=1_000)

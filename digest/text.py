@@ -16,6 +16,9 @@ WORD = re.compile(r"[^\W_]+")
 _ASCII_WORD = re.compile(r"[A-Za-z0-9]+")  # WORD on ASCII text, found in half the time
 _ASCII_WORD_CUTS = re.compile(r"([A-Za-z0-9]+)")
 _WORD_CUTS = re.compile(r"([^\W_]+)")
+# An everyday address (letters, digits, ._%+- before the @; a dotted domain): a header or an SMTP
+# command can carry it as it is, with no parsing (email.utils.parseaddr costs tens of µs).
+PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 _DROP_CONTENT = frozenset({"script", "style", "head", "title", "template", "noscript"})
 _BLOCKS = frozenset({"p", "div", "li", "td", "th", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre"})
 # C0 and C1 controls, line separators, and lone surrogates (a JSON feed can hold "\ud800"): none is

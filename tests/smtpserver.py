@@ -6,7 +6,8 @@ How it answers depends on the recipient's local part:
   reject...@      answers 550 to RCPT (a hard bounce)
   drop...@        reads the whole message, then closes the connection without a reply
   slow-S...@      reads the whole message, waits S seconds, then accepts it
-anything else is accepted with 250 (after `Behaviour.pause` seconds, 0 by default).
+anything else is accepted with 250 (after `Behaviour.pause` seconds, 0 by default). A sender whose
+local part starts with "refused" gets 553 to MAIL.
 """
 
 from __future__ import annotations
@@ -67,6 +68,13 @@ class Handler:
             session.number = self.state.sessions
         session.host_name = hostname
         return responses
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+        if address.lower().startswith("refused"):
+            return f"553 5.7.1 <{address}>: sender not allowed"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
         local = address.partition("@")[0].lower()

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from digest import mime
 from digest.mime import HeaderError, Headers, build_message, domain_of, encode_words, make_message_id
 from digest.render import RenderedDigest
+from digest.text import PLAIN_ADDRESS
 
 DATE = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 LONG_URL = "https://digest.example.org/unsubscribe/" + "x" * 180
@@ -227,7 +228,7 @@ def test_a_digests_cards_are_encoded_once_and_give_the_same_message() -> None:
     assert (card, 0, len(card)) in {**mime._QP_LINES.old, **mime._QP_LINES.new}  # the card's run, kept whole
 
 
-@given(st.from_regex(mime._PLAIN_ADDRESS, fullmatch=True))
+@given(st.from_regex(PLAIN_ADDRESS, fullmatch=True))
 @settings(max_examples=300, deadline=None)
 def test_a_plain_address_is_taken_as_parsing_it_would_give(address: str) -> None:
     try:

@@ -154,6 +154,31 @@ def test_transport_reports_one_result_per_message(smtp_server: SmtpServer) -> No
     assert all(m.data.endswith(b"hello\r\n.\r\n..dots\r\n") for m in smtp_server.messages)
 
 
+def test_plain_and_other_addresses_arrive_and_a_refused_sender_is_told_apart(smtp_server: SmtpServer) -> None:
+    """A plain address goes on MAIL and RCPT as it is; any other (an apostrophe, a quoted local
+    part) through aiosmtplib's own parsing; a sender the relay refuses is a `mail` failure."""
+    transport = SmtpTransport(parse_smtp_url(smtp_server.url), timeout=5, connections=1)
+    data = b"Subject: hi\r\n\r\nhello\r\n"
+    messages = [
+        Outgoing(1, "digest@example.org", "ada.l+papers@example.org", data, "plain"),
+        Outgoing(2, "digest@example.org", "o'brien@example.org", data, "apostrophe"),
+        Outgoing(3, "refused@example.org", "ada@example.org", data, "refused sender"),
+        Outgoing(4, "digest@example.org", "grace@example.org", data, "after the refusal"),
+    ]
+    got: list[Result] = []
+    transport.deliver(messages, got.append)
+    results = {r.key: r for r in got}
+    assert len(got) == 4 and {k: r.outcome for k, r in results.items()} == {
+        1: Outcome.SENT, 2: Outcome.SENT, 3: Outcome.RETRY, 4: Outcome.SENT
+    }  # fmt: skip
+    assert results[3].detail.startswith("mail: 553") and results[3].code == 553
+    assert [(m.mail_from, m.rcpt_tos) for m in smtp_server.messages] == [
+        ("digest@example.org", ["ada.l+papers@example.org"]),
+        ("digest@example.org", ["o'brien@example.org"]),
+        ("digest@example.org", ["grace@example.org"]),
+    ]
+
+
 @pytest.mark.parametrize(
     ("code", "body_sent", "stage", "expected"),
     [
