@@ -156,10 +156,10 @@ _QP_LINES = _LineCache(QP_LINES_MAX)
 
 
 def _runs(text: str, shared: Sequence[str]) -> list[tuple[int, int, str | None]]:
-    """`text` cut at line breaks into (start, end, piece) runs of whole lines: a shared piece's
-    lines (its first line too when it starts one, its last when it ends one) under that piece,
-    the lines between with None. Every line is in exactly one run; a piece not found, or holding
-    no whole line, is left to the lines around it."""
+    """`text` cut at line breaks into runs of whole lines: (start, end, piece) for a shared piece's
+    lines, `piece[start:end]` (its first line too when it starts one, its last when it ends one),
+    and (start, end, None) for the lines between, `text[start:end]`. Every line is in exactly one
+    run; a piece not found, or holding no whole line, is left to the lines around it."""
     runs: list[tuple[int, int, str | None]] = []
     pos, size = 0, len(text)
     for piece in shared:
