@@ -148,8 +148,10 @@ class _LineCache:
     def run(self, piece: str, start: int, end: int) -> bytes:
         """The whole lines piece[start:end] encoded, from the cache when they are there."""
         key = (piece, start, end)
-        data = self.new.get(key) or self.old.get(key)
-        return self._keep(key, data or self.join(piece[start:end].split("\n")))
+        data = self.new.get(key)
+        if data is None:  # not in this generation: from the one before, or encoded now
+            data = self._keep(key, self.old.get(key) or self.join(piece[start:end].split("\n")))
+        return data
 
 
 _QP_LINES = _LineCache(QP_LINES_MAX)
