@@ -5,15 +5,18 @@ from __future__ import annotations
 import email
 import gc
 import weakref
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
+import pytest
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import StatementError
 from sqlmodel import Session, select
 
 from digest.config import Settings
+from digest.deliveries import NewDelivery, insert_many, sent_papers, waiting_rows
 from digest.index import shared_index
 from digest.ingest import store_papers
 from digest.models import Delivery, DeliveryStatus, Frequency, SubscriberStatus
@@ -291,3 +294,42 @@ def test_the_passes_index_is_set_aside_from_the_collector_and_the_one_it_replace
     del first
     later = shared_index(session, since, NOW + timedelta(hours=1), popular)  # the next pass: a new window end
     assert gone() is None and len(later.papers) == 3  # the old index is not kept alive by being set aside
+
+
+def _planned(sub_id: int, papers: list[str], *, at: datetime = NOW) -> NewDelivery:
+    return NewDelivery(
+        subscriber_id=sub_id, period="2026-11-30", status=DeliveryStatus.PENDING if papers else DeliveryStatus.EMPTY,
+        paper_ids=papers, more_count=len(papers) // 2, window_start=at - DAY, window_end=at,
+        message_id=f"<digest.{sub_id}@example.org>", created_at=at, trending_count=1 if papers else 0,
+    )  # fmt: skip
+
+
+def test_planned_rows_are_stored_as_given_and_a_row_already_there_wins(session: Session) -> None:
+    """The recording step (on PostgreSQL one JSON document the server turns into rows, on SQLite a
+    multi-row INSERT): every column as planned, the reader's topics and minimum of upvotes as they
+    are now, an existing (reader, period) left alone, and only the new rows reported."""
+    ada = subscriber(session, "ada@example.org", ['"kv cache"', 'title:"long context"'], joined=JOINED, min_upvotes=3)
+    bob = subscriber(session, "bob@example.org", ["retrieval"], joined=JOINED)
+    assert ada.id is not None and bob.id is not None
+    assert insert_many(session, [_planned(ada.id, ["2611.00001", "2611.00002"])]) == {ada.id}
+    session.commit()
+    again = [_planned(ada.id, ["2611.00009"]), _planned(bob.id, [])]
+    assert insert_many(session, again) == {bob.id}  # ada's row was there: hers is kept as it was
+    session.commit()
+    first, second = _rows(session)
+    assert (first.subscriber_id, first.period, first.status) == (ada.id, "2026-11-30", DeliveryStatus.PENDING)
+    assert first.paper_ids == ["2611.00001", "2611.00002"] and first.topics == ['"kv cache"', 'title:"long context"']
+    assert (first.more_count, first.trending_count, first.recommended_count, first.min_upvotes) == (1, 1, 0, 3)
+    assert (first.window_start, first.window_end, first.created_at) == (NOW - DAY, NOW, NOW)
+    assert first.message_id == f"<digest.{ada.id}@example.org>" and first.attempts == 0
+    assert (first.error, first.due_at, first.claimed_at, first.sent_at) == (None, None, None, None)
+    assert (second.status, second.paper_ids, second.topics, second.min_upvotes) == (
+        DeliveryStatus.EMPTY, [], ["retrieval"], None,
+    )  # fmt: skip
+    # The queries over a chunk's readers (an array parameter on PostgreSQL) find exactly theirs.
+    assert [(row_id, sid) for row_id, sid, _ in waiting_rows(session, [ada.id, bob.id + 100], NOW)] == [
+        (first.id, ada.id)
+    ]
+    assert sent_papers(session, [ada.id, bob.id], NOW - 2 * DAY) == {ada.id: {"2611.00001", "2611.00002"}}
+    with pytest.raises((ValueError, StatementError), match="naive datetime"):  # SQLAlchemy wraps it on SQLite
+        insert_many(session, [_planned(bob.id + 1, ["2611.00001"], at=NOW.replace(tzinfo=None))])
