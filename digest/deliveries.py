@@ -448,19 +448,35 @@ _RIDER_KEYS = ("row_id", "new_status", "new_error", "new_sent_at", "new_due_at")
 
 
 @lru_cache(maxsize=64)
-def _mark_with_outcomes(table: Outbound, readers: tuple[SubscriberStatus, ...], riders: int) -> Any:
+def _mark_with_outcomes(table: Outbound, readers: tuple[SubscriberStatus, ...], riders: int) -> str:
     """PostgreSQL: one statement that marks a row in flight and writes `riders` outcomes with it, each
     outcome a data-modifying WITH clause (PostgreSQL runs every one, once, in the statement's single
-    transaction): one round trip and one commit per message instead of BEGIN, UPDATE, UPDATE, COMMIT."""
-    core: Any = table.__table__  # type: ignore[union-attr]
-    statement = _in_flight_statement(table, readers)
-    for n in range(riders):
-        statement = statement.add_cte(_outcome_update(core, f"_{n}").returning(core.c.id).cte(f"outcome_{n}"))
-    return statement
+    transaction): one round trip and one commit per message instead of BEGIN, UPDATE, UPDATE, COMMIT.
+    The statements of `_in_flight_statement` and `_outcome_update` as the driver's own SQL: it is run
+    on the driver's cursor, once per message, where SQLAlchemy's execution costs twice the driver's."""
+    name, who = table.__tablename__, Subscriber.__tablename__
+    held = " OR ".join(f"{name}.status = '{status.value}'" for status in HELD)
+    wanted = ", ".join(f"'{status.value}'" for status in readers)
+    outcomes = [
+        f"outcome_{n} AS (UPDATE {name} SET status = %(new_status_{n})s, error = %(new_error_{n})s, "
+        f"sent_at = %(new_sent_at_{n})s, due_at = %(new_due_at_{n})s "
+        f"WHERE {name}.id = %(row_id_{n})s AND ({held}) RETURNING {name}.id)"
+        for n in range(riders)
+    ]
+    mark = (
+        f"UPDATE {name} SET status = '{DeliveryStatus.SENDING.value}', claimed_at = %(at)s "
+        f"WHERE {name}.id = %(row_id)s AND {name}.status = '{DeliveryStatus.CLAIMED.value}' AND EXISTS "
+        f"(SELECT 1 FROM {who} WHERE {who}.id = {name}.subscriber_id AND {who}.status IN ({wanted}))"
+    )
+    return f"WITH {', '.join(outcomes)} {mark}" if outcomes else mark
 
 
 def _rider_params(pending: list[dict[str, Any]]) -> dict[str, Any]:
-    return {f"{key}_{n}": params[key] for n, params in enumerate(pending) for key in _RIDER_KEYS}
+    """The outcomes' parameters as the driver takes them (a status as its value)."""
+    params = {f"{key}_{n}": outcome[key] for n, outcome in enumerate(pending) for key in _RIDER_KEYS}
+    for n in range(len(pending)):
+        params[f"new_status_{n}"] = DeliveryStatus(params[f"new_status_{n}"]).value
+    return params
 
 
 class InFlight:
@@ -476,6 +492,7 @@ class InFlight:
         self.pending: list[dict[str, Any]] = []  # outcomes not yet written: they ride with the next mark
         self.marks_left: int | None = None  # marks still to come in this batch, once told
         self.one_statement = isinstance(db, Connection) and autocommits(db) and db.dialect.name == "postgresql"
+        self.cursor: Any = None
 
     def expect(self, messages: int) -> None:
         """How many messages of this batch will still be marked (every one is, sent or vetoed)."""
@@ -497,6 +514,13 @@ class InFlight:
             _write_outcomes(self.db, self.table, self.pending)
             self.pending = []
 
+    def _driver_cursor(self) -> Any:
+        """The driver's cursor on this autocommit connection (a statement is durable when it returns)."""
+        if self.cursor is None:
+            assert isinstance(self.db, Connection)
+            self.cursor = self.db.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        return self.cursor
+
     def _write_pending(self) -> None:
         if self.pending:
             self.db.execute(_settle_statement(self.table), self.pending)
@@ -509,13 +533,12 @@ class InFlight:
         def mark() -> str | None:
             params: dict[str, Any] = {"row_id": row_id, "at": self.clock()}
             if self.one_statement and len(self.pending) <= MARK_RIDERS_MAX:
-                statement = _mark_with_outcomes(self.table, readers, len(self.pending))
-                params |= _rider_params(self.pending)
+                sql = _mark_with_outcomes(self.table, readers, len(self.pending))
+                marked = self._driver_cursor().execute(sql, params | _rider_params(self.pending)).rowcount == 1
             else:
-                statement = _in_flight_statement(self.table, readers)
                 self._write_pending()
-            marked = self.db.execute(statement, params).rowcount == 1  # type: ignore[attr-defined]
-            self.db.commit()  # durable before the message is on the wire (with the outcomes before it)
+                marked = self.db.execute(_in_flight_statement(self.table, readers), params).rowcount == 1  # type: ignore[attr-defined]
+                self.db.commit()  # durable before the message is on the wire (with the outcomes before it)
             self.pending = []
             if self.marks_left is not None:
                 self.marks_left -= 1
