@@ -12,11 +12,11 @@ from __future__ import annotations
 import re
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import premailer
 from jinja2 import (
@@ -352,11 +352,11 @@ def subject_topics(topics: Sequence[str], matches: Sequence[Match]) -> list[str]
     return sorted(counts, key=lambda t: (-counts[t], order.get(t, len(order)))) or list(topics)
 
 
-@dataclass(frozen=True)
-class Card:
+class Card(NamedTuple):
     """One paper as the email shows it: its view, its HTML and text body (rendered once, shared by
     every reader who gets the paper with the same highlights), and which of this reader's topics
-    it matched (the card's last line, rendered per reader)."""
+    it matched (the card's last line, rendered per reader). A NamedTuple: two are made per card of
+    every digest, and a frozen dataclass takes five times as long to build."""
 
     view: PaperView
     html: Markup
@@ -438,8 +438,8 @@ def with_feedback(card: Card, match: Match, context: DigestContext) -> Card:
     urls = context.feedback(match) if context.feedback else None
     if urls is None:
         return card
-    # Built directly, not with dataclasses.replace: a digest makes one per card, and replace's
-    # introspection costs several times the constructor.
+    # Built directly, not with _replace: a digest makes one per card, and _replace goes through a
+    # dict of the fields (several times the constructor).
     return Card(card.view, card.html, card.text, card.topics, card.why, urls[0], urls[1])
 
 
@@ -629,7 +629,7 @@ def render_digest(folder: Path, context: DigestContext, matches: Sequence[Match]
 def recommended_card(folder: Path, match: Match) -> Card:
     """A paper the reader's votes brought: its reason is 'like <title>, which you liked'."""
     card = paper_card(folder, match)
-    return replace(card, topics=(), why=squash(latex_to_text(match.reasons[0])) if match.reasons else "")
+    return card._replace(topics=(), why=squash(latex_to_text(match.reasons[0])) if match.reasons else "")
 
 
 def digest_subject(
