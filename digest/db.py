@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import ColumnElement, any_, bindparam, event, text
+from sqlalchemy import event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, create_engine
@@ -81,16 +80,3 @@ def upsert_insert(dialect: str, table: Any) -> Any:
     ON CONFLICT DO NOTHING / DO UPDATE."""
     insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return insert(table)
-
-
-def among(db: Session | Connection, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
-    """`column IN values`. On PostgreSQL `column = ANY(:array)`: one parameter, so the statement is
-    the same short text whatever the count and the driver parses it once (an IN list of a chunk's
-    hundreds of ids is a new statement of thousands of bytes, parsed again every time)."""
-    dialect = db.dialect.name if isinstance(db, Connection) else db.get_bind().dialect.name
-    condition: ColumnElement[bool]
-    if dialect == "postgresql":
-        condition = column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
-    else:
-        condition = column.in_(values)
-    return condition

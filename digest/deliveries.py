@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, CursorResult
 from sqlmodel import Session, col, select
 
 from digest.config import Settings
-from digest.db import among, upsert_insert
+from digest.db import upsert_insert
 from digest.models import Delivery, DeliveryStatus, Notice, Subscriber, SubscriberStatus, UtcDateTime
 from digest.retry import DEFAULT_RETRY, RetryPolicy
 from digest.schedule import Period
@@ -54,7 +54,7 @@ def existing_keys(session: Session, keys: Iterable[tuple[int, str]]) -> set[tupl
     ids = {sid for sid, _ in wanted}
     periods = {period for _, period in wanted}
     query = sa_select(col(Delivery.subscriber_id), col(Delivery.period)).where(
-        among(session, col(Delivery.subscriber_id), ids), col(Delivery.period).in_(periods)
+        col(Delivery.subscriber_id).in_(ids), col(Delivery.period).in_(periods)
     )
     return {(sid, period) for sid, period in session.execute(query)} & wanted
 
@@ -65,9 +65,7 @@ def waiting_rows(session: Session, subscriber_ids: Sequence[int], now: datetime)
     if not subscriber_ids:
         return []
     columns = [col(Delivery.id), col(Delivery.subscriber_id), col(Delivery.window_start)]
-    query = sa_select(*columns).where(
-        among(session, col(Delivery.subscriber_id), subscriber_ids), waiting_and_due(Delivery, now)
-    )
+    query = sa_select(*columns).where(col(Delivery.subscriber_id).in_(subscriber_ids), waiting_and_due(Delivery, now))
     return [(row_id, sid, start) for row_id, sid, start in session.execute(query)]
 
 
@@ -77,7 +75,7 @@ def last_window_end(session: Session, subscriber_ids: Sequence[int]) -> dict[int
         return {}
     query = (
         select(Delivery.subscriber_id, func.max(Delivery.window_end))
-        .where(among(session, col(Delivery.subscriber_id), subscriber_ids))
+        .where(col(Delivery.subscriber_id).in_(subscriber_ids))
         .group_by(col(Delivery.subscriber_id))
     )
     return {sid: end for sid, end in session.exec(query) if end is not None}
@@ -93,7 +91,7 @@ def sent_papers(session: Session, subscriber_ids: Sequence[int], after: datetime
     if not subscriber_ids:
         return {}
     query = select(Delivery.subscriber_id, Delivery.paper_ids).where(
-        among(session, col(Delivery.subscriber_id), subscriber_ids),
+        col(Delivery.subscriber_id).in_(subscriber_ids),
         col(Delivery.window_end) > after,
         col(Delivery.status).not_in(_NOT_SENT),
     )
@@ -211,7 +209,7 @@ _NO_CHOICE: dict[str, Any] = {"topics": [], "min_upvotes": None}
 def _choices(session: Session, subscriber_ids: set[int]) -> dict[int, dict[str, Any]]:
     """The topics and minimum of upvotes of these readers, as delivery columns."""
     query = sa_select(col(Subscriber.id), col(Subscriber.topics), col(Subscriber.min_upvotes)).where(
-        among(session, col(Subscriber.id), subscriber_ids)
+        col(Subscriber.id).in_(subscriber_ids)
     )
     return {sid: {"topics": list(topics), "min_upvotes": least} for sid, topics, least in session.execute(query)}
 
@@ -252,7 +250,7 @@ def claim_many(
         file_for_feed(session, row_ids, now)
     statement = (
         update(table)
-        .where(among(session, col(table.id), row_ids), waiting_and_due(table, now), _reader_in(table, readers))
+        .where(col(table.id).in_(row_ids), waiting_and_due(table, now), _reader_in(table, readers))
         .values(status=DeliveryStatus.CLAIMED, claimed_at=now, attempts=col(table.attempts) + 1)
         .returning(col(table.id))
     )
@@ -274,7 +272,7 @@ def file_for_feed(session: Session, row_ids: Sequence[int], now: datetime) -> in
     )
     statement = (
         update(Delivery)
-        .where(among(session, col(Delivery.id), row_ids), waiting_and_due(Delivery, now), feed_only)
+        .where(col(Delivery.id).in_(row_ids), waiting_and_due(Delivery, now), feed_only)
         .values(status=DeliveryStatus.FEED, sent_at=now, error=None, due_at=None)
     )
     result: CursorResult[Any] = session.execute(statement, execution_options=NO_SYNC)  # type: ignore[assignment]
@@ -300,7 +298,7 @@ def skip_inactive(session: Session, delivery_ids: Sequence[int]) -> int:
     active = _reader_active()
     statement = (
         update(Delivery)
-        .where(among(session, col(Delivery.id), delivery_ids), col(Delivery.status).in_(RESENDABLE), ~active)
+        .where(col(Delivery.id).in_(delivery_ids), col(Delivery.status).in_(RESENDABLE), ~active)
         .values(status=DeliveryStatus.SKIPPED, error="subscriber no longer active")
     )
     result: CursorResult[Any] = session.execute(statement, execution_options=NO_SYNC)  # type: ignore[assignment]

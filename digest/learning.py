@@ -15,7 +15,6 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, delete, func, select
 
 from digest.config import Settings
-from digest.db import among
 from digest.embed import NONE, from_bytes
 from digest.models import Paper, ReaderModel, Vote
 from digest.rank import WEAK_NEGATIVES, Example, Learned, Matrix, train, weak_choice
@@ -31,7 +30,7 @@ def _voted(session: Session, model: str, ids: Sequence[int]) -> dict[int, list[t
     query = (
         sa_select(col(Vote.subscriber_id), col(Vote.value), col(Paper.id), col(Paper.title), col(Paper.embedding))
         .join(Paper, col(Paper.id) == col(Vote.paper_id))
-        .where(among(session, col(Vote.subscriber_id), ids), col(Paper.embedding_model) == model)
+        .where(col(Vote.subscriber_id).in_(ids), col(Paper.embedding_model) == model)
         .order_by(col(Vote.subscriber_id), col(Vote.id))
     )
     found: dict[int, list[tuple[int, Example]]] = {}
@@ -91,12 +90,11 @@ def _stale(session: Session, ids: Sequence[int]) -> list[int]:
     """Readers whose votes are newer than their model (or who have votes and no model)."""
     latest = (
         select(Vote.subscriber_id, func.max(Vote.created_at), func.count())
-        .where(among(session, col(Vote.subscriber_id), ids))
+        .where(col(Vote.subscriber_id).in_(ids))
         .group_by(col(Vote.subscriber_id))
     )
     models = {
-        m.subscriber_id: m
-        for m in session.exec(select(ReaderModel).where(among(session, col(ReaderModel.subscriber_id), ids)))
+        m.subscriber_id: m for m in session.exec(select(ReaderModel).where(col(ReaderModel.subscriber_id).in_(ids)))
     }
     stale = []
     for sid, newest, count in session.exec(latest):
@@ -115,7 +113,7 @@ def learned_for(session: Session, settings: Settings, ids: Sequence[int], now: d
         retrain(session, settings, sid, now)
     voted = _voted(session, model, ids)
     query = select(ReaderModel).where(
-        among(session, col(ReaderModel.subscriber_id), voted), col(ReaderModel.embedding_model) == model
+        col(ReaderModel.subscriber_id).in_(list(voted)), col(ReaderModel.embedding_model) == model
     )
     weights = {m.subscriber_id: weights_from_bytes(m.weights) for m in session.exec(query)}
     learned = {}

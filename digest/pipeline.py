@@ -20,7 +20,6 @@ from sqlmodel import Session, col, select
 from digest import compose, deliveries
 from digest.clock import Clock
 from digest.config import Settings
-from digest.db import among
 from digest.deliveries import InFlight, NewDelivery
 from digest.index import load_index, semantics_for, shared_index
 from digest.ingest import SourceReport, fetch_all
@@ -185,8 +184,7 @@ def _claim(run: Run, plan: ChunkPlan, index: PaperIndex, report: SendReport) -> 
     won = deliveries.claim_many(session, waiting, run.clock())
     if skipped := deliveries.skip_inactive(session, sorted(set(waiting) - set(won))):
         report.counts["skipped"] += skipped
-    query = select(Delivery).where(among(session, col(Delivery.id), won))
-    rows = {r.id: r for r in session.exec(query) if r.id is not None}
+    rows = {r.id: r for r in session.exec(select(Delivery).where(col(Delivery.id).in_(won))) if r.id is not None}
     session.commit()  # hold no snapshot open while sending (loaded objects stay readable)
     return Claimed(rows, plan.subs, index, plan.learned)
 

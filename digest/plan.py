@@ -15,7 +15,6 @@ from sqlmodel import Session, col, select
 
 from digest import deliveries
 from digest.config import Settings
-from digest.db import among
 from digest.learning import learned_for
 from digest.match import TRENDING_GRACE
 from digest.models import Frequency, Subscriber, SubscriberStatus
@@ -112,9 +111,7 @@ def plan_due(session: Session, now: datetime, page_size: int) -> Iterator[list[i
 
 def plan_chunk(session: Session, settings: Settings, ids: Sequence[int], now: datetime) -> ChunkPlan:
     """The active readers among `ids`, and the digests to compose for those whose period has no row yet."""
-    query = select(Subscriber).where(
-        among(session, col(Subscriber.id), ids), Subscriber.status == SubscriberStatus.ACTIVE
-    )
+    query = select(Subscriber).where(col(Subscriber.id).in_(ids), Subscriber.status == SubscriberStatus.ACTIVE)
     subs = {s.id: s for s in session.exec(query) if s.id is not None}
     owed = _unrecorded(session, subs.values(), now)
     ends = deliveries.last_window_end(session, list(owed))
