@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import quote
 
@@ -12,19 +13,23 @@ from sqlalchemy.exc import OperationalError
 from digest.db import init_db, make_engine
 
 PG_SCHEMA = "paper_digest_bench"
+# Another schema may be named (the test suite's quick run has its own, so it never replaces a day
+# someone is measuring in the default one), but only one of this family: it is dropped first.
+_SCHEMA_NAME = re.compile(rf"{PG_SCHEMA}(_[a-z0-9]{{1,30}})?")
 
 
 class BenchDatabaseError(RuntimeError):
     """The database URL cannot be used safely by the benchmark."""
 
 
-def prepare(url: str | None, workdir: Path) -> str:
+def prepare(url: str | None, workdir: Path, schema: str = PG_SCHEMA) -> str:
     """A URL for an empty bench database with every table created.
 
     - no URL: a fresh SQLite file under `workdir`;
     - a SQLite URL: that file, which must not exist yet (or be under bench/results/, then it is replaced);
-    - a PostgreSQL URL: the schema `paper_digest_bench` is dropped and created again, and the URL
-      returned pins `search_path` to it, so nothing outside that schema is ever touched.
+    - a PostgreSQL URL: the schema `paper_digest_bench` (or `schema`, `paper_digest_bench_<suffix>`) is
+      dropped and created again, and the URL returned pins `search_path` to it, so nothing outside
+      that schema is ever touched.
     """
     if url is None:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -38,7 +43,7 @@ def prepare(url: str | None, workdir: Path) -> str:
         _remove_sqlite(path)
         url = f"sqlite:///{path}"
     elif url.startswith("postgresql"):
-        url = _pg_schema(url)
+        url = _pg_schema(url, schema)
     else:
         raise BenchDatabaseError(f"unsupported database URL {url!r} (SQLite or PostgreSQL)")
     engine = make_engine(url)
@@ -54,19 +59,29 @@ def _remove_sqlite(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-def _pg_schema(url: str) -> str:
+def check_schema(schema: str) -> None:
+    """Refuse, in one line, a schema name that is not of the bench's own family (it is dropped)."""
+    if not _SCHEMA_NAME.fullmatch(schema):
+        raise BenchDatabaseError(
+            f"the bench schema must be {PG_SCHEMA} or {PG_SCHEMA}_<lowercase letters and digits>, not {schema!r}: "
+            "it is dropped and created again"
+        )
+
+
+def _pg_schema(url: str, schema: str) -> str:
+    check_schema(schema)
     parsed = make_url(url)
     if "options" in parsed.query:
         raise BenchDatabaseError("give the PostgreSQL URL without `options`: the bench sets search_path itself")
     admin = create_engine(url)
     try:
         with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{PG_SCHEMA}" CASCADE'))
-            conn.execute(text(f'CREATE SCHEMA "{PG_SCHEMA}"'))
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     finally:
         admin.dispose()
     sep = "&" if "?" in url else "?"
-    return f"{url}{sep}options={quote(f'-csearch_path={PG_SCHEMA}')}"
+    return f"{url}{sep}options={quote(f'-csearch_path={schema}')}"
 
 
 def kind(url: str | None) -> str:

@@ -93,6 +93,7 @@ class Options:
     skip_celery: bool
     without_learning: bool
     profile: bool
+    schema: str = db.PG_SCHEMA  # on PostgreSQL: the bench's own schema, dropped and made again
 
 
 def parse_args(argv: list[str] | None) -> Options:
@@ -104,6 +105,9 @@ def parse_args(argv: list[str] | None) -> Options:
     p.add_argument("--database", action="append", metavar="URL",
                    help="SQLAlchemy URL, or `sqlite` for a fresh SQLite file; repeat for more runs, the first is "
                         "the headline (default: the local PostgreSQL, then SQLite)")  # fmt: skip
+    p.add_argument("--schema", default=db.PG_SCHEMA,
+                   help=f"PostgreSQL: the bench's own schema, dropped and created again "
+                        f"(default {db.PG_SCHEMA}; another must be {db.PG_SCHEMA}_<suffix>)")  # fmt: skip
     p.add_argument("--redis", default="redis://127.0.0.1:6379/14", help="broker for the Celery runs (dedicated db)")
     p.add_argument("--sample", type=int, help="digests in the render/MIME/send sample (default 1,000; quick 60)")
     p.add_argument("--naive-sample", type=int, help="digests in the naive baseline (default 200; quick 20)")
@@ -132,6 +136,7 @@ def parse_args(argv: list[str] | None) -> Options:
         skip_celery=args.skip_celery,
         without_learning=args.without_learning,
         profile=args.profile,
+        schema=args.schema,
     )
 
 
@@ -389,7 +394,7 @@ def _run(
 ) -> RunResult:
     """Generate the day, measure every stage and Celery run on it, and evaluate the targets."""
     code = CodeState.read()
-    url = db.prepare(database, work)
+    url = db.prepare(database, work, opts.schema)
     setup = Setup(database_url=url, now=generate.bench_now(), smtp_url=sink.url)
     bench = Bench(opts, work, sink, tools, say, setup, db.engine_for(url))
     generated = bench.generate()
@@ -458,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         log.append(line)
 
     try:
+        db.check_schema(opts.schema)
         for database in opts.databases:
             db.check_reachable(database)
         work = _work_folder()

@@ -39,6 +39,8 @@ DIGEST_PARTS = {
     "per_digest": ["per_s", "cpu_ms_each", "compose_cpu_ms_each"],
 }
 CELERY_KEYS = ["digests_sent", "digests_per_s", "wall_s", "projected_wall_s", "worker_cpu_s", "peak_rss_mb", "settled"]
+# The suite's own bench schema: a test run never replaces the day someone measures in the default one.
+TEST_SCHEMA = "paper_digest_bench_tests"
 TARGETS = {
     "embed_2000_s",
     "train_reader_ms",
@@ -78,7 +80,7 @@ def test_benchmark_runs_end_to_end_at_quick_size_on_postgresql_then_sqlite(tmp_p
     out = tmp_path / "results"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "bench", "--quick", "--schema", TEST_SCHEMA, "--out", str(out)],
         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1440,
     )  # fmt: skip
     assert done.returncode == 0, f"the benchmark failed (CI={IN_CI}):\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
@@ -86,7 +88,7 @@ def test_benchmark_runs_end_to_end_at_quick_size_on_postgresql_then_sqlite(tmp_p
     headline = json.loads((out / "latest.json").read_text())
     second = json.loads((out / "latest-sqlite.json").read_text())
     assert headline["meta"]["database"].startswith("postgresql+psycopg://"), "PostgreSQL is the headline run"
-    assert "search_path%3Dpaper_digest_bench" in headline["meta"]["database"], "in the benchmark's own schema"
+    assert f"search_path%3D{TEST_SCHEMA}" in headline["meta"]["database"], "in the benchmark's own schema"
     assert second["meta"]["database"].startswith("sqlite:///")
     table = (out / "latest.md").read_text()
     _check_report(headline, table)
@@ -112,6 +114,21 @@ def test_an_unreachable_postgresql_is_one_clear_line(tmp_path: Path) -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"bench: PostgreSQL at {dead} does not answer ("), lines
     assert "--database sqlite" in lines[0] and "Traceback" not in done.stderr
+    assert not list(tmp_path.iterdir()), "nothing written"
+
+
+@pytest.mark.parametrize("schema", ["public", "paper_digest_bench; DROP TABLE subscriber", "paper_digest_benchmark"])
+def test_a_schema_outside_the_benchs_own_family_is_refused_before_anything_runs(tmp_path: Path, schema: str) -> None:
+    """The bench drops and recreates its schema: any other name (a deployment's `public`) is one
+    clear line, before any database is touched."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--schema", schema, "--out", str(tmp_path)],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bench: the bench schema must be paper_digest_bench"), lines
+    assert repr(schema) in lines[0] and "Traceback" not in done.stderr
     assert not list(tmp_path.iterdir()), "nothing written"
 
 
