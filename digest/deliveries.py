@@ -158,6 +158,7 @@ def insert_many(session: Session, rows: Sequence[NewDelivery]) -> set[int]:
     return {int(sid) for (sid,) in result}
 
 
+# Every column a new row sets (the others start 0, attempts, or NULL).
 _FROM_JSON = (
     "subscriber_id",
     "period",
@@ -172,7 +173,7 @@ _FROM_JSON = (
     "window_end",
     "message_id",
     "created_at",
-)  # fmt: skip: every column a new row sets; the others start 0 (attempts) or NULL
+)
 
 
 @lru_cache(maxsize=1)
@@ -181,8 +182,7 @@ def _recordset_insert() -> Any:
     statement of a few hundred bytes with one parameter, instead of a multi-row VALUES list with
     thousands, which the driver would parse again for every chunk (it caches only short statements)."""
     core: Any = Delivery.__table__  # type: ignore[attr-defined]
-    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
-    shape = ", ".join(f"{name} {core.c[name].type.compile(dialect)}" for name in _FROM_JSON)
+    shape = ", ".join(f"{name} {core.c[name].type.compile(_PG)}" for name in _FROM_JSON)
     columns = ", ".join(_FROM_JSON)
     return text(
         f"INSERT INTO {core.name} ({columns}, attempts) SELECT {columns}, 0 FROM "
